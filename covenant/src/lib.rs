@@ -1,0 +1,1 @@
+//! Schnorr adaptor signatures and the covenant committee's signing (`PROTOCOL.md` §5).

@@ -1,0 +1,2 @@
+//! Extractable one-time signatures, randomness commitments, rounds and ZK proof verification
+//! (`PROTOCOL.md` §9–11).

@@ -1,0 +1,6 @@
+//! Babylon-compatible Bitcoin staking: scripts, outputs, transactions, parameters and the rules
+//! that check a delegation (`PROTOCOL.md` §1–4, §6–8).
+//!
+//! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
+
+pub mod context;
