@@ -1,1 +1,34 @@
-fn main() {}
+//! The `fiamma` command line.
+
+use clap::{Parser, Subcommand};
+use fiamma::cli;
+
+/// Bitcoin-staked security for a network of ZK-proof verifiers.
+#[derive(Debug, Parser)]
+#[command(name = "fiamma", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Staking outputs and transactions.
+    #[command(subcommand)]
+    Staking(cli::staking::StakingCommand),
+    /// Serve an embedded regtest chain, validated by Bitcoin Core's consensus engine, over JSON-RPC.
+    Regtest(cli::regtest::RegtestArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Staking(cmd) => cli::staking::run(cmd).await,
+        Command::Regtest(args) => cli::regtest::run(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

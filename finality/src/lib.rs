@@ -1,2 +1,3 @@
 //! Extractable one-time signatures, randomness commitments, rounds and ZK proof verification
 //! (`PROTOCOL.md` §9–11).
+pub mod zk;

@@ -4,3 +4,5 @@
 //! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
 
 pub mod context;
+pub mod light_client;
+pub mod state;

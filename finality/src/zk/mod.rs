@@ -1,0 +1,1 @@
+//! Groth16 over BN254 proof verification (work in progress).

@@ -1,0 +1,4 @@
+//! The `fiamma` node: wiring of the staking and finality modules, Bitcoin backends and the CLI.
+
+pub mod btc;
+pub mod cli;

@@ -1,0 +1,1 @@
+//! Bitcoin header-chain light client (work in progress).

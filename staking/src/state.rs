@@ -1,0 +1,1 @@
+//! The delegation state machine of PROTOCOL §8 (work in progress).
