@@ -1,0 +1,20 @@
+//! Compiles `fiamma/**/*.proto` into Rust with prost and tonic, and writes the file descriptor
+//! set that the node serves through gRPC server reflection.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "fiamma/staking/v1/staking.proto",
+    "fiamma/staking/v1/service.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("fiamma_descriptor.bin"))
+        .compile_protos(PROTOS, &["."])?;
+    Ok(())
+}
