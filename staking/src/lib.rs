@@ -4,5 +4,11 @@
 //! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
 
 pub mod context;
+pub mod keys;
 pub mod light_client;
+pub mod script;
 pub mod state;
+pub mod taproot;
+
+#[cfg(test)]
+mod testutil;
