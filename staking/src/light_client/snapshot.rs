@@ -1,0 +1,103 @@
+//! A compact, serialisable record of the header chain for the caller to persist: the
+//! checkpoint, the held headers and the tip. Restoring re-validates every header, so a
+//! corrupted or tampered record is refused rather than trusted.
+
+use bitcoin::block::Header;
+use bitcoin::{BlockHash, Network};
+use serde::{Deserialize, Serialize};
+
+use super::chain::{AcceptHeaderError, Checkpoint, HeaderChain, NewChainError};
+
+/// Everything needed to rebuild a [`HeaderChain`]: headers only, no derived values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSnapshot {
+    /// Network whose rules apply.
+    pub network: Network,
+    /// Reorganisation limit.
+    pub max_reorg_depth: u32,
+    /// Trusted starting point.
+    pub checkpoint: Checkpoint,
+    /// Best-chain headers above the checkpoint in height order, then side-branch headers by
+    /// height (parents before children).
+    pub headers: Vec<Header>,
+    /// Tip the restored chain must reach.
+    pub tip: BlockHash,
+}
+
+/// Why a snapshot does not rebuild a chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The checkpoint is unusable.
+    #[error("snapshot checkpoint: {0}")]
+    Checkpoint(#[from] NewChainError),
+    /// A header fails validation.
+    #[error("snapshot header {index}: {source}")]
+    Header {
+        /// Position in [`ChainSnapshot::headers`].
+        index: usize,
+        /// Why it was refused.
+        source: AcceptHeaderError,
+    },
+    /// The headers are valid but lead to a different tip.
+    #[error("snapshot names tip {expected}, but its headers lead to {restored}")]
+    TipMismatch {
+        /// Tip recorded in the snapshot.
+        expected: BlockHash,
+        /// Tip the headers produced.
+        restored: BlockHash,
+    },
+}
+
+impl HeaderChain {
+    /// The chain's snapshot. Restoring it yields the same tip, best chain and side branches.
+    pub fn snapshot(&self) -> ChainSnapshot {
+        let mut headers: Vec<Header> = self
+            .best
+            .iter()
+            .skip(1)
+            .filter_map(|hash| self.entries.get(hash))
+            .map(|e| e.header)
+            .collect();
+        let mut side: Vec<(u32, BlockHash, Header)> = self
+            .side
+            .iter()
+            .filter_map(|hash| self.entries.get(hash))
+            .map(|e| (e.height, e.hash, e.header))
+            .collect();
+        side.sort_unstable_by_key(|(height, hash, _)| (*height, *hash));
+        headers.extend(side.into_iter().map(|(_, _, header)| header));
+        ChainSnapshot {
+            network: self.network(),
+            max_reorg_depth: self.max_reorg_depth,
+            checkpoint: self.checkpoint,
+            headers,
+            tip: self.tip().hash,
+        }
+    }
+
+    /// Rebuilds a chain from `snapshot`, re-validating every header except against the clock
+    /// (each was within two hours of the clock when first accepted).
+    ///
+    /// Best-chain headers go first, so side branches of equal work stay on the side, and every
+    /// held side branch forks within the reorg limit of the final tip, so none is refused.
+    pub fn restore(snapshot: &ChainSnapshot) -> Result<Self, RestoreError> {
+        let mut chain = Self::new(
+            snapshot.network,
+            snapshot.checkpoint,
+            snapshot.max_reorg_depth,
+        )?;
+        for (index, header) in snapshot.headers.iter().enumerate() {
+            chain
+                .accept(header, None)
+                .map_err(|source| RestoreError::Header { index, source })?;
+        }
+        let restored = chain.tip().hash;
+        if restored != snapshot.tip {
+            return Err(RestoreError::TipMismatch {
+                expected: snapshot.tip,
+                restored,
+            });
+        }
+        Ok(chain)
+    }
+}
