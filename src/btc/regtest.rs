@@ -1,0 +1,621 @@
+//! The embedded regtest chain: Bitcoin Core's chainstate (through [`Kernel`]), the index
+//! beside it, and the mempool, tied together. [`RegtestChain`] is synchronous and takes the
+//! clock as an argument; [`EmbeddedBackend`] is the thin async shell that shares it behind
+//! a tokio lock and implements [`Backend`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bitcoin::{Block, BlockHash, MerkleBlock, OutPoint, ScriptBuf, Transaction, Txid};
+use tokio::sync::RwLock;
+
+use super::backend::{
+    Backend, BackendError, BroadcastError, ChainTip, HeaderEntry, OutPointStatus, Rejection,
+    RejectionKind, TxStatus,
+};
+use super::index::{ChainIndex, NotOnTip, TxLocation};
+use super::kernel::{BlockRejected, Kernel, KernelError};
+use super::mempool::{Mempool, MempoolEntry};
+use super::mining::{
+    assemble_block, next_block_time, AssembleError, BlockTemplate, COINBASE_WEIGHT_RESERVE,
+    MAX_BLOCK_WEIGHT,
+};
+use super::policy::{check_transaction, Accepted, NextBlock, SpentCoin, TxReject};
+
+/// The embedded chain failed in storage, assembly or indexing.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The consensus engine could not be opened or read.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// A block could not be assembled.
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    /// The index and the kernel disagree about the tip.
+    #[error(transparent)]
+    Index(#[from] NotOnTip),
+    /// Bitcoin Core refused a block that holds no mempool transaction to blame.
+    #[error(transparent)]
+    BlockRejected(#[from] BlockRejected),
+}
+
+impl From<ChainError> for BackendError {
+    fn from(e: ChainError) -> Self {
+        BackendError::Chain(e.to_string())
+    }
+}
+
+/// A transaction removed from the mempool because Bitcoin Core refused a block holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedTx {
+    /// The removed transaction (the offender, or a descendant of it).
+    pub txid: Txid,
+    /// Bitcoin Core's reason for refusing the block.
+    pub reason: String,
+}
+
+/// The outcome of mining.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mined {
+    /// Hashes of the new blocks, lowest first.
+    pub hashes: Vec<BlockHash>,
+    /// Transactions dropped on the way.
+    pub dropped: Vec<DroppedTx>,
+}
+
+/// Bitcoin Core's regtest chain in this process, with a UTXO index and a mempool.
+pub struct RegtestChain {
+    kernel: Kernel,
+    index: ChainIndex,
+    mempool: Mempool,
+}
+
+impl RegtestChain {
+    /// A fresh chain at the regtest genesis block, with databases in memory.
+    pub fn in_memory() -> Result<Self, ChainError> {
+        Self::from_kernel(Kernel::in_memory()?)
+    }
+
+    /// Opens the chain stored in `datadir`, creating it when empty. Blocks mined in an
+    /// earlier run are loaded; the mempool starts empty.
+    pub fn open(datadir: &Path) -> Result<Self, ChainError> {
+        Self::from_kernel(Kernel::open(datadir)?)
+    }
+
+    fn from_kernel(kernel: Kernel) -> Result<Self, ChainError> {
+        let mut index = ChainIndex::new(&kernel.block_at(0)?);
+        for height in 1..=kernel.tip_height() {
+            index.connect(&kernel.block_at(height)?)?;
+        }
+        Ok(RegtestChain {
+            kernel,
+            index,
+            mempool: Mempool::default(),
+        })
+    }
+
+    /// The UTXO and transaction index of the active chain.
+    pub fn index(&self) -> &ChainIndex {
+        &self.index
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// The tip of the active chain.
+    pub fn tip(&self) -> ChainTip {
+        ChainTip {
+            height: self.index.tip_height(),
+            hash: self.index.tip().hash,
+        }
+    }
+
+    /// Height and median time the next block will have.
+    pub fn next_block(&self) -> NextBlock {
+        NextBlock {
+            height: self.index.tip_height() + 1,
+            median_time_past: self.index.tip().median_time_past,
+        }
+    }
+
+    fn spent_coin(&self, outpoint: &OutPoint) -> Option<SpentCoin> {
+        if let Some(coin) = self.index.coin(outpoint) {
+            let prev_mtp = self
+                .index
+                .entry(coin.height.saturating_sub(1))
+                .map_or(0, |e| e.median_time_past);
+            return Some(SpentCoin {
+                output: coin.output.clone(),
+                height: coin.height,
+                is_coinbase: coin.is_coinbase,
+                prev_median_time_past: prev_mtp,
+            });
+        }
+        let next = self.next_block();
+        self.mempool.output(outpoint).map(|output| SpentCoin {
+            output: output.clone(),
+            height: next.height,
+            is_coinbase: false,
+            prev_median_time_past: next.median_time_past,
+        })
+    }
+
+    /// Runs every mempool check on `tx` without adding it (`testmempoolaccept`).
+    pub fn test_accept(&self, tx: &Transaction) -> Result<Accepted, TxReject> {
+        if self.mempool.contains(&tx.compute_txid()) {
+            return Err(TxReject::AlreadyInMempool);
+        }
+        check_transaction(
+            tx,
+            self.next_block(),
+            |op| self.spent_coin(op),
+            |op| self.mempool.spender(op).map(|(txid, _)| txid),
+        )
+    }
+
+    /// Whether some output of the mined transaction `txid` is still unspent.
+    fn has_unspent_outputs(&self, tx: &Transaction) -> bool {
+        let txid = tx.compute_txid();
+        (0..tx.output.len()).any(|vout| {
+            u32::try_from(vout)
+                .is_ok_and(|vout| self.index.coin(&OutPoint::new(txid, vout)).is_some())
+        })
+    }
+
+    /// Adds `tx` to the mempool with `sendrawtransaction`'s semantics: a transaction already
+    /// in the mempool is accepted again; one whose outputs are in the UTXO set is
+    /// `AlreadyConfirmed`; anything else must pass every policy check.
+    pub fn submit_transaction(&mut self, tx: &Transaction) -> Result<Txid, Rejection> {
+        let txid = tx.compute_txid();
+        if self.mempool.contains(&txid) {
+            return Ok(txid);
+        }
+        if self.index.location(&txid).is_some() && self.has_unspent_outputs(tx) {
+            return Err(Rejection {
+                txid,
+                kind: RejectionKind::AlreadyConfirmed,
+                reason: "Transaction outputs already in utxo set".into(),
+            });
+        }
+        let accepted = self.test_accept(tx).map_err(|e| Rejection {
+            txid,
+            kind: e.kind(),
+            reason: e.to_string(),
+        })?;
+        self.mempool.insert(MempoolEntry {
+            tx: tx.clone(),
+            fee: accepted.fee,
+            vsize: accepted.vsize,
+        });
+        Ok(txid)
+    }
+
+    /// Submits a block. It becomes the tip only if Bitcoin Core connects it; the mempool
+    /// then loses the block's transactions and whatever conflicts with them.
+    pub fn submit_block(&mut self, block: &Block) -> Result<u32, ChainError> {
+        self.kernel.submit_block(block)?;
+        let height = self.index.connect(block)?;
+        self.mempool.remove_for_block(block);
+        Ok(height)
+    }
+
+    /// Mempool transactions in arrival order that fit in one block, with their total fee.
+    fn select_transactions(&self) -> (Vec<Transaction>, bitcoin::Amount) {
+        let mut weight = COINBASE_WEIGHT_RESERVE;
+        let mut fees = bitcoin::Amount::ZERO;
+        let mut txs = Vec::new();
+        let mut skipped = std::collections::BTreeSet::new();
+        for entry in self.mempool.ordered() {
+            let tx_weight = entry.tx.weight().to_wu();
+            // A child of a skipped parent cannot go in either.
+            let orphaned = entry
+                .tx
+                .input
+                .iter()
+                .any(|i| skipped.contains(&i.previous_output.txid));
+            if orphaned || weight + tx_weight > MAX_BLOCK_WEIGHT {
+                skipped.insert(entry.tx.compute_txid());
+                continue;
+            }
+            weight += tx_weight;
+            fees += entry.fee;
+            txs.push(entry.tx.clone());
+        }
+        (txs, fees)
+    }
+
+    /// Mines one block on the tip paying `payout`, holding as many mempool transactions as
+    /// fit. When Bitcoin Core refuses the block, the offending transaction (named in the
+    /// kernel's reason; every candidate when none is named) and its descendants leave the
+    /// mempool with that reason, and assembly is retried.
+    pub fn mine_block(&mut self, payout: &ScriptBuf, now: u32) -> Result<Mined, ChainError> {
+        let mut dropped = Vec::new();
+        loop {
+            let (txs, fees) = self.select_transactions();
+            let tip = self.index.tip();
+            let template = BlockTemplate {
+                prev_hash: tip.hash,
+                height: self.index.tip_height() + 1,
+                time: next_block_time(now, tip.median_time_past),
+                payout_script: payout.clone(),
+                fees,
+            };
+            let block = assemble_block(&template, txs.clone())?;
+            match self.kernel.submit_block(&block) {
+                Ok(()) => {
+                    self.index.connect(&block)?;
+                    self.mempool.remove_for_block(&block);
+                    return Ok(Mined {
+                        hashes: vec![block.block_hash()],
+                        dropped,
+                    });
+                }
+                Err(rejected) if !txs.is_empty() => {
+                    tracing::warn!("{rejected}; dropping the offending transaction");
+                    let offender = offender(&txs, &rejected.reason);
+                    let victims: Vec<Txid> = match offender {
+                        Some(txid) => vec![txid],
+                        None => txs.iter().map(Transaction::compute_txid).collect(),
+                    };
+                    for victim in victims {
+                        for txid in self.mempool.remove_with_descendants(&victim) {
+                            dropped.push(DroppedTx {
+                                txid,
+                                reason: rejected.reason.clone(),
+                            });
+                        }
+                    }
+                }
+                Err(rejected) => return Err(rejected.into()),
+            }
+        }
+    }
+
+    /// Mines `count` blocks paying `payout` (`generatetoaddress`).
+    pub fn mine(&mut self, count: u32, payout: &ScriptBuf, now: u32) -> Result<Mined, ChainError> {
+        let mut mined = Mined::default();
+        for _ in 0..count {
+            let one = self.mine_block(payout, now)?;
+            mined.hashes.extend(one.hashes);
+            mined.dropped.extend(one.dropped);
+        }
+        Ok(mined)
+    }
+
+    /// An active-chain block by hash.
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, ChainError> {
+        match self.index.height_of(hash) {
+            Some(height) => Ok(Some(self.kernel.block_at(height)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The active-chain block at `height`.
+    pub fn block_at(&self, height: u32) -> Result<Option<Block>, ChainError> {
+        if height > self.index.tip_height() {
+            return Ok(None);
+        }
+        Ok(Some(self.kernel.block_at(height)?))
+    }
+
+    /// A transaction from the mempool or the active chain, with where it was mined.
+    pub fn transaction(
+        &self,
+        txid: &Txid,
+    ) -> Result<Option<(Transaction, Option<TxLocation>)>, ChainError> {
+        if let Some(entry) = self.mempool.get(txid) {
+            return Ok(Some((entry.tx.clone(), None)));
+        }
+        let Some(location) = self.index.location(txid) else {
+            return Ok(None);
+        };
+        let block = self.kernel.block_at(location.height)?;
+        let tx = usize::try_from(location.position)
+            .ok()
+            .and_then(|p| block.txdata.get(p).cloned());
+        Ok(tx.map(|tx| (tx, Some(location))))
+    }
+
+    /// Whether `txid` is unknown, in the mempool, or mined (with its Merkle proof).
+    pub fn tx_status(&self, txid: &Txid) -> Result<TxStatus, ChainError> {
+        if self.mempool.contains(txid) {
+            return Ok(TxStatus::InMempool);
+        }
+        let Some(location) = self.index.location(txid) else {
+            return Ok(TxStatus::Unknown);
+        };
+        let block = self.kernel.block_at(location.height)?;
+        Ok(TxStatus::Confirmed {
+            block_hash: block.block_hash(),
+            height: location.height,
+            confirmations: self.index.confirmations(location.height),
+            proof: MerkleBlock::from_block_with_predicate(&block, |t| t == txid),
+        })
+    }
+
+    /// Whether an outpoint is unspent, spent in the mempool, or spent in the chain.
+    pub fn outpoint_status(&self, outpoint: &OutPoint) -> OutPointStatus {
+        if let Some(spend) = self.index.spend(outpoint) {
+            return OutPointStatus::Spent {
+                txid: spend.txid,
+                vin: spend.vin,
+                height: spend.height,
+            };
+        }
+        if let Some((txid, vin)) = self.mempool.spender(outpoint) {
+            return OutPointStatus::SpentInMempool { txid, vin };
+        }
+        if let Some(coin) = self.index.coin(outpoint) {
+            return OutPointStatus::Unspent {
+                confirmations: self.index.confirmations(coin.height),
+            };
+        }
+        if self.mempool.output(outpoint).is_some() {
+            return OutPointStatus::Unspent { confirmations: 0 };
+        }
+        OutPointStatus::Unknown
+    }
+}
+
+/// The transaction Bitcoin Core's reason names first. Reasons name the failing transaction
+/// before any parent it spends (`input 0 of <txid> ..., spending <parent>:0`).
+fn offender(txs: &[Transaction], reason: &str) -> Option<Txid> {
+    txs.iter()
+        .map(Transaction::compute_txid)
+        .filter_map(|txid| reason.find(&txid.to_string()).map(|at| (at, txid)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, txid)| txid)
+}
+
+/// Seconds since the Unix epoch, saturated into a block time field.
+pub fn unix_now() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// A [`RegtestChain`] shared between tasks.
+pub type SharedChain = Arc<RwLock<RegtestChain>>;
+
+/// The embedded chain as a [`Backend`], plus mining for tests and the devnet.
+#[derive(Clone)]
+pub struct EmbeddedBackend {
+    chain: SharedChain,
+}
+
+impl EmbeddedBackend {
+    /// Wraps a chain.
+    pub fn new(chain: RegtestChain) -> Self {
+        EmbeddedBackend {
+            chain: Arc::new(RwLock::new(chain)),
+        }
+    }
+
+    /// The shared chain, e.g. to serve it over JSON-RPC.
+    pub fn shared(&self) -> SharedChain {
+        self.chain.clone()
+    }
+
+    /// Mines `count` blocks paying `payout`, timestamped from the system clock.
+    pub async fn mine(&self, count: u32, payout: &ScriptBuf) -> Result<Mined, ChainError> {
+        self.chain.write().await.mine(count, payout, unix_now())
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for EmbeddedBackend {
+    async fn tip(&self) -> Result<ChainTip, BackendError> {
+        Ok(self.chain.read().await.tip())
+    }
+
+    async fn block_hash(&self, height: u32) -> Result<Option<BlockHash>, BackendError> {
+        Ok(self
+            .chain
+            .read()
+            .await
+            .index()
+            .entry(height)
+            .map(|e| e.hash))
+    }
+
+    async fn header(&self, hash: &BlockHash) -> Result<Option<HeaderEntry>, BackendError> {
+        let chain = self.chain.read().await;
+        let index = chain.index();
+        Ok(index.height_of(hash).and_then(|height| {
+            index.entry(height).map(|e| HeaderEntry {
+                header: e.header,
+                height,
+            })
+        }))
+    }
+
+    async fn block(&self, hash: &BlockHash) -> Result<Option<Block>, BackendError> {
+        Ok(self.chain.read().await.block(hash)?)
+    }
+
+    async fn transaction(&self, txid: &Txid) -> Result<Option<Transaction>, BackendError> {
+        Ok(self.chain.read().await.transaction(txid)?.map(|(tx, _)| tx))
+    }
+
+    async fn tx_status(&self, txid: &Txid) -> Result<TxStatus, BackendError> {
+        Ok(self.chain.read().await.tx_status(txid)?)
+    }
+
+    async fn outpoint_status(&self, outpoint: &OutPoint) -> Result<OutPointStatus, BackendError> {
+        Ok(self.chain.read().await.outpoint_status(outpoint))
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError> {
+        Ok(self.chain.write().await.submit_transaction(tx)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btc::test_tx::{anyone, spend};
+    use bitcoin::{Amount, Sequence};
+
+    fn coinbase_out(chain: &RegtestChain, height: u32) -> OutPoint {
+        let block = chain.block_at(height).expect("read").expect("block");
+        OutPoint::new(block.txdata[0].compute_txid(), 0)
+    }
+
+    const NOW: u32 = 1_750_000_000;
+
+    #[test]
+    fn mined_spend_is_confirmed_with_a_merkle_proof() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(101, &anyone(), NOW).expect("mine");
+        assert_eq!(chain.tip().height, 101);
+        let coinbase = coinbase_out(&chain, 1);
+        let tx = spend(coinbase, Amount::from_sat(49_9999_0000), Sequence::MAX);
+        let txid = chain.submit_transaction(&tx).expect("accepted");
+        assert_eq!(chain.tx_status(&txid).expect("status"), TxStatus::InMempool);
+        assert_eq!(
+            chain.outpoint_status(&coinbase),
+            OutPointStatus::SpentInMempool { txid, vin: 0 }
+        );
+        let mined = chain.mine(1, &anyone(), NOW).expect("mine");
+        assert!(mined.dropped.is_empty());
+        match chain.tx_status(&txid).expect("status") {
+            TxStatus::Confirmed {
+                height,
+                confirmations,
+                proof,
+                block_hash,
+            } => {
+                assert_eq!(
+                    (height, confirmations, block_hash),
+                    (102, 1, mined.hashes[0])
+                );
+                let mut matches = Vec::new();
+                let mut indexes = Vec::new();
+                let root = proof
+                    .txn
+                    .extract_matches(&mut matches, &mut indexes)
+                    .expect("proof");
+                assert_eq!(root, proof.header.merkle_root);
+                assert_eq!(matches, vec![txid]);
+            }
+            other => panic!("not confirmed: {other:?}"),
+        }
+        assert_eq!(
+            chain.outpoint_status(&coinbase),
+            OutPointStatus::Spent {
+                txid,
+                vin: 0,
+                height: 102
+            }
+        );
+        // Spending it again: the input is gone.
+        let again = spend(coinbase, Amount::from_sat(1_000), Sequence::MAX);
+        let err = chain.submit_transaction(&again).unwrap_err();
+        assert_eq!(err.kind, RejectionKind::MissingOrSpentInputs);
+        // Sending the mined transaction again: its outputs are in the UTXO set.
+        let err = chain.submit_transaction(&tx).unwrap_err();
+        assert_eq!(err.kind, RejectionKind::AlreadyConfirmed);
+    }
+
+    #[test]
+    fn block_core_refuses_never_becomes_tip_and_its_offender_is_dropped() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(101, &anyone(), NOW).expect("mine");
+        let good = spend(
+            coinbase_out(&chain, 1),
+            Amount::from_sat(49_0000_0000),
+            Sequence::MAX,
+        );
+        chain.submit_transaction(&good).expect("good");
+        // A relative lock of 50 blocks on a coin with 100 confirmations is met; of 200 is
+        // not. The policy would refuse it, so slip it past the policy to reach the kernel.
+        let locked = spend(
+            coinbase_out(&chain, 2),
+            Amount::from_sat(49_0000_0000),
+            Sequence::from_height(200),
+        );
+        assert!(matches!(
+            chain.test_accept(&locked),
+            Err(TxReject::NonBip68Final { .. })
+        ));
+        let child = spend(
+            OutPoint::new(locked.compute_txid(), 0),
+            Amount::from_sat(48_0000_0000),
+            Sequence::MAX,
+        );
+        for tx in [&locked, &child] {
+            chain.mempool.insert(MempoolEntry {
+                tx: tx.clone(),
+                fee: Amount::ZERO,
+                vsize: 0,
+            });
+        }
+        let tip_before = chain.tip();
+        let mined = chain.mine(1, &anyone(), NOW).expect("mine");
+        let dropped: Vec<Txid> = mined.dropped.iter().map(|d| d.txid).collect();
+        assert_eq!(dropped, vec![locked.compute_txid(), child.compute_txid()]);
+        assert!(
+            mined.dropped[0].reason.starts_with("bad-txns-nonfinal"),
+            "{}",
+            mined.dropped[0].reason
+        );
+        // The block that was finally mined builds on the old tip and holds the good spend.
+        let block = chain.block(&mined.hashes[0]).expect("read").expect("block");
+        assert_eq!(block.header.prev_blockhash, tip_before.hash);
+        assert_eq!(block.txdata.len(), 2);
+        assert_eq!(block.txdata[1].compute_txid(), good.compute_txid());
+        assert!(chain.mempool().is_empty());
+    }
+
+    #[test]
+    fn submit_block_refuses_a_bad_block_with_core_reason() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(1, &anyone(), NOW).expect("mine");
+        let tip = chain.tip();
+        // Spends a coin that does not exist.
+        let ghost = spend(
+            OutPoint::new(Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()), 3),
+            Amount::from_sat(1),
+            Sequence::MAX,
+        );
+        let block = assemble_block(
+            &BlockTemplate {
+                prev_hash: tip.hash,
+                height: 2,
+                time: NOW + 1,
+                payout_script: anyone(),
+                fees: Amount::ZERO,
+            },
+            vec![ghost],
+        )
+        .expect("assemble");
+        let err = chain.submit_block(&block).unwrap_err();
+        assert!(
+            err.to_string().contains("bad-txns-inputs-missingorspent"),
+            "{err}"
+        );
+        assert_eq!(chain.tip(), tip);
+    }
+
+    #[test]
+    fn datadir_chain_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("fiamma-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (tip, coinbase) = {
+            let mut chain = RegtestChain::open(&dir).expect("open");
+            chain.mine(3, &anyone(), NOW).expect("mine");
+            (chain.tip(), coinbase_out(&chain, 2))
+        };
+        let chain = RegtestChain::open(&dir).expect("reopen");
+        assert_eq!(chain.tip(), tip);
+        assert_eq!(
+            chain.outpoint_status(&coinbase),
+            OutPointStatus::Unspent { confirmations: 2 }
+        );
+        drop(chain);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
