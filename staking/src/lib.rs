@@ -7,8 +7,10 @@ pub mod context;
 pub mod keys;
 pub mod light_client;
 pub mod script;
+pub mod sighash;
 pub mod state;
 pub mod taproot;
+pub mod witness;
 
 #[cfg(test)]
 mod testutil;

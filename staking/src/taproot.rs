@@ -252,7 +252,7 @@ mod tests {
                 let script = output.leaf_script(leaf).unwrap();
                 assert!(cb.verify_taproot_commitment(
                     SECP256K1,
-                    output.output_key().to_inner(),
+                    output.output_key().to_x_only_public_key(),
                     script
                 ));
                 assert_eq!(cb.internal_key, nums_internal_key());
