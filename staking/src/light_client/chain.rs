@@ -584,3 +584,261 @@ impl HeaderChain {
             .is_some_and(|best| best.hash == entry.hash)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{
+        break_pow, grind, mine, mine_run, mine_with_bits, regtest_chain, regtest_genesis, NOW,
+        REGTEST_BITS,
+    };
+    use super::*;
+
+    fn regtest(max_reorg_depth: u32) -> (HeaderChain, Header) {
+        (regtest_chain(max_reorg_depth, &[]), regtest_genesis())
+    }
+
+    fn accept_all(chain: &mut HeaderChain, headers: &[Header]) {
+        if let Err(e) = chain.accept_headers(headers, NOW) {
+            panic!("header refused: {e}");
+        }
+    }
+
+    #[test]
+    fn checkpoints_must_sit_on_a_retarget_boundary_where_difficulty_moves() {
+        let genesis = Checkpoint::genesis(Network::Bitcoin);
+        assert!(HeaderChain::new(Network::Bitcoin, genesis, 6).is_ok());
+        let off = Checkpoint::new(2017, genesis.header);
+        assert_eq!(
+            HeaderChain::new(Network::Bitcoin, off, 6).err(),
+            Some(NewChainError::NotAtRetargetBoundary {
+                hash: genesis.header.block_hash(),
+                height: 2017,
+                interval: 2016
+            })
+        );
+        // Regtest never retargets, so any height will do.
+        let regtest = Checkpoint::new(7, Checkpoint::genesis(Network::Regtest).header);
+        assert!(HeaderChain::new(Network::Regtest, regtest, 6).is_ok());
+    }
+
+    #[test]
+    fn a_checkpoint_without_its_work_is_refused() {
+        let forged = break_pow(&Checkpoint::genesis(Network::Regtest).header);
+        let err = HeaderChain::new(Network::Regtest, Checkpoint::new(0, forged), 6).err();
+        assert!(matches!(err, Some(NewChainError::BadProofOfWork { .. })));
+        // The regtest genesis does not meet mainnet's limit.
+        let easy = Checkpoint::genesis(Network::Regtest);
+        let err = HeaderChain::new(Network::Bitcoin, easy, 6).err();
+        assert!(matches!(err, Some(NewChainError::InvalidBits { .. })));
+    }
+
+    #[test]
+    fn headers_extend_the_tip_and_repeat_harmlessly() {
+        let (mut chain, genesis) = regtest(6);
+        let run = mine_run(&genesis, 3, 1);
+        let outcome = chain.accept_header(&run[0], NOW);
+        assert_eq!(
+            outcome,
+            Ok(AcceptOutcome::Extended {
+                hash: run[0].block_hash(),
+                height: 1
+            })
+        );
+        accept_all(&mut chain, &run[1..]);
+        assert_eq!(chain.tip().height, 3);
+        assert_eq!(chain.tip().hash, run[2].block_hash());
+        assert_eq!(
+            chain.accept_header(&run[1], NOW),
+            Ok(AcceptOutcome::AlreadyKnown {
+                hash: run[1].block_hash(),
+                height: 2
+            })
+        );
+        // Equal work per regtest block: the tip's work is four blocks' worth.
+        let per_block = genesis.work();
+        let four = [per_block; 3]
+            .into_iter()
+            .try_fold(per_block, rules::checked_add_work);
+        assert_eq!(Some(chain.tip().chain_work), four);
+    }
+
+    #[test]
+    fn bad_proof_of_work_and_unknown_parents_are_refused() {
+        let (mut chain, genesis) = regtest(6);
+        let good = mine(&genesis, 1);
+        let broken = break_pow(&good);
+        assert_eq!(
+            chain.accept_header(&broken, NOW),
+            Err(AcceptHeaderError::BadProofOfWork {
+                hash: broken.block_hash(),
+                bits: broken.bits
+            })
+        );
+        let orphan = mine(&good, 2);
+        assert_eq!(
+            chain.accept_header(&orphan, NOW),
+            Err(AcceptHeaderError::UnknownPrevious {
+                hash: orphan.block_hash(),
+                prev: good.block_hash()
+            })
+        );
+        assert_eq!(chain.tip().height, 0);
+    }
+
+    #[test]
+    fn regtest_requires_the_pow_limit_bits() {
+        let (mut chain, genesis) = regtest(6);
+        // Harder than required still fails: nBits must equal the rule's value.
+        let harder = mine_with_bits(&genesis, genesis.time + 600, 1, 0x2000_ffff);
+        assert_eq!(
+            chain.accept_header(&harder, NOW),
+            Err(AcceptHeaderError::BadDifficultyBits {
+                hash: harder.block_hash(),
+                height: 1,
+                got: CompactTarget::from_consensus(0x2000_ffff),
+                expected: CompactTarget::from_consensus(REGTEST_BITS),
+            })
+        );
+    }
+
+    #[test]
+    fn timestamps_must_pass_the_median_and_not_run_ahead_of_the_clock() {
+        let (mut chain, genesis) = regtest(6);
+        let run = mine_run(&genesis, 11, 1);
+        accept_all(&mut chain, &run);
+        // The median of heights 1..=11 is height 6's time.
+        let median = run[5].time;
+        let tip = run[10];
+        let stale = mine_with_bits(&tip, median, 2, REGTEST_BITS);
+        assert_eq!(
+            chain.accept_header(&stale, NOW),
+            Err(AcceptHeaderError::TimeTooOld {
+                hash: stale.block_hash(),
+                time: median,
+                median_time_past: median
+            })
+        );
+        let just_after = mine_with_bits(&tip, median + 1, 3, REGTEST_BITS);
+        assert!(chain.accept_header(&just_after, NOW).is_ok());
+        let now = u64::from(just_after.time);
+        let early = mine_with_bits(&just_after, just_after.time + 7201, 4, REGTEST_BITS);
+        assert_eq!(
+            chain.accept_header(&early, now),
+            Err(AcceptHeaderError::TimeTooNew {
+                hash: early.block_hash(),
+                time: early.time,
+                now
+            })
+        );
+        let on_limit = mine_with_bits(&just_after, just_after.time + 7200, 5, REGTEST_BITS);
+        assert!(chain.accept_header(&on_limit, now).is_ok());
+    }
+
+    #[test]
+    fn a_heavier_branch_takes_over_and_an_equal_one_does_not() {
+        let (mut chain, genesis) = regtest(6);
+        let main = mine_run(&genesis, 3, 1);
+        accept_all(&mut chain, &main);
+        let fork = mine_run(&main[0], 3, 2);
+        assert_eq!(
+            chain.accept_header(&fork[0], NOW),
+            Ok(AcceptOutcome::SideBranch {
+                hash: fork[0].block_hash(),
+                height: 2
+            })
+        );
+        // Same height as the tip: first seen wins.
+        assert!(matches!(
+            chain.accept_header(&fork[1], NOW),
+            Ok(AcceptOutcome::SideBranch { height: 3, .. })
+        ));
+        assert_eq!(chain.tip().hash, main[2].block_hash());
+        assert_eq!(
+            chain.accept_header(&fork[2], NOW),
+            Ok(AcceptOutcome::Reorganized {
+                hash: fork[2].block_hash(),
+                height: 4,
+                fork_height: 1,
+                disconnected: vec![main[1].block_hash(), main[2].block_hash()],
+                connected: fork.iter().map(Header::block_hash).collect(),
+            })
+        );
+        assert_eq!(chain.tip().hash, fork[2].block_hash());
+        // The old branch is still held and can win back.
+        let revenge = mine_run(&main[2], 2, 3);
+        assert!(matches!(
+            chain.accept_header(&revenge[0], NOW),
+            Ok(AcceptOutcome::SideBranch { .. })
+        ));
+        assert!(matches!(
+            chain.accept_header(&revenge[1], NOW),
+            Ok(AcceptOutcome::Reorganized { fork_height: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn forks_deeper_than_the_limit_are_refused_and_change_nothing() {
+        let (mut chain, genesis) = regtest(2);
+        let main = mine_run(&genesis, 5, 1);
+        accept_all(&mut chain, &main);
+        let before = chain.snapshot();
+        // Forking off height 2 would disconnect heights 3..=5: three blocks.
+        let deep = mine(&main[1], 2);
+        assert_eq!(
+            chain.accept_header(&deep, NOW),
+            Err(AcceptHeaderError::ReorgTooDeep {
+                hash: deep.block_hash(),
+                fork_height: 2,
+                depth: 3,
+                max_depth: 2
+            })
+        );
+        assert_eq!(chain.snapshot(), before);
+        // Off height 3 is two blocks deep: allowed.
+        let shallow = mine(&main[2], 3);
+        assert!(matches!(
+            chain.accept_header(&shallow, NOW),
+            Ok(AcceptOutcome::SideBranch { .. })
+        ));
+    }
+
+    #[test]
+    fn side_branches_beyond_the_limit_are_pruned() {
+        let (mut chain, genesis) = regtest(1);
+        let main = mine_run(&genesis, 2, 1);
+        accept_all(&mut chain, &main);
+        let side = mine(&main[0], 2);
+        accept_all(&mut chain, &[side]);
+        assert_eq!(chain.height_of(&side.block_hash()), Some(2));
+        let more = mine(&main[1], 3);
+        accept_all(&mut chain, &[more]);
+        // The side header forks at height 1, now two below the tip: it can never win.
+        assert_eq!(chain.header(&side.block_hash()), None);
+        let on_side = mine(&side, 4);
+        assert!(matches!(
+            chain.accept_header(&on_side, NOW),
+            Err(AcceptHeaderError::UnknownPrevious { .. })
+        ));
+    }
+
+    #[test]
+    fn versions_below_the_soft_fork_floor_are_refused() {
+        // On regtest, rust-bitcoin's activation heights put the BIP-65 floor at 1351.
+        let (mut chain, genesis) = regtest(6);
+        let run = mine_run(&genesis, 1350, 1);
+        accept_all(&mut chain, &run);
+        let tip = run[1349];
+        let mut old = mine(&tip, 2);
+        old.version = bitcoin::block::Version::from_consensus(3);
+        let old = grind(old);
+        assert_eq!(
+            chain.accept_header(&old, NOW),
+            Err(AcceptHeaderError::ObsoleteVersion {
+                hash: old.block_hash(),
+                height: 1351,
+                version: 3,
+                required: 4
+            })
+        );
+    }
+}

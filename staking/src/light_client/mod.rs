@@ -18,6 +18,8 @@ mod merkle;
 mod query;
 mod rules;
 mod snapshot;
+#[cfg(test)]
+mod testkit;
 
 pub use chain::{
     AcceptHeaderError, AcceptOutcome, ChainTip, Checkpoint, HeaderChain, NewChainError,

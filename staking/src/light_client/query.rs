@@ -247,3 +247,182 @@ impl HeaderChain {
         Ok((entry, self.tip_entry().height - entry.height))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::merkle::MerkleBranch;
+    use super::super::testkit::{
+        break_pow, grind, mine, mine_run, regtest_chain, regtest_genesis, NOW,
+    };
+    use super::*;
+    use bitcoin::hashes::Hash;
+    use bitcoin::merkle_tree::PartialMerkleTree;
+    use bitcoin::TxMerkleNode;
+
+    /// A regtest chain of `len` headers on genesis, and the headers.
+    fn chain_of(len: usize) -> (HeaderChain, Vec<Header>) {
+        let run = mine_run(&regtest_genesis(), len, 1);
+        (regtest_chain(6, &run), run)
+    }
+
+    fn txids(n: u8) -> Vec<Txid> {
+        (0..n).map(|i| Txid::hash(&[i, 0xaa])).collect()
+    }
+
+    /// A regtest header on `prev` committing to `txids`.
+    fn block_with(prev: &Header, txids: &[Txid]) -> Header {
+        let leaves = txids
+            .iter()
+            .map(|t| TxMerkleNode::from_raw_hash(t.to_raw_hash()));
+        let mut header = mine(prev, 99);
+        header.merkle_root =
+            bitcoin::merkle_tree::calculate_root(leaves).unwrap_or(header.merkle_root);
+        grind(header)
+    }
+
+    #[test]
+    fn depth_and_confirmations_count_from_the_tip() {
+        let (chain, run) = chain_of(5);
+        let third = run[2].block_hash();
+        assert_eq!(chain.height_of(&third), Some(3));
+        assert_eq!(chain.hash_at(3), Some(third));
+        assert_eq!(chain.hash_at(6), None);
+        assert_eq!(chain.depth(&third), Some(2));
+        assert_eq!(chain.confirmations(&third), Some(3));
+        assert_eq!(chain.depth(&run[4].block_hash()), Some(0));
+        assert_eq!(chain.check_k_deep(&third, 2), Ok(2));
+        assert_eq!(
+            chain.check_k_deep(&third, 3),
+            Err(DepthError::NotDeepEnough {
+                hash: third,
+                depth: 2,
+                k: 3
+            })
+        );
+        let unknown = BlockHash::all_zeros();
+        assert_eq!(
+            chain.check_k_deep(&unknown, 0),
+            Err(DepthError::NotOnBestChain(BestChainError::UnknownBlock {
+                hash: unknown
+            }))
+        );
+    }
+
+    #[test]
+    fn side_branch_blocks_are_neither_deep_nor_proof_anchors() {
+        let (mut chain, run) = chain_of(3);
+        let ids = txids(2);
+        let side = block_with(&run[0], &ids);
+        assert!(chain.accept_header(&side, NOW).is_ok());
+        let hash = side.block_hash();
+        assert!(!chain.is_on_best_chain(&hash));
+        let not_best = BestChainError::OnSideBranch { hash, height: 2 };
+        assert_eq!(chain.depth(&hash), None);
+        assert_eq!(
+            chain.check_k_deep(&hash, 0),
+            Err(DepthError::NotOnBestChain(not_best.clone()))
+        );
+        let proof = MerkleBranch::from_txids(&ids, 1).map(InclusionProof::from);
+        let proof = proof.unwrap_or_else(|| panic!("branch"));
+        assert_eq!(
+            chain.verify_inclusion(&hash, ids[1], &proof),
+            Err(InclusionError::NotOnBestChain(not_best))
+        );
+    }
+
+    #[test]
+    fn inclusion_is_proven_against_best_chain_headers() {
+        let (mut chain, run) = chain_of(2);
+        let ids = txids(5);
+        let block = block_with(&run[1], &ids);
+        assert!(chain.accept_header(&block, NOW).is_ok());
+        let after = mine_run(&block, 2, 7);
+        assert!(chain.accept_headers(&after, NOW).is_ok());
+        let hash = block.block_hash();
+
+        let branch = MerkleBranch::from_txids(&ids, 3).map(InclusionProof::from);
+        let branch = branch.unwrap_or_else(|| panic!("branch"));
+        let inclusion = chain.verify_inclusion(&hash, ids[3], &branch);
+        assert_eq!(
+            inclusion,
+            Ok(Inclusion {
+                block_hash: hash,
+                height: 3,
+                index: 3,
+                depth: 2
+            })
+        );
+        assert!(inclusion.is_ok_and(|i| i.is_k_deep(2) && !i.is_k_deep(3)));
+
+        let matches: Vec<bool> = (0..5).map(|i| i == 3).collect();
+        let merkle_block = MerkleBlock {
+            header: block,
+            txn: PartialMerkleTree::from_txids(&ids, &matches),
+        };
+        assert_eq!(
+            chain
+                .verify_merkle_block(&merkle_block, ids[3])
+                .map(|i| i.index),
+            Ok(3)
+        );
+
+        // The same proof under another block's root is a bad proof.
+        let other = run[1].block_hash();
+        assert!(matches!(
+            chain.verify_inclusion(&other, ids[3], &branch),
+            Err(InclusionError::BadMerkleProof { hash, source: MerkleProofError::RootMismatch { .. } }) if hash == other
+        ));
+    }
+
+    #[test]
+    fn sixty_four_byte_transactions_are_refused() {
+        // version 2, one input spending the null outpoint with an empty script, one output of
+        // 1 sat to a 4-byte script, lock time 0: 64 bytes.
+        let raw = "02000000010000000000000000000000000000000000000000000000000000000000000000ffffffff00ffffffff0101000000000000000451515151\
+                   00000000";
+        let bytes = hex::decode(raw).unwrap_or_default();
+        let tx: Transaction =
+            bitcoin::consensus::deserialize(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tx.base_size(), 64);
+        let (mut chain, run) = chain_of(1);
+        let ids = [Txid::hash(b"coinbase"), tx.compute_txid()];
+        let block = block_with(&run[0], &ids);
+        assert!(chain.accept_header(&block, NOW).is_ok());
+        let proof = MerkleBranch::from_txids(&ids, 1).map(InclusionProof::from);
+        let proof = proof.unwrap_or_else(|| panic!("branch"));
+        assert_eq!(
+            chain.verify_transaction_inclusion(&block.block_hash(), &tx, &proof),
+            Err(InclusionError::BadMerkleProof {
+                hash: block.block_hash(),
+                source: MerkleProofError::SixtyFourByteTransaction { txid: ids[1] }
+            })
+        );
+        // The txid alone is what the proof shows.
+        assert!(chain
+            .verify_inclusion(&block.block_hash(), ids[1], &proof)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_first_refused_header_keeping_the_rest() {
+        let (mut chain, run) = chain_of(1);
+        let more = mine_run(&run[0], 3, 5);
+        let more = [more[0], break_pow(&more[1]), more[2]];
+        let err = chain.accept_headers(&more, NOW).err();
+        assert_eq!(err.as_ref().map(|e| e.index), Some(1));
+        assert_eq!(err.map(|e| e.applied.len()), Some(1));
+        assert_eq!(chain.tip().hash, more[0].block_hash());
+    }
+
+    #[test]
+    fn the_locator_is_dense_near_the_tip_and_ends_at_the_checkpoint() {
+        let (chain, run) = chain_of(40);
+        let locator = chain.locator();
+        let heights: Vec<u32> = locator.iter().filter_map(|h| chain.height_of(h)).collect();
+        assert_eq!(
+            heights,
+            vec![40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 29, 25, 17, 1, 0]
+        );
+        assert_eq!(locator[0], run[39].block_hash());
+    }
+}

@@ -101,3 +101,58 @@ impl HeaderChain {
         Ok(chain)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{break_pow, mine_run, regtest_chain, regtest_genesis};
+    use super::*;
+
+    #[test]
+    fn a_snapshot_restores_the_same_chain_through_json() {
+        let main = mine_run(&regtest_genesis(), 4, 1);
+        let side = mine_run(&main[1], 2, 2);
+        let chain = regtest_chain(3, &[main.clone(), side.clone()].concat());
+        let snapshot = chain.snapshot();
+        assert_eq!(snapshot.headers.len(), 6);
+        let json = serde_json::to_string(&snapshot).unwrap_or_default();
+        let decoded: ChainSnapshot = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        let restored = HeaderChain::restore(&decoded).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(restored.tip(), chain.tip());
+        assert_eq!(restored.snapshot(), snapshot);
+        assert_eq!(restored.height_of(&side[1].block_hash()), Some(4));
+    }
+
+    #[test]
+    fn tampered_snapshots_are_refused() {
+        let main = mine_run(&regtest_genesis(), 3, 1);
+        let chain = regtest_chain(3, &main);
+        let snapshot = chain.snapshot();
+
+        let mut forged = snapshot.clone();
+        forged.headers[1] = break_pow(&forged.headers[1]);
+        assert!(matches!(
+            HeaderChain::restore(&forged),
+            Err(RestoreError::Header {
+                index: 1,
+                source: AcceptHeaderError::BadProofOfWork { .. }
+            })
+        ));
+
+        let mut short = snapshot.clone();
+        short.headers.pop();
+        assert_eq!(
+            HeaderChain::restore(&short).err(),
+            Some(RestoreError::TipMismatch {
+                expected: main[2].block_hash(),
+                restored: main[1].block_hash()
+            })
+        );
+
+        let mut wrong_network = snapshot;
+        wrong_network.network = Network::Bitcoin;
+        assert!(matches!(
+            HeaderChain::restore(&wrong_network),
+            Err(RestoreError::Checkpoint(NewChainError::InvalidBits { .. }))
+        ));
+    }
+}
