@@ -1,3 +1,11 @@
 //! Extractable one-time signatures, randomness commitments, rounds and ZK proof verification
 //! (`PROTOCOL.md` §9–11).
+//!
+//! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
+pub mod commitment;
+pub mod committed;
+pub mod eots;
+pub mod merkle;
+mod secret;
+pub mod vote;
 pub mod zk;
