@@ -13,6 +13,7 @@ pub mod mempool;
 pub mod mining;
 pub mod policy;
 pub mod regtest;
+pub mod rpc_server;
 #[cfg(test)]
 mod test_tx;
 
