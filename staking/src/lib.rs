@@ -4,12 +4,18 @@
 //! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
 
 pub mod context;
+pub mod identifiable;
 pub mod keys;
 pub mod light_client;
+pub mod rate;
 pub mod script;
 pub mod sighash;
+pub mod slashing;
+pub mod spend;
+pub mod staking_tx;
 pub mod state;
 pub mod taproot;
+pub mod unbonding;
 pub mod witness;
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
 //! Conformance against Babylon's staking test vectors (`tests/data/babylon/staking_vectors.json`,
 //! or the file named by `FIAMMA_STAKING_VECTORS`): every case must reproduce byte for byte.
 
+use std::str::FromStr;
+
+use bitcoin::consensus::serialize;
 use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::{Amount, OutPoint, Txid};
+use fiamma_staking::identifiable::IdentifiableStaking;
 use fiamma_staking::keys::{parse_xonly_hex, StakingKeys};
 use fiamma_staking::taproot::{Leaf, TaprootOutput};
+use fiamma_staking::unbonding::{build_unbonding_tx, validate_unbonding_tx};
 use serde_json::Value;
 
 fn vectors() -> (String, Vec<Value>) {
@@ -78,7 +84,7 @@ fn staking_vectors_reproduce_byte_for_byte() {
         let leaf = |output: &TaprootOutput, leaf: Leaf| {
             output.leaf_script(leaf).expect("leaf").as_bytes().to_vec()
         };
-        let produced: Vec<(&str, Vec<u8>)> = vec![
+        let mut produced: Vec<(&str, Vec<u8>)> = vec![
             (
                 "staking_transaction_timelock_script_hex",
                 leaf(&staking, Leaf::Timelock),
@@ -104,6 +110,59 @@ fn staking_vectors_reproduce_byte_for_byte() {
                 leaf(&unbonding, Leaf::Slashing),
             ),
         ];
+        let staking_value = Amount::from_sat(u64_field(p, "staking_value"));
+        let txid = Txid::from_str(str_field(p, "staking_tx_hash")).expect("staking tx hash");
+        let outpoint = OutPoint::new(txid, u64_field(p, "staking_output_index") as u32);
+        let unbonding_fee = Amount::from_sat(u64_field(p, "unbonding_fee"));
+        let (unbonding_tx, unbonding_output) = build_unbonding_tx(
+            &keys,
+            outpoint,
+            staking_value,
+            unbonding_time,
+            unbonding_fee,
+        )
+        .expect("unbonding tx");
+        validate_unbonding_tx(
+            &unbonding_tx,
+            outpoint,
+            staking_value,
+            &unbonding_output,
+            unbonding_fee,
+        )
+        .expect("built unbonding tx validates");
+        assert_eq!(
+            i64::from(unbonding_tx.version.0),
+            p["unbonding_tx_version"].as_i64().expect("version"),
+            "{name}: unbonding tx version"
+        );
+        produced.push(("unbonding_transaction_hex", serialize(&unbonding_tx)));
+        if u64_field(e, "staking_output_value") != staking_value.to_sat() {
+            failures.push(format!("{name}: staking_output_value"));
+        }
+
+        let expected_op_return = str_field(e, "op_return_script_hex");
+        if !expected_op_return.is_empty() {
+            let tag: [u8; 4] = hex::decode(str_field(p, "tag"))
+                .expect("tag hex")
+                .try_into()
+                .expect("4-byte tag");
+            let [verifier] = keys.verifiers() else {
+                panic!("{name}: an op_return names exactly one verifier");
+            };
+            let data = IdentifiableStaking {
+                tag,
+                staker,
+                verifier: *verifier,
+                staking_time: u16::try_from(staking_time).expect("16-bit time"),
+            };
+            let script = data.script();
+            assert_eq!(
+                IdentifiableStaking::parse(&script, &tag),
+                Ok(data),
+                "{name}: op_return round trip"
+            );
+            produced.push(("op_return_script_hex", script.to_bytes()));
+        }
         for (field, got) in produced {
             check(name, field, &got, str_field(e, field), &mut failures);
         }
