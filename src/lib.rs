@@ -2,3 +2,4 @@
 
 pub mod btc;
 pub mod cli;
+pub mod node;

@@ -1,0 +1,3 @@
+//! `fiamma node`: the staking module on PostgreSQL, served over gRPC, following Bitcoin.
+
+pub mod store;

@@ -1,0 +1,232 @@
+//! The staking module's PostgreSQL store (schema in `migrations/`).
+//!
+//! Reads go straight to the pool. Every change goes through a [`WriteTx`]: one database
+//! transaction per message, holding the node-wide writer lock, so a crash leaves either the
+//! state before the message or the state after it, and the event log is gapless.
+
+mod codec;
+pub mod model;
+mod read;
+mod write;
+
+use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::{BlockHash, Txid};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+
+pub use model::{
+    CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
+    NewVerifier, Pop, PopKind, SlashingReason, Verifier, VotingPowerEntry,
+};
+pub use write::WriteTx;
+
+/// The schema migrations compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A store failure. Database errors are the server's or the connection's; the others mean a
+/// stored row or a value does not fit its column.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or the connection failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the schema migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value does not fit its column.
+    #[error("value {value} does not fit column {column}")]
+    OutOfRange {
+        /// The column.
+        column: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A stored value cannot be decoded.
+    #[error("corrupt column {column}: {reason}")]
+    Corrupt {
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A row the operation relies on is absent.
+    #[error("{what} is missing from the database")]
+    Missing {
+        /// What was looked for.
+        what: String,
+    },
+    /// The params file changed a version the database already holds.
+    #[error(
+        "params version {version} differs from the one recorded in the database; a recorded \
+         version cannot change, add a new version with a later activation height instead"
+    )]
+    ParamsChanged {
+        /// The version.
+        version: u32,
+    },
+}
+
+/// One params version to record: its number, activation height and canonical JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamsRecord {
+    /// Version number.
+    pub version: u32,
+    /// BTC height from which it is in force.
+    pub btc_activation_height: u32,
+    /// The full version as JSON.
+    pub body: serde_json::Value,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects to `url` with up to `max_connections` connections.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// Applies the pending schema migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records the params versions; a version already recorded must be identical.
+    pub async fn record_params(&self, versions: &[ParamsRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for p in versions {
+            let version = codec::int("version", p.version)?;
+            sqlx::query(
+                "INSERT INTO params_versions (version, btc_activation_height, body) \
+                 VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(version)
+            .bind(codec::int(
+                "btc_activation_height",
+                p.btc_activation_height,
+            )?)
+            .bind(&p.body)
+            .execute(&mut *tx)
+            .await?;
+            let same: bool = sqlx::query(
+                "SELECT body = $2 AND btc_activation_height = $3 AS same \
+                 FROM params_versions WHERE version = $1",
+            )
+            .bind(version)
+            .bind(&p.body)
+            .bind(codec::int(
+                "btc_activation_height",
+                p.btc_activation_height,
+            )?)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("same")?;
+            if !same {
+                return Err(StoreError::ParamsChanged { version: p.version });
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Begins a write transaction; it waits for any other writer to finish.
+    pub async fn begin(&self) -> Result<WriteTx, StoreError> {
+        WriteTx::begin(&self.pool).await
+    }
+
+    /// The node's recorded BTC tip (height 0 and no hash before the first block is followed).
+    pub async fn tip(&self) -> Result<(u32, Option<BlockHash>), StoreError> {
+        let row = sqlx::query("SELECT tip_height, tip_hash FROM node_state")
+            .fetch_one(&self.pool)
+            .await?;
+        let hash: Option<Vec<u8>> = row.try_get("tip_hash")?;
+        Ok((
+            codec::uint("tip_height", row.try_get("tip_height")?)?,
+            hash.map(|h| codec::block_hash("tip_hash", &h))
+                .transpose()?,
+        ))
+    }
+
+    /// The light client's stored header chain, if any.
+    pub async fn light_client(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query("SELECT light_client FROM node_state")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("light_client")?)
+    }
+
+    /// The number of the last event written.
+    pub async fn last_event_sequence(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT last_event_seq FROM node_state")
+            .fetch_one(&self.pool)
+            .await?;
+        codec::seq(row.try_get("last_event_seq")?)
+    }
+
+    /// One verifier by key.
+    pub async fn verifier(&self, pk: &XOnlyPublicKey) -> Result<Option<Verifier>, StoreError> {
+        read::verifier(&mut *self.pool.acquire().await?, pk).await
+    }
+
+    /// Up to `limit` verifiers ordered by key, after `after`.
+    pub async fn verifiers(
+        &self,
+        after: Option<&XOnlyPublicKey>,
+        limit: u32,
+    ) -> Result<Vec<Verifier>, StoreError> {
+        read::verifiers(&mut *self.pool.acquire().await?, after, limit).await
+    }
+
+    /// One delegation by staking txid, with its covenant signatures.
+    pub async fn delegation(&self, staking_txid: &Txid) -> Result<Option<Delegation>, StoreError> {
+        read::delegation(&mut *self.pool.acquire().await?, staking_txid).await
+    }
+
+    /// Up to `limit` delegations matching `filter`, ordered by staking txid bytes, after `after`.
+    pub async fn delegations(
+        &self,
+        filter: &DelegationFilter,
+        after: Option<&Txid>,
+        limit: u32,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        read::delegations(&mut *self.pool.acquire().await?, filter, after, limit).await
+    }
+
+    /// PENDING delegations under `params_versions` that `covenant_pk` has not signed.
+    pub async fn pending_for_covenant(
+        &self,
+        covenant_pk: &XOnlyPublicKey,
+        params_versions: &[u32],
+        after: Option<&Txid>,
+        limit: u32,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read::pending_for_covenant(&mut conn, covenant_pk, params_versions, after, limit).await
+    }
+
+    /// Voting power per verifier at BTC height `h`.
+    pub async fn voting_power_table(&self, h: u32) -> Result<Vec<VotingPowerEntry>, StoreError> {
+        read::voting_power_table(&mut *self.pool.acquire().await?, h).await
+    }
+
+    /// Up to `limit` events from sequence `from` on.
+    pub async fn events_from(&self, from: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        read::events_from(&mut *self.pool.acquire().await?, from, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

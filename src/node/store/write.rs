@@ -1,0 +1,353 @@
+//! One message applied as one database transaction.
+//!
+//! [`WriteTx`] locks the single `node_state` row when it begins, so writers apply one at a
+//! time in a single order, and the events they append get consecutive sequence numbers in
+//! commit order. Dropping a [`WriteTx`] without [`WriteTx::commit`] rolls everything back.
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::{BlockHash, Txid};
+use fiamma_staking::state::{DelegationState, Transition, VerifierState};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::codec::{int, opt_int, sat, seq, uint};
+use super::model::{
+    CovenantSigs, Delegation, Event, EventKind, NewDelegation, NewVerifier, SlashingReason,
+    Verifier,
+};
+use super::{read, StoreError};
+
+/// An open write transaction holding the node-wide writer lock.
+pub struct WriteTx {
+    tx: Transaction<'static, Postgres>,
+    tip: u32,
+    last_seq: u64,
+    events: Vec<Event>,
+}
+
+impl WriteTx {
+    pub(super) async fn begin(pool: &sqlx::PgPool) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await?;
+        let row = sqlx::query("SELECT tip_height, last_event_seq FROM node_state FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let tip = uint("tip_height", row.try_get("tip_height")?)?;
+        let last_seq = seq(row.try_get("last_event_seq")?)?;
+        Ok(WriteTx {
+            tx,
+            tip,
+            last_seq,
+            events: Vec::new(),
+        })
+    }
+
+    /// The BTC tip height recorded by the node when this transaction began (or as set by
+    /// [`WriteTx::set_tip`]).
+    pub fn tip(&self) -> u32 {
+        self.tip
+    }
+
+    /// One verifier by key, as seen inside this transaction.
+    pub async fn verifier(&mut self, pk: &XOnlyPublicKey) -> Result<Option<Verifier>, StoreError> {
+        read::verifier(&mut self.tx, pk).await
+    }
+
+    /// One delegation by staking txid, as seen inside this transaction.
+    pub async fn delegation(
+        &mut self,
+        staking_txid: &Txid,
+    ) -> Result<Option<Delegation>, StoreError> {
+        read::delegation(&mut self.tx, staking_txid).await
+    }
+
+    /// Every delegation that has not ended.
+    pub async fn open_delegations(&mut self) -> Result<Vec<Delegation>, StoreError> {
+        read::open_delegations(&mut self.tx).await
+    }
+
+    fn push_event(&mut self, btc_height: u32, kind: EventKind) {
+        self.last_seq += 1;
+        self.events.push(Event {
+            sequence: self.last_seq,
+            btc_height,
+            kind,
+        });
+    }
+
+    /// Inserts a registered verifier and its `verifier_created` event.
+    pub async fn insert_verifier(&mut self, v: &NewVerifier) -> Result<(), StoreError> {
+        let created = self.last_seq + 1;
+        sqlx::query(
+            "INSERT INTO verifiers (btc_pk, account, moniker, identity, website, \
+             security_contact, details, commission, pop_type, pop_sig, created_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(v.btc_pk.serialize().as_slice())
+        .bind(&v.account)
+        .bind(&v.description.moniker)
+        .bind(&v.description.identity)
+        .bind(&v.description.website)
+        .bind(&v.description.security_contact)
+        .bind(&v.description.details)
+        .bind(&v.commission)
+        .bind(v.pop.kind.code())
+        .bind(&v.pop.signature)
+        .bind(seq_column(created)?)
+        .execute(&mut *self.tx)
+        .await?;
+        self.push_event(self.tip, EventKind::VerifierCreated { verifier: v.btc_pk });
+        Ok(())
+    }
+
+    /// Inserts a registered delegation in `state` (normally a new PENDING one) and its
+    /// registration event.
+    pub async fn insert_delegation(
+        &mut self,
+        d: &NewDelegation,
+        state: &DelegationState,
+    ) -> Result<(), StoreError> {
+        let created = self.last_seq + 1;
+        sqlx::query(
+            "INSERT INTO delegations (staking_txid, staker_account, staker_btc_pk, pop_type, \
+             pop_sig, verifier_btc_pk, staking_time_blocks, staking_value_sat, staking_tx, \
+             staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
+             unbonding_tx, unbonding_txid, unbonding_slashing_tx, \
+             staker_unbonding_slashing_sig, params_version, status, created_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20)",
+        )
+        .bind(d.staking_txid.as_byte_array().as_slice())
+        .bind(&d.staker_account)
+        .bind(d.staker_btc_pk.serialize().as_slice())
+        .bind(d.pop.kind.code())
+        .bind(&d.pop.signature)
+        .bind(d.verifier_btc_pk.serialize().as_slice())
+        .bind(int("staking_time_blocks", d.staking_time_blocks)?)
+        .bind(sat("staking_value_sat", d.staking_value_sat)?)
+        .bind(&d.staking_tx)
+        .bind(int("staking_output_index", d.staking_output_index)?)
+        .bind(&d.slashing_tx)
+        .bind(&d.staker_slashing_sig)
+        .bind(int("unbonding_time_blocks", d.unbonding_time_blocks)?)
+        .bind(&d.unbonding_tx)
+        .bind(d.unbonding_txid.as_byte_array().as_slice())
+        .bind(&d.unbonding_slashing_tx)
+        .bind(&d.staker_unbonding_slashing_sig)
+        .bind(int("params_version", d.params_version)?)
+        .bind(state.status().as_str())
+        .bind(seq_column(created)?)
+        .execute(&mut *self.tx)
+        .await?;
+        self.save_state(&d.staking_txid, state, None).await?;
+        self.push_event(
+            self.tip,
+            EventKind::DelegationStatusChanged {
+                staking_txid: d.staking_txid,
+                verifier: d.verifier_btc_pk,
+                from: None,
+                to: state.status(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Stores a covenant member's verified signatures on a delegation.
+    pub async fn insert_covenant_sigs(
+        &mut self,
+        staking_txid: &Txid,
+        sigs: &CovenantSigs,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO covenant_signatures (staking_txid, covenant_pk, slashing_adaptor_sig, \
+             unbonding_sig, unbonding_slashing_adaptor_sig) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(staking_txid.as_byte_array().as_slice())
+        .bind(sigs.covenant_pk.serialize().as_slice())
+        .bind(&sigs.slashing_adaptor_sig)
+        .bind(&sigs.unbonding_sig)
+        .bind(&sigs.unbonding_slashing_adaptor_sig)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes a delegation's state-machine facts, and the spending transaction when one was
+    /// observed. The covenant signers are stored by [`WriteTx::insert_covenant_sigs`].
+    pub async fn save_state(
+        &mut self,
+        staking_txid: &Txid,
+        state: &DelegationState,
+        spending_txid: Option<&Txid>,
+    ) -> Result<(), StoreError> {
+        let r = state.record();
+        let updated = sqlx::query(
+            "UPDATE delegations SET status = $2, verified_height = $3, start_height = $4, \
+             activated_height = $5, ended_height = $6, \
+             spending_txid = COALESCE($7, spending_txid) WHERE staking_txid = $1",
+        )
+        .bind(staking_txid.as_byte_array().as_slice())
+        .bind(r.status.as_str())
+        .bind(opt_int("verified_height", r.verified_height)?)
+        .bind(opt_int("start_height", r.start_height)?)
+        .bind(opt_int("activated_height", r.activated_height)?)
+        .bind(opt_int("ended_height", r.ended_height)?)
+        .bind(spending_txid.map(|t| t.as_byte_array().to_vec()))
+        .execute(&mut *self.tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Missing {
+                what: format!("delegation {staking_txid}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends one `delegation_status_changed` event per transition, in order.
+    pub fn record_transitions(
+        &mut self,
+        staking_txid: &Txid,
+        verifier: &XOnlyPublicKey,
+        transitions: &[Transition],
+    ) {
+        for t in transitions {
+            self.push_event(
+                t.height,
+                EventKind::DelegationStatusChanged {
+                    staking_txid: *staking_txid,
+                    verifier: *verifier,
+                    from: Some(t.from),
+                    to: t.to,
+                },
+            );
+        }
+    }
+
+    /// Marks a verifier slashed (its `state` already moved by the state machine), keeps the
+    /// revealed secret key as public evidence, and appends the `verifier_slashed` event.
+    pub async fn slash_verifier(
+        &mut self,
+        verifier: &XOnlyPublicKey,
+        state: &VerifierState,
+        reason: SlashingReason,
+        evidence: Option<(&Txid, &[u8; 32])>,
+    ) -> Result<(), StoreError> {
+        let height = state.slashed_height().ok_or(StoreError::Missing {
+            what: format!("slashing height of verifier {verifier}"),
+        })?;
+        sqlx::query(
+            "UPDATE verifiers SET slashed_height = $2, slashing_reason = $3 WHERE btc_pk = $1",
+        )
+        .bind(verifier.serialize().as_slice())
+        .bind(int("slashed_height", height)?)
+        .bind(reason.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        if let Some((staking_txid, secret_key)) = evidence {
+            sqlx::query(
+                "INSERT INTO slashing_evidence (verifier_btc_pk, staking_txid, secret_key, \
+                 btc_height) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(verifier.serialize().as_slice())
+            .bind(staking_txid.as_byte_array().as_slice())
+            .bind(secret_key.as_slice())
+            .bind(int("btc_height", height)?)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.push_event(
+            height,
+            EventKind::VerifierSlashed {
+                verifier: *verifier,
+                reason,
+            },
+        );
+        Ok(())
+    }
+
+    /// Records the node's BTC tip and, when given, the light client's encoded header chain.
+    pub async fn set_tip(
+        &mut self,
+        height: u32,
+        hash: &BlockHash,
+        light_client: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE node_state SET tip_height = $1, tip_hash = $2, \
+             light_client = COALESCE($3, light_client)",
+        )
+        .bind(int("tip_height", height)?)
+        .bind(hash.as_byte_array().as_slice())
+        .bind(light_client)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tip = height;
+        Ok(())
+    }
+
+    /// Writes the events and commits; returns the events, now durable, for publishing.
+    pub async fn commit(mut self) -> Result<Vec<Event>, StoreError> {
+        for e in &self.events {
+            insert_event(&mut self.tx, e).await?;
+        }
+        sqlx::query("UPDATE node_state SET last_event_seq = $1")
+            .bind(seq_column(self.last_seq)?)
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(self.events)
+    }
+}
+
+fn seq_column(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        column: "sequence",
+        value: value.to_string(),
+    })
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'static, Postgres>,
+    e: &Event,
+) -> Result<(), StoreError> {
+    let (kind, staking_txid, verifier, from, to, reason) = match &e.kind {
+        EventKind::DelegationStatusChanged {
+            staking_txid,
+            verifier,
+            from,
+            to,
+        } => (
+            "delegation_status_changed",
+            Some(staking_txid.as_byte_array().to_vec()),
+            verifier,
+            from.map(|s| s.as_str()),
+            Some(to.as_str()),
+            None,
+        ),
+        EventKind::VerifierCreated { verifier } => {
+            ("verifier_created", None, verifier, None, None, None)
+        }
+        EventKind::VerifierSlashed { verifier, reason } => (
+            "verifier_slashed",
+            None,
+            verifier,
+            None,
+            None,
+            Some(reason.as_str()),
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, from_status, \
+         to_status, btc_height, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq_column(e.sequence)?)
+    .bind(kind)
+    .bind(staking_txid)
+    .bind(verifier.serialize().as_slice())
+    .bind(from)
+    .bind(to)
+    .bind(int("btc_height", e.btc_height)?)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
