@@ -13,6 +13,7 @@ pub mod mempool;
 pub mod mining;
 pub mod policy;
 pub mod regtest;
+pub mod rpc_backend;
 pub mod rpc_server;
 #[cfg(test)]
 mod test_tx;
@@ -22,3 +23,4 @@ pub use backend::{
     RejectionKind, TxStatus,
 };
 pub use regtest::{EmbeddedBackend, RegtestChain};
+pub use rpc_backend::RpcBackend;
