@@ -6,6 +6,7 @@ pub mod commitment;
 pub mod committed;
 pub mod eots;
 pub mod merkle;
+pub mod round;
 mod secret;
 pub mod vote;
 pub mod zk;
