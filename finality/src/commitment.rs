@@ -199,3 +199,83 @@ pub enum RandomnessProofError {
         source: ProofError,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::MerkleTree;
+
+    fn commitment(start: u64, num: u64) -> RandomnessCommitment {
+        RandomnessCommitment::new(start, num, [0; 32]).expect("valid range")
+    }
+
+    #[test]
+    fn range_is_inclusive_and_overlap_is_symmetric() {
+        let c = commitment(10, 5);
+        assert_eq!(c.last(), 14);
+        assert!(!c.covers(9) && c.covers(10) && c.covers(14) && !c.covers(15));
+        for (other, overlaps) in [
+            (commitment(0, 10), false),
+            (commitment(0, 11), true),
+            (commitment(14, 1), true),
+            (commitment(15, 3), false),
+            (commitment(11, 2), true),
+        ] {
+            assert_eq!(c.overlaps(&other), overlaps, "{other:?}");
+            assert_eq!(other.overlaps(&c), overlaps, "{other:?}");
+        }
+        assert_eq!(
+            RandomnessCommitment::new(1, 0, [0; 32]),
+            Err(CommitmentRangeError { start: 1, num: 0 })
+        );
+    }
+
+    #[test]
+    fn signing_hash_covers_context_range_and_root() {
+        let contexts = SigningContexts::new("chain", "addr");
+        let c = RandomnessCommitment::new(0x0102, 0x0304, [9; 32]).expect("valid range");
+        let mut preimage = contexts.context(SigningOp::FpRandCommit).into_bytes();
+        preimage.extend_from_slice(&0x0102u64.to_be_bytes());
+        preimage.extend_from_slice(&0x0304u64.to_be_bytes());
+        preimage.extend_from_slice(&[9; 32]);
+        assert_eq!(
+            c.signing_hash(&contexts),
+            sha256::Hash::hash(&preimage).to_byte_array()
+        );
+        let off = contexts.clone().without(SigningOp::FpRandCommit);
+        assert_eq!(
+            c.signing_hash(&off),
+            sha256::Hash::hash(&preimage[64..]).to_byte_array()
+        );
+    }
+
+    #[test]
+    fn randomness_checks_name_the_failure() {
+        let prs: Vec<[u8; 32]> = (0u8..6).map(|i| [i; 32]).collect();
+        let tree = MerkleTree::new(&prs);
+        let c = RandomnessCommitment::new(100, 6, tree.root()).expect("valid range");
+        let pr = |i: usize| PublicRandomness::from_byte_array(prs[i]);
+        let proof = tree.proof(2).expect("in range");
+        assert_eq!(c.verify_randomness(102, &pr(2), &proof), Ok(()));
+        assert!(matches!(
+            c.verify_randomness(106, &pr(2), &proof),
+            Err(RandomnessProofError::RoundNotCovered {
+                round: 106,
+                start: 100,
+                last: 105
+            })
+        ));
+        assert!(matches!(
+            c.verify_randomness(103, &pr(2), &proof),
+            Err(RandomnessProofError::WrongPosition {
+                index: 2,
+                expected_index: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            c.verify_randomness(102, &pr(3), &proof),
+            Err(RandomnessProofError::Proof { round: 102, .. })
+        ));
+    }
+}

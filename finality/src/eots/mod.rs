@@ -7,7 +7,7 @@
 
 mod derive;
 mod extract;
-pub(crate) mod scalar;
+mod scalar;
 mod sign;
 
 pub(crate) use derive::derive_from_key_bytes;
