@@ -482,11 +482,7 @@ impl HeaderChain {
                 });
             }
         }
-        let period_start = height % rules::retarget_interval(params) == 0;
-        if rules::enforces_bip94(params)
-            && period_start
-            && header.time < parent.header.time.saturating_sub(rules::MAX_TIMEWARP)
-        {
+        if rules::is_time_warp(params, height, header.time, parent.header.time) {
             return Err(AcceptHeaderError::TimeWarp {
                 hash,
                 time: header.time,
@@ -840,5 +836,15 @@ mod tests {
                 required: 4
             })
         );
+    }
+
+    #[test]
+    fn regtest_crosses_a_retarget_boundary_at_the_pow_limit() {
+        let (mut chain, genesis) = regtest(6);
+        let run = mine_run(&genesis, 2017, 1);
+        accept_all(&mut chain, &run);
+        assert_eq!(chain.tip().height, 2017);
+        let boundary = chain.best_entry_at(2016).map(|e| e.header.bits);
+        assert_eq!(boundary, Some(CompactTarget::from_consensus(REGTEST_BITS)));
     }
 }

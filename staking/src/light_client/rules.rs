@@ -140,8 +140,16 @@ pub(crate) fn retarget_interval(params: &Params) -> u32 {
 
 /// Whether the network follows BIP-94 (testnet4): retarget from the period's first header and
 /// refuse time-warped period starts.
-pub(crate) fn enforces_bip94(params: &Params) -> bool {
+fn enforces_bip94(params: &Params) -> bool {
     params.network == Network::Testnet4
+}
+
+/// BIP-94 (testnet4 only): whether a header at `height` with `time` starts a retarget period
+/// more than [`MAX_TIMEWARP`] seconds before its parent's `parent_time`.
+pub(crate) fn is_time_warp(params: &Params, height: u32, time: u32, parent_time: u32) -> bool {
+    enforces_bip94(params)
+        && height % retarget_interval(params) == 0
+        && time < parent_time.saturating_sub(MAX_TIMEWARP)
 }
 
 /// Median of the timestamps of `parent` and up to ten headers before it (fewer when the chain's
@@ -360,6 +368,38 @@ mod tests {
             next_work_required(&mainnet, &chain, 2015, &parent, parent.time),
             Err(0)
         );
+    }
+
+    #[test]
+    fn only_testnet4_refuses_time_warped_period_starts() {
+        let testnet4 = Params::new(Network::Testnet4);
+        let parent_time = 1_700_000_000;
+        assert!(is_time_warp(
+            &testnet4,
+            4032,
+            parent_time - 601,
+            parent_time
+        ));
+        assert!(!is_time_warp(
+            &testnet4,
+            4032,
+            parent_time - 600,
+            parent_time
+        ));
+        // Inside a period, and on other networks, earlier-than-parent times are allowed.
+        assert!(!is_time_warp(
+            &testnet4,
+            4033,
+            parent_time - 601,
+            parent_time
+        ));
+        let testnet3 = Params::new(Network::Testnet);
+        assert!(!is_time_warp(
+            &testnet3,
+            4032,
+            parent_time - 601,
+            parent_time
+        ));
     }
 
     #[test]
