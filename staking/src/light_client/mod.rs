@@ -13,6 +13,7 @@
 //! if inclusion.is_k_deep(k) { /* activate */ }
 //! ```
 
+mod accept;
 mod chain;
 mod merkle;
 mod query;
@@ -21,9 +22,8 @@ mod snapshot;
 #[cfg(test)]
 mod testkit;
 
-pub use chain::{
-    AcceptHeaderError, AcceptOutcome, ChainTip, Checkpoint, HeaderChain, NewChainError,
-};
+pub use accept::{AcceptHeaderError, AcceptOutcome};
+pub use chain::{ChainTip, Checkpoint, HeaderChain, NewChainError};
 pub use merkle::{InclusionProof, MerkleBranch, MerkleProofError, MAX_BRANCH_LEN};
 pub use query::{AcceptHeadersError, BestChainError, DepthError, Inclusion, InclusionError};
 pub use rules::{

@@ -5,7 +5,8 @@ use bitcoin::block::Header;
 use bitcoin::merkle_tree::MerkleBlock;
 use bitcoin::{BlockHash, Transaction, Txid};
 
-use super::chain::{AcceptHeaderError, AcceptOutcome, Entry, HeaderChain};
+use super::accept::{AcceptHeaderError, AcceptOutcome};
+use super::chain::{Entry, HeaderChain};
 use super::merkle::{InclusionProof, MerkleProofError};
 
 /// Why a block is not on the best chain.

@@ -6,7 +6,8 @@ use bitcoin::block::Header;
 use bitcoin::{BlockHash, Network};
 use serde::{Deserialize, Serialize};
 
-use super::chain::{AcceptHeaderError, Checkpoint, HeaderChain, NewChainError};
+use super::accept::AcceptHeaderError;
+use super::chain::{Checkpoint, HeaderChain, NewChainError};
 
 /// Everything needed to rebuild a [`HeaderChain`]: headers only, no derived values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
