@@ -66,6 +66,8 @@ pub fn target_from_bits(bits: CompactTarget, params: &Params) -> Result<Target, 
     }
     // With the sign bit clear and no overflow, rust-bitcoin's decoding equals Core's.
     let target = Target::from_compact(bits);
+    // rust-bitcoin's limits are Core's `powLimit` rounded down to a compact value; no compact
+    // target lies strictly between the two, so this comparison refuses exactly what Core does.
     if target > params.max_attainable_target {
         return Err(BitsError::AboveLimit(raw));
     }
