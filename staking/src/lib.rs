@@ -3,11 +3,16 @@
 //!
 //! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
 
+pub mod account;
 pub mod context;
+pub mod delegation;
 pub mod identifiable;
 pub mod keys;
 pub mod light_client;
+pub mod params;
+pub mod pop;
 pub mod rate;
+pub mod registration;
 pub mod script;
 pub mod sighash;
 pub mod slashing;

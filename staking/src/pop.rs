@@ -1,0 +1,122 @@
+//! Proof of possession (PROTOCOL §6): a registrant proves control of its BTC key with a
+//! BIP-0340 signature over `sha256(ctx(op) ‖ account bytes)`, op `staker_pop` or `fp_pop`.
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::{schnorr, Keypair, Message, XOnlyPublicKey, SECP256K1};
+
+use crate::account::Account;
+use crate::context::{SigningContexts, SigningOp};
+
+/// Who proves possession: selects the signing context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PopRole {
+    /// A staker (context `staker_pop`).
+    Staker,
+    /// A verifier (context `fp_pop`).
+    Verifier,
+}
+
+impl PopRole {
+    fn op(self) -> SigningOp {
+        match self {
+            PopRole::Staker => SigningOp::StakerPop,
+            PopRole::Verifier => SigningOp::FpPop,
+        }
+    }
+}
+
+/// Why a proof of possession was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PopError {
+    /// The signature does not verify.
+    #[error("proof of possession of {key} for account {account} does not verify")]
+    Invalid {
+        /// The BTC key.
+        key: XOnlyPublicKey,
+        /// The account it was bound to.
+        account: Account,
+    },
+}
+
+/// The 32-byte message a proof of possession signs: `sha256(ctx(op) ‖ account)`, where
+/// `ctx(op)` is empty when the context is switched off.
+pub fn pop_message(contexts: &SigningContexts, role: PopRole, account: &Account) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(contexts.context(role.op()).as_bytes());
+    engine.input(account.as_bytes());
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+/// Signs a proof of possession (BIP-0340, deterministic: no auxiliary randomness).
+pub fn sign_pop(
+    contexts: &SigningContexts,
+    role: PopRole,
+    account: &Account,
+    keypair: &Keypair,
+) -> schnorr::Signature {
+    let msg = Message::from_digest(pop_message(contexts, role, account));
+    SECP256K1.sign_schnorr_no_aux_rand(&msg, keypair)
+}
+
+/// Checks a proof of possession by `key` for `account`.
+pub fn verify_pop(
+    contexts: &SigningContexts,
+    role: PopRole,
+    account: &Account,
+    key: &XOnlyPublicKey,
+    signature: &schnorr::Signature,
+) -> Result<(), PopError> {
+    let msg = Message::from_digest(pop_message(contexts, role, account));
+    SECP256K1
+        .verify_schnorr(signature, &msg, key)
+        .map_err(|_| PopError::Invalid {
+            key: *key,
+            account: *account,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{key, keypair};
+
+    fn contexts() -> SigningContexts {
+        SigningContexts::new("fiamma-test", "fmma1module")
+    }
+
+    #[test]
+    fn sign_verify_and_bind_to_role_account_and_context() {
+        let account = Account([7; 20]);
+        let sig = sign_pop(&contexts(), PopRole::Staker, &account, &keypair(1));
+        assert_eq!(
+            verify_pop(&contexts(), PopRole::Staker, &account, &key(1), &sig),
+            Ok(())
+        );
+        let err = PopError::Invalid {
+            key: key(1),
+            account,
+        };
+        assert_eq!(
+            verify_pop(&contexts(), PopRole::Verifier, &account, &key(1), &sig),
+            Err(err.clone())
+        );
+        let off = contexts().without(SigningOp::StakerPop);
+        assert_eq!(
+            verify_pop(&off, PopRole::Staker, &account, &key(1), &sig),
+            Err(err)
+        );
+        let other = Account([8; 20]);
+        assert!(verify_pop(&contexts(), PopRole::Staker, &other, &key(1), &sig).is_err());
+        assert!(verify_pop(&contexts(), PopRole::Staker, &account, &key(2), &sig).is_err());
+    }
+
+    #[test]
+    fn message_without_context_is_sha256_of_the_account() {
+        let account = Account([7; 20]);
+        let off = contexts().without(SigningOp::FpPop);
+        assert_eq!(
+            pop_message(&off, PopRole::Verifier, &account),
+            sha256::Hash::hash(&[7; 20]).to_byte_array()
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! What a staker submits to register a delegation (PROTOCOL §8, pre-approval flow), and how a
+//! staker builds it: the unbonding transaction, both slashing transactions and the staker's
+//! pre-signatures on the slashing transactions.
+
+use bitcoin::secp256k1::{schnorr, Keypair, XOnlyPublicKey};
+use bitcoin::{Amount, OutPoint, Transaction, TxOut};
+
+use crate::account::Account;
+use crate::context::SigningContexts;
+use crate::keys::{KeyError, StakingKeys};
+use crate::params::Params;
+use crate::pop::{sign_pop, PopRole};
+use crate::sighash::{sign, tapscript_sighash, SighashError};
+use crate::slashing::{build_slashing_tx, SlashingTerms, SlashingTxError};
+use crate::taproot::{Leaf, TaprootError, TaprootOutput};
+use crate::unbonding::{build_unbonding_tx, UnbondingError};
+
+/// A delegation registration as submitted by the staker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The staker's BTC key.
+    pub staker_pk: XOnlyPublicKey,
+    /// The staker's account on the node, bound by the proof of possession.
+    pub staker_account: Account,
+    /// BIP-0340 proof of possession of `staker_pk` for `staker_account`.
+    pub pop: schnorr::Signature,
+    /// The verifier(s) the stake is delegated to.
+    pub verifier_pks: Vec<XOnlyPublicKey>,
+    /// Staking time `T`, in blocks.
+    pub staking_time: u32,
+    /// Staked value, in satoshis.
+    pub staking_value_sat: u64,
+    /// The (unsigned or signed) staking transaction.
+    pub staking_tx: Transaction,
+    /// Index of the staking output in `staking_tx`.
+    pub staking_output_index: u32,
+    /// The slashing transaction spending the staking output.
+    pub slashing_tx: Transaction,
+    /// The staker's BIP-0340 signature on `slashing_tx` (slashing leaf of the staking output).
+    pub staker_slashing_sig: schnorr::Signature,
+    /// Unbonding time `U`, in blocks.
+    pub unbonding_time: u32,
+    /// The unbonding transaction.
+    pub unbonding_tx: Transaction,
+    /// The slashing transaction spending the unbonding output.
+    pub unbonding_slashing_tx: Transaction,
+    /// The staker's signature on `unbonding_slashing_tx` (slashing leaf of the unbonding output).
+    pub staker_unbonding_slashing_sig: schnorr::Signature,
+}
+
+/// Why a registration could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildRegistrationError {
+    /// The key sets are invalid.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// An output could not be built.
+    #[error(transparent)]
+    Taproot(#[from] TaprootError),
+    /// The staking transaction has no output at the given index.
+    #[error("staking transaction has no output {index}")]
+    StakingOutputIndex {
+        /// The index given.
+        index: u32,
+    },
+    /// The unbonding transaction could not be built.
+    #[error(transparent)]
+    Unbonding(#[from] UnbondingError),
+    /// A slashing transaction could not be built.
+    #[error(transparent)]
+    Slashing(#[from] SlashingTxError),
+    /// A sighash could not be computed.
+    #[error(transparent)]
+    Sighash(#[from] SighashError),
+}
+
+/// What the staker decides; everything else follows from the parameters.
+#[derive(Debug, Clone)]
+pub struct StakerChoices<'a> {
+    /// The staker's key pair.
+    pub staker: &'a Keypair,
+    /// The staker's account.
+    pub account: Account,
+    /// The verifier(s) to delegate to.
+    pub verifier_pks: Vec<XOnlyPublicKey>,
+    /// The staking transaction (its staking output must already be in place).
+    pub staking_tx: Transaction,
+    /// Index of the staking output.
+    pub staking_output_index: u32,
+    /// Staking time `T`.
+    pub staking_time: u32,
+    /// Fee of each slashing transaction (at least `min_slashing_tx_fee_sat`).
+    pub slashing_fee: Amount,
+}
+
+/// Builds a complete registration: unbonding transaction with the exact fee and time of
+/// `params`, both slashing transactions slashing exactly `round_half_up(value × rate)`, and the
+/// staker's proof of possession and pre-signatures (deterministic BIP-0340).
+pub fn build_registration(
+    params: &Params,
+    contexts: &SigningContexts,
+    choices: StakerChoices<'_>,
+) -> Result<Registration, BuildRegistrationError> {
+    let staker_pk = choices.staker.x_only_public_key().0;
+    let keys = StakingKeys::new(
+        staker_pk,
+        &choices.verifier_pks,
+        &params.covenant_pks,
+        params.covenant_quorum,
+    )?;
+    let index = choices.staking_output_index;
+    let staking_txout: TxOut = choices
+        .staking_tx
+        .output
+        .get(index as usize)
+        .cloned()
+        .ok_or(BuildRegistrationError::StakingOutputIndex { index })?;
+    let staking_value = staking_txout.value;
+    let staking_output = TaprootOutput::staking(&keys, choices.staking_time)?;
+    let staking_outpoint = OutPoint::new(choices.staking_tx.compute_txid(), index);
+    let unbonding_time = params.unbonding_time_blocks;
+    let (unbonding_tx, unbonding_output) = build_unbonding_tx(
+        &keys,
+        staking_outpoint,
+        staking_value,
+        unbonding_time,
+        params.unbonding_fee(),
+    )?;
+    let change = TaprootOutput::slashing_change(&staker_pk, unbonding_time)?;
+    let terms = SlashingTerms {
+        slashing_pk_script: &params.slashing_pk_script,
+        slashing_rate: params.slashing_rate,
+        min_fee: params.min_slashing_fee(),
+    };
+    let change_script = change.script_pubkey();
+    let slashing_tx = build_slashing_tx(
+        staking_outpoint,
+        staking_value,
+        &terms,
+        choices.slashing_fee,
+        &change_script,
+    )?;
+    let unbonding_txout = unbonding_tx.output[0].clone();
+    let unbonding_slashing_tx = build_slashing_tx(
+        OutPoint::new(unbonding_tx.compute_txid(), 0),
+        unbonding_txout.value,
+        &terms,
+        choices.slashing_fee,
+        &change_script,
+    )?;
+    let slashing_leaf = staking_output.leaf_script(Leaf::Slashing)?;
+    let slashing_sighash = tapscript_sighash(&slashing_tx, 0, &[staking_txout], slashing_leaf)?;
+    let unbonding_slashing_sighash = tapscript_sighash(
+        &unbonding_slashing_tx,
+        0,
+        &[unbonding_txout],
+        unbonding_output.leaf_script(Leaf::Slashing)?,
+    )?;
+    Ok(Registration {
+        staker_pk,
+        staker_account: choices.account,
+        pop: sign_pop(contexts, PopRole::Staker, &choices.account, choices.staker),
+        verifier_pks: choices.verifier_pks,
+        staking_time: choices.staking_time,
+        staking_value_sat: staking_value.to_sat(),
+        staking_tx: choices.staking_tx,
+        staking_output_index: index,
+        staker_slashing_sig: sign(&slashing_sighash, choices.staker),
+        slashing_tx,
+        unbonding_time,
+        unbonding_tx,
+        staker_unbonding_slashing_sig: sign(&unbonding_slashing_sighash, choices.staker),
+        unbonding_slashing_tx,
+    })
+}
