@@ -1,8 +1,11 @@
 //! Cost of checking one submission: proof_id, decoding (point decompression and subgroup
-//! checks), the pairing check, and both together, on Fiamma's valid Groth16 BN254 proof.
+//! checks), the pairing check, and both together, on Fiamma's valid Groth16 BN254 proof; the
+//! same with the verifying key decoded and prepared once; and the round hash over 1,000
+//! results.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use fiamma_finality::zk::{ProofSystem, ZkProof};
+use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
+use fiamma_finality::zk::{PreparedKey, ProofId, ProofSystem, Verdict, ZkProof};
 
 const VALID: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -34,6 +37,29 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("zk/decode_and_verify", |b| {
         b.iter(|| black_box(&proof).verify().expect("decodes"))
+    });
+    c.bench_function("zk/prepare_key", |b| {
+        b.iter(|| PreparedKey::decode(black_box(proof.verifying_key())).expect("decodes"))
+    });
+    let key = PreparedKey::decode(proof.verifying_key()).expect("decodes");
+    c.bench_function("zk/verify_with_prepared_key", |b| {
+        b.iter(|| {
+            key.verify(black_box(proof.proof()), black_box(proof.public_inputs()))
+                .expect("decodes")
+        })
+    });
+    let results: Vec<RoundResult> = (0..1000u32)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            RoundResult {
+                proof_id: ProofId(id),
+                verdict: Verdict::Valid,
+            }
+        })
+        .collect();
+    c.bench_function("round/round_hash_1000_results", |b| {
+        b.iter(|| round_hash(7, &RoundHash([0; 32]), black_box(&results)))
     });
 }
 

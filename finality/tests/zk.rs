@@ -7,8 +7,8 @@ use ark_groth16::{Groth16, Proof, VerifyingKey};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use bitcoin::hashes::{sha256, Hash};
 use fiamma_finality::zk::{
-    DecodedProof, Element, Part, PointError, ProofSizeError, ProofSystem, SizeCaps, Verdict,
-    ZkError, ZkProof,
+    DecodedProof, Element, Part, PointError, PreparedKey, ProofSizeError, ProofSystem, SizeCaps,
+    Verdict, ZkError, ZkProof,
 };
 use proptest::prelude::*;
 
@@ -84,6 +84,31 @@ fn decoded_values_equal_arkworks_decoding() {
             &Vec::<Fr>::deserialize_compressed(&inputs[..]).expect("arkworks decodes")[..]
         );
     }
+}
+
+#[test]
+fn prepared_key_gives_the_same_results() {
+    let (vk, proof, inputs) = set("valid");
+    let (challenge_vk, challenge_proof, challenge_inputs) = set("challenge");
+    let key = PreparedKey::decode(&vk).expect("decodes");
+    let challenge_key = PreparedKey::decode(&challenge_vk).expect("decodes");
+    assert_eq!(key.verify(&proof, &inputs), Ok(Verdict::Valid));
+    assert_eq!(
+        challenge_key.verify(&challenge_proof, &challenge_inputs),
+        Ok(Verdict::Valid)
+    );
+    assert_eq!(key.verify(&challenge_proof, &inputs), Ok(Verdict::Invalid));
+    assert_eq!(
+        key.verify(&proof, &[0; 8]),
+        Err(ZkError::InputCountMismatch {
+            given: 0,
+            expected: 1
+        })
+    );
+    assert_eq!(
+        PreparedKey::decode(&vk[..295]).map(|_| ()),
+        verify((vk[..295].to_vec(), proof, inputs)).map(|_| ())
+    );
 }
 
 #[test]
@@ -467,6 +492,8 @@ proptest! {
         let zk = submit(parts.clone());
         let ours = zk.verify();
         prop_assert_eq!(zk.round_verdict(), ours.unwrap_or(Verdict::Invalid));
+        let prepared = PreparedKey::decode(&parts.0).and_then(|key| key.verify(&parts.1, &parts.2));
+        prop_assert_eq!(prepared, ours);
         // arkworks' Vec decoder reserves capacity for the declared count before reading, so a
         // flipped length prefix would abort the process there; ours refuses the count (or an
         // earlier fault).

@@ -8,7 +8,7 @@
 //! - public inputs: `u64le(n) ‖ n × 32-byte little-endian scalars`.
 
 use ark_bn254::{Bn254, Fr};
-use ark_groth16::{prepare_verifying_key, Groth16, Proof, VerifyingKey};
+use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
 
 use super::error::{Element, Part, ZkError};
 use super::reader::{Reader, G1_LEN, G2_LEN, LEN_PREFIX, SCALAR_LEN};
@@ -60,14 +60,7 @@ impl Groth16Bn254 {
         let verifying_key = decode_verifying_key(verifying_key)?;
         let proof = decode_proof(proof)?;
         let public_inputs = decode_public_inputs(public_inputs)?;
-        // decode_verifying_key refuses an empty gamma_abc_g1, so this cannot underflow.
-        let expected = verifying_key.gamma_abc_g1.len() - 1;
-        if public_inputs.len() != expected {
-            return Err(ZkError::InputCountMismatch {
-                given: public_inputs.len(),
-                expected,
-            });
-        }
+        check_input_count(&verifying_key, &public_inputs)?;
         Ok(Groth16Bn254 {
             verifying_key,
             proof,
@@ -78,12 +71,7 @@ impl Groth16Bn254 {
     /// Evaluates the Groth16 verification equation.
     pub fn verify(&self) -> Verdict {
         let prepared = prepare_verifying_key(&self.verifying_key);
-        match Groth16::<Bn254>::verify_proof(&prepared, &self.proof, &self.public_inputs) {
-            Ok(true) => Verdict::Valid,
-            // Err: the input count was matched in decode, so the only error left is a Miller
-            // loop result of zero, which no proof satisfying the equation produces.
-            Ok(false) | Err(_) => Verdict::Invalid,
-        }
+        pairing_check(&prepared, &self.proof, &self.public_inputs)
     }
 
     /// The decoded verifying key.
@@ -99,6 +87,58 @@ impl Groth16Bn254 {
     /// The decoded public inputs.
     pub fn public_inputs(&self) -> &[Fr] {
         &self.public_inputs
+    }
+}
+
+/// A verifying key decoded and prepared for pairings (`e(alpha, beta)` computed, `gamma` and
+/// `delta` negated), to verify many proofs against one key without redoing that work.
+///
+/// A caller that caches it must key the cache by the exact verifying key bytes, so that a
+/// proof is only ever checked against the key it was submitted with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedKey(PreparedVerifyingKey<Bn254>);
+
+impl PreparedKey {
+    /// Decodes the verifying key part (as [`Groth16Bn254::decode`] does) and prepares it.
+    pub fn decode(verifying_key: &[u8]) -> Result<Self, ZkError> {
+        decode_verifying_key(verifying_key).map(|vk| PreparedKey(prepare_verifying_key(&vk)))
+    }
+
+    /// Decodes the proof and public inputs and verifies them against this key; the same
+    /// result as [`Groth16Bn254::decode`] then [`Groth16Bn254::verify`] on the key's bytes.
+    pub fn verify(&self, proof: &[u8], public_inputs: &[u8]) -> Result<Verdict, ZkError> {
+        let proof = decode_proof(proof)?;
+        let public_inputs = decode_public_inputs(public_inputs)?;
+        check_input_count(&self.0.vk, &public_inputs)?;
+        Ok(pairing_check(&self.0, &proof, &public_inputs))
+    }
+}
+
+/// The key is built for `gamma_abc_g1.len() - 1` public inputs.
+fn check_input_count(vk: &VerifyingKey<Bn254>, public_inputs: &[Fr]) -> Result<(), ZkError> {
+    // decode_verifying_key refuses an empty gamma_abc_g1, so this cannot underflow.
+    let expected = vk.gamma_abc_g1.len() - 1;
+    if public_inputs.len() == expected {
+        Ok(())
+    } else {
+        Err(ZkError::InputCountMismatch {
+            given: public_inputs.len(),
+            expected,
+        })
+    }
+}
+
+/// The Groth16 equation, for inputs already matched to the key's input count.
+fn pairing_check(
+    prepared: &PreparedVerifyingKey<Bn254>,
+    proof: &Proof<Bn254>,
+    public_inputs: &[Fr],
+) -> Verdict {
+    match Groth16::<Bn254>::verify_proof(prepared, proof, public_inputs) {
+        Ok(true) => Verdict::Valid,
+        // Err: the input count was matched by check_input_count, so the only error left is a
+        // Miller loop result of zero, which no proof satisfying the equation produces.
+        Ok(false) | Err(_) => Verdict::Invalid,
     }
 }
 

@@ -18,7 +18,7 @@ mod system;
 mod verdict;
 
 pub use error::{Element, Part, PointError, ProofSizeError, ZkError};
-pub use groth16::Groth16Bn254;
+pub use groth16::{Groth16Bn254, PreparedKey};
 pub use proof::{DecodedProof, SizeCaps, ZkProof};
 pub use proof_id::ProofId;
 pub use system::{ProofSystem, UnknownProofSystem};
