@@ -1,0 +1,315 @@
+//! Bad input to `fiamma regtest`'s JSON-RPC gets Bitcoin Core's error code and a clear
+//! message, and leaves the chain and the mempool unchanged.
+
+mod btc_support;
+
+use bitcoin::consensus::encode::serialize_hex;
+use bitcoin::{Amount, OutPoint, ScriptBuf};
+use bitcoincore_rpc::{jsonrpc, Auth, Client, RpcApi};
+use btc_support::{csv_script, csv_spend, serve, KeyWallet, PASSWORD, USER};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FEE: Amount = Amount::from_sat(1_000);
+
+fn call(client: &Client, method: &str, params: &[Value]) -> Result<Value, (i32, String)> {
+    client.call::<Value>(method, params).map_err(|e| match e {
+        bitcoincore_rpc::Error::JsonRpc(jsonrpc::Error::Rpc(rpc)) => (rpc.code, rpc.message),
+        other => panic!("transport error: {other}"),
+    })
+}
+
+/// What must not change when a call is refused.
+fn snapshot(client: &Client) -> (Value, Value) {
+    (
+        call(client, "getbestblockhash", &[]).expect("tip"),
+        call(client, "getrawmempool", &[]).expect("mempool"),
+    )
+}
+
+fn refused(client: &Client, method: &str, params: &[Value], code: i32, message_start: &str) {
+    let before = snapshot(client);
+    match call(client, method, params) {
+        Err((got, message)) => {
+            assert_eq!(got, code, "{method}: {message}");
+            assert!(
+                message.starts_with(message_start),
+                "{method}: {message:?} does not start with {message_start:?}"
+            );
+        }
+        Ok(v) => panic!("{method} succeeded: {v}"),
+    }
+    assert_eq!(snapshot(client), before, "{method} changed the chain");
+}
+
+/// Sends one raw HTTP request and returns the status code and body.
+async fn http(addr: std::net::SocketAddr, auth: &str, body: &str) -> (u16, String) {
+    use base64::Engine;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        base64::engine::general_purpose::STANDARD.encode(auth),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_core_error_codes_and_changes_nothing() {
+    let served = serve().await;
+    let addr = served.server.addr;
+    let url = served.url.clone();
+
+    // Wrong or missing password: HTTP 401, like Bitcoin Core, and no JSON body.
+    let good = json!({"method": "getblockcount", "params": [], "id": 1}).to_string();
+    let (status, body) = http(addr, &format!("{USER}:wrong"), &good).await;
+    assert_eq!((status, body.trim()), (401, ""));
+    let (status, body) = http(addr, &format!("{USER}:{PASSWORD}"), &good).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["result"],
+        0
+    );
+    // JSON-RPC 1.0 errors use Core's HTTP statuses; 2.0 errors are HTTP 200.
+    let unknown = json!({"method": "getwalletinfo", "id": 1}).to_string();
+    assert_eq!(
+        http(addr, &format!("{USER}:{PASSWORD}"), &unknown).await.0,
+        404
+    );
+    let unknown2 = json!({"jsonrpc": "2.0", "method": "getwalletinfo", "id": 1}).to_string();
+    let (status, body) = http(addr, &format!("{USER}:{PASSWORD}"), &unknown2).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["error"]["code"],
+        -32601
+    );
+    let (status, _) = http(addr, &format!("{USER}:{PASSWORD}"), "{not json").await;
+    assert_eq!(status, 500);
+
+    tokio::task::spawn_blocking(move || {
+        let client =
+            Client::new(&url, Auth::UserPass(USER.into(), PASSWORD.into())).expect("client");
+        let wrong = Client::new(&url, Auth::UserPass(USER.into(), "nope".into())).expect("client");
+        assert!(matches!(
+            wrong.get_block_count(),
+            Err(bitcoincore_rpc::Error::JsonRpc(jsonrpc::Error::Transport(
+                _
+            )))
+        ));
+
+        let wallet = KeyWallet::new(3);
+        let other = KeyWallet::new(4);
+        client
+            .generate_to_address(101, &wallet.address)
+            .expect("mine");
+        let coinbase = |height: u64| {
+            let block = client
+                .get_block(&client.get_block_hash(height).expect("hash"))
+                .expect("block");
+            (
+                OutPoint::new(block.txdata[0].compute_txid(), 0),
+                block.txdata[0].output[0].value,
+            )
+        };
+
+        refused(&client, "getwalletinfo", &[], -32601, "Method not found");
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!("zz")],
+            -22,
+            "TX decode failed",
+        );
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!("0200")],
+            -22,
+            "TX decode failed",
+        );
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[],
+            -1,
+            "sendrawtransaction hexstring",
+        );
+        refused(
+            &client,
+            "getrawtransaction",
+            &[json!("abc")],
+            -8,
+            "parameter 1 must be of length 64",
+        );
+        refused(
+            &client,
+            "getrawtransaction",
+            &[json!("42".repeat(32))],
+            -5,
+            "No such mempool or blockchain transaction",
+        );
+        refused(
+            &client,
+            "getblockhash",
+            &[json!(1000)],
+            -8,
+            "Block height out of range",
+        );
+        refused(
+            &client,
+            "getblockhash",
+            &[json!("1")],
+            -3,
+            "JSON value of type string is not of expected type number",
+        );
+        refused(
+            &client,
+            "getblock",
+            &[json!("00".repeat(32))],
+            -5,
+            "Block not found",
+        );
+        refused(
+            &client,
+            "gettxoutproof",
+            &[json!(["42".repeat(32)])],
+            -5,
+            "Transaction not yet in block",
+        );
+        refused(
+            &client,
+            "generatetoaddress",
+            &[json!(1), json!("notanaddress")],
+            -5,
+            "Error: Invalid address",
+        );
+
+        // A valid spend, then the refused variants of it.
+        let (coin1, value1) = coinbase(1);
+        let spend = wallet.spend(coin1, value1, other.script(), FEE);
+        let checked = call(
+            &client,
+            "testmempoolaccept",
+            &[json!([serialize_hex(&spend)])],
+        )
+        .expect("test");
+        assert_eq!(checked[0]["allowed"], true, "{checked}");
+        assert_eq!(
+            call(&client, "getrawmempool", &[]).expect("mempool"),
+            json!([])
+        );
+        let txid = client.send_raw_transaction(&spend).expect("accepted");
+
+        let double = wallet.spend(coin1, value1, wallet.script(), FEE * 3);
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!(serialize_hex(&double))],
+            -26,
+            "txn-mempool-conflict",
+        );
+        let checked = call(
+            &client,
+            "testmempoolaccept",
+            &[json!([serialize_hex(&double)])],
+        )
+        .expect("test");
+        assert_eq!(
+            (
+                checked[0]["allowed"].clone(),
+                checked[0]["reject-reason"].clone()
+            ),
+            (json!(false), json!("txn-mempool-conflict"))
+        );
+
+        let (coin2, value2) = coinbase(2);
+        let mut forged = wallet.spend(coin2, value2, other.script(), FEE);
+        let mut witness = forged.input[0].witness.to_vec();
+        witness[0][0] ^= 1;
+        forged.input[0].witness = bitcoin::Witness::from_slice(&witness);
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!(serialize_hex(&forged))],
+            -26,
+            "mandatory-script-verify-flag-failed",
+        );
+
+        // A CSV output spent one block too early.
+        let csv_value = value2 - FEE;
+        let fund = wallet.spend(
+            coin2,
+            value2,
+            ScriptBuf::new_p2wsh(&csv_script(3).wscript_hash()),
+            FEE,
+        );
+        client.send_raw_transaction(&fund).expect("fund csv");
+        client
+            .generate_to_address(1, &wallet.address)
+            .expect("mine");
+        client
+            .generate_to_address(1, &wallet.address)
+            .expect("mine");
+        let early = csv_spend(
+            OutPoint::new(fund.compute_txid(), 0),
+            csv_value - FEE,
+            3,
+            3,
+            other.script(),
+        );
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!(serialize_hex(&early))],
+            -26,
+            "non-BIP68-final",
+        );
+
+        // The mined spend: sending it again, and spending its input again.
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!(serialize_hex(&spend))],
+            -27,
+            "Transaction outputs already in utxo set",
+        );
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!(serialize_hex(&double))],
+            -25,
+            "bad-txns-inputs-missingorspent",
+        );
+        assert_eq!(
+            call(
+                &client,
+                "gettxout",
+                &[json!(coin1.txid.to_string()), json!(0)]
+            )
+            .expect("txout"),
+            Value::Null
+        );
+        let out = call(&client, "gettxout", &[json!(txid.to_string()), json!(0)]).expect("txout");
+        assert_eq!(out["confirmations"], 2);
+        assert_eq!(out["scriptPubKey"]["type"], "witness_v1_taproot");
+
+        // One more block and the CSV spend is valid.
+        client
+            .generate_to_address(1, &wallet.address)
+            .expect("mine");
+        client
+            .send_raw_transaction(&early)
+            .expect("csv spend after 3 blocks");
+    })
+    .await
+    .expect("rpc flow");
+}
