@@ -103,7 +103,7 @@ async fn params_versions_cannot_change_once_recorded(pool: PgPool) {
         body: serde_json::json!({ "covenant_quorum": 2 }),
     };
     store
-        .record_params(&[same.clone()])
+        .record_params(std::slice::from_ref(&same))
         .await
         .expect("idempotent");
     let changed = ParamsRecord {

@@ -1,0 +1,426 @@
+//! `fiamma node` configuration: a TOML file, overridden by environment variables, overridden
+//! by command-line flags (clap reads each flag's environment variable, and a flag given on
+//! the command line wins over it).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use bitcoin::Network;
+use serde::Deserialize;
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
+/// Default interval between two polls of the Bitcoin backend, in milliseconds.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+
+/// Which Bitcoin backend the node follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BitcoinBackendKind {
+    /// The in-process regtest chain, validated by Bitcoin Core's consensus engine.
+    Embedded,
+    /// A Bitcoin Core node over JSON-RPC.
+    Rpc,
+}
+
+/// The `[bitcoin]` table of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitcoinFile {
+    /// `embedded` or `rpc`.
+    pub backend: Option<BitcoinBackendKind>,
+    /// JSON-RPC URL of the Bitcoin Core node.
+    pub rpc_url: Option<String>,
+    /// JSON-RPC user.
+    pub rpc_user: Option<String>,
+    /// JSON-RPC password.
+    pub rpc_password: Option<String>,
+    /// Directory of the embedded chain; in memory when absent.
+    pub data_dir: Option<PathBuf>,
+    /// Milliseconds between polls of the backend.
+    pub poll_interval_ms: Option<u64>,
+}
+
+/// The config file, every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// PostgreSQL URL.
+    pub database_url: Option<String>,
+    /// gRPC listen address.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Bitcoin network: bitcoin, testnet, testnet4, signet or regtest.
+    pub network: Option<String>,
+    /// JSON file with the list of params versions.
+    pub params_file: Option<PathBuf>,
+    /// Chain id for the signing contexts (PROTOCOL §6).
+    pub chain_id: Option<String>,
+    /// Module address for the signing contexts.
+    pub module_address: Option<String>,
+    /// Operations whose signing context is switched off.
+    pub disabled_contexts: Option<Vec<String>>,
+    /// Bitcoin backend settings.
+    #[serde(default)]
+    pub bitcoin: BitcoinFile,
+}
+
+/// Command-line flags and their environment variables.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "FIAMMA_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// gRPC listen address.
+    #[arg(long, env = "FIAMMA_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Bitcoin network: bitcoin, testnet, testnet4, signet or regtest.
+    #[arg(long, env = "FIAMMA_NETWORK")]
+    pub network: Option<String>,
+    /// JSON file with the list of params versions.
+    #[arg(long, env = "FIAMMA_PARAMS_FILE")]
+    pub params_file: Option<PathBuf>,
+    /// Chain id for the signing contexts.
+    #[arg(long, env = "FIAMMA_CHAIN_ID")]
+    pub chain_id: Option<String>,
+    /// Bitcoin backend.
+    #[arg(long, env = "FIAMMA_BITCOIN_BACKEND", value_enum)]
+    pub bitcoin_backend: Option<BitcoinBackendKind>,
+    /// Bitcoin Core JSON-RPC URL (rpc backend).
+    #[arg(long, env = "FIAMMA_BITCOIN_RPC_URL")]
+    pub bitcoin_rpc_url: Option<String>,
+    /// Bitcoin Core JSON-RPC user.
+    #[arg(long, env = "FIAMMA_BITCOIN_RPC_USER")]
+    pub bitcoin_rpc_user: Option<String>,
+    /// Bitcoin Core JSON-RPC password.
+    #[arg(long, env = "FIAMMA_BITCOIN_RPC_PASSWORD", hide_env_values = true)]
+    pub bitcoin_rpc_password: Option<String>,
+}
+
+/// How to reach Bitcoin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BitcoinConfig {
+    /// The embedded regtest chain, in `data_dir` or in memory.
+    Embedded {
+        /// Where its blocks live; `None` keeps them in memory.
+        data_dir: Option<PathBuf>,
+    },
+    /// A Bitcoin Core node.
+    Rpc {
+        /// JSON-RPC URL.
+        url: String,
+        /// JSON-RPC user.
+        user: String,
+        /// JSON-RPC password.
+        password: String,
+    },
+}
+
+/// The resolved node configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Bitcoin network.
+    pub network: Network,
+    /// Params versions file.
+    pub params_file: PathBuf,
+    /// Chain id for the signing contexts.
+    pub chain_id: String,
+    /// Module address for the signing contexts.
+    pub module_address: String,
+    /// Operations whose signing context is switched off.
+    pub disabled_contexts: Vec<String>,
+    /// Bitcoin backend.
+    pub bitcoin: BitcoinConfig,
+    /// Milliseconds between polls of the backend.
+    pub poll_interval_ms: u64,
+}
+
+/// Why the configuration cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape.
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: Box<toml::de::Error>,
+    },
+    /// A required setting is absent everywhere.
+    #[error("{setting} is not set: pass {flag}, set {env}, or set {key} in the config file")]
+    Missing {
+        /// The setting.
+        setting: &'static str,
+        /// Its flag.
+        flag: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// Its config-file key.
+        key: &'static str,
+    },
+    /// The network name is unknown.
+    #[error("unknown bitcoin network {0:?}: use bitcoin, testnet, testnet4, signet or regtest")]
+    Network(String),
+    /// The embedded chain only runs regtest.
+    #[error(
+        "the embedded bitcoin backend runs regtest only, but network is {0}; use the rpc backend"
+    )]
+    EmbeddedNotRegtest(Network),
+}
+
+fn missing(
+    setting: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    key: &'static str,
+) -> ConfigError {
+    ConfigError::Missing {
+        setting,
+        flag,
+        env,
+        key,
+    }
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config-file text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl NodeConfig {
+    /// Reads the config file named by the flags (if any) and resolves every setting.
+    pub fn from_args(args: &NodeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        Self::resolve(args, file)
+    }
+
+    /// Resolves settings: a flag (or its environment variable) wins over the file, the file
+    /// over the defaults.
+    pub fn resolve(args: &NodeArgs, file: ConfigFile) -> Result<Self, ConfigError> {
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .ok_or_else(|| {
+                missing(
+                    "database url",
+                    "--database-url",
+                    "DATABASE_URL",
+                    "database_url",
+                )
+            })?;
+        let grpc_addr = args
+            .grpc_addr
+            .or(file.grpc_addr)
+            .unwrap_or(DEFAULT_GRPC_ADDR);
+        let network_name = args
+            .network
+            .clone()
+            .or(file.network)
+            .unwrap_or_else(|| "regtest".to_owned());
+        let network = network_name
+            .parse::<Network>()
+            .map_err(|_| ConfigError::Network(network_name.clone()))?;
+        let params_file = args
+            .params_file
+            .clone()
+            .or(file.params_file)
+            .ok_or_else(|| {
+                missing(
+                    "params file",
+                    "--params-file",
+                    "FIAMMA_PARAMS_FILE",
+                    "params_file",
+                )
+            })?;
+        let chain_id = args
+            .chain_id
+            .clone()
+            .or(file.chain_id)
+            .unwrap_or_else(|| format!("fiamma-{network}"));
+        let module_address = file.module_address.unwrap_or_default();
+        let b = file.bitcoin;
+        let kind = args
+            .bitcoin_backend
+            .or(b.backend)
+            .unwrap_or(BitcoinBackendKind::Embedded);
+        let bitcoin = match kind {
+            BitcoinBackendKind::Embedded => {
+                if network != Network::Regtest {
+                    return Err(ConfigError::EmbeddedNotRegtest(network));
+                }
+                BitcoinConfig::Embedded {
+                    data_dir: b.data_dir,
+                }
+            }
+            BitcoinBackendKind::Rpc => BitcoinConfig::Rpc {
+                url: args.bitcoin_rpc_url.clone().or(b.rpc_url).ok_or_else(|| {
+                    missing(
+                        "bitcoin rpc url",
+                        "--bitcoin-rpc-url",
+                        "FIAMMA_BITCOIN_RPC_URL",
+                        "bitcoin.rpc_url",
+                    )
+                })?,
+                user: args
+                    .bitcoin_rpc_user
+                    .clone()
+                    .or(b.rpc_user)
+                    .unwrap_or_default(),
+                password: args
+                    .bitcoin_rpc_password
+                    .clone()
+                    .or(b.rpc_password)
+                    .unwrap_or_default(),
+            },
+        };
+        Ok(NodeConfig {
+            database_url,
+            grpc_addr,
+            network,
+            params_file,
+            chain_id,
+            module_address,
+            disabled_contexts: file.disabled_contexts.unwrap_or_default(),
+            bitcoin,
+            poll_interval_ms: b.poll_interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+        database_url = "postgres://file/db"
+        grpc_addr = "0.0.0.0:7000"
+        network = "regtest"
+        params_file = "params.json"
+        chain_id = "fiamma-devnet"
+        module_address = "fmma1module"
+        disabled_contexts = ["fp_pop"]
+
+        [bitcoin]
+        backend = "rpc"
+        rpc_url = "http://127.0.0.1:18443"
+        rpc_user = "u"
+        rpc_password = "p"
+        poll_interval_ms = 250
+    "#;
+
+    fn file() -> ConfigFile {
+        ConfigFile::parse(FILE, Path::new("node.toml")).expect("valid file")
+    }
+
+    #[test]
+    fn file_values_are_used_when_no_flag_is_given() {
+        let c = NodeConfig::resolve(&NodeArgs::default(), file()).expect("complete");
+        assert_eq!(c.database_url, "postgres://file/db");
+        assert_eq!(c.grpc_addr, "0.0.0.0:7000".parse().expect("addr"));
+        assert_eq!(c.network, Network::Regtest);
+        assert_eq!(c.chain_id, "fiamma-devnet");
+        assert_eq!(c.disabled_contexts, vec!["fp_pop".to_owned()]);
+        assert_eq!(c.poll_interval_ms, 250);
+        assert_eq!(
+            c.bitcoin,
+            BitcoinConfig::Rpc {
+                url: "http://127.0.0.1:18443".into(),
+                user: "u".into(),
+                password: "p".into()
+            }
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let args = NodeArgs {
+            database_url: Some("postgres://flag/db".into()),
+            grpc_addr: Some("127.0.0.1:1".parse().expect("addr")),
+            bitcoin_backend: Some(BitcoinBackendKind::Embedded),
+            ..NodeArgs::default()
+        };
+        let c = NodeConfig::resolve(&args, file()).expect("complete");
+        assert_eq!(c.database_url, "postgres://flag/db");
+        assert_eq!(c.grpc_addr.port(), 1);
+        assert_eq!(c.bitcoin, BitcoinConfig::Embedded { data_dir: None });
+    }
+
+    #[test]
+    fn missing_settings_say_how_to_set_them() {
+        let err = NodeConfig::resolve(&NodeArgs::default(), ConfigFile::default())
+            .expect_err("no database url");
+        let text = err.to_string();
+        assert!(
+            text.contains("--database-url") && text.contains("DATABASE_URL"),
+            "{text}"
+        );
+        let args = NodeArgs {
+            database_url: Some("postgres://x".into()),
+            params_file: Some("p.json".into()),
+            bitcoin_backend: Some(BitcoinBackendKind::Rpc),
+            ..NodeArgs::default()
+        };
+        let err = NodeConfig::resolve(&args, ConfigFile::default()).expect_err("no rpc url");
+        assert!(err.to_string().contains("bitcoin.rpc_url"), "{err}");
+    }
+
+    #[test]
+    fn embedded_backend_requires_regtest_and_unknown_keys_are_refused() {
+        let args = NodeArgs {
+            database_url: Some("postgres://x".into()),
+            params_file: Some("p.json".into()),
+            network: Some("signet".into()),
+            ..NodeArgs::default()
+        };
+        assert!(matches!(
+            NodeConfig::resolve(&args, ConfigFile::default()),
+            Err(ConfigError::EmbeddedNotRegtest(Network::Signet))
+        ));
+        let bad = ConfigFile::parse("databse_url = \"x\"", Path::new("n.toml"));
+        assert!(
+            matches!(bad, Err(ConfigError::Parse { .. })),
+            "a misspelt key is an error"
+        );
+        let args = NodeArgs {
+            network: Some("moon".into()),
+            ..args
+        };
+        assert!(matches!(
+            NodeConfig::resolve(&args, ConfigFile::default()),
+            Err(ConfigError::Network(n)) if n == "moon"
+        ));
+    }
+}

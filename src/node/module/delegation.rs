@@ -1,0 +1,292 @@
+//! CreateDelegation, AddCovenantSigs and AddInclusionProof.
+
+use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
+use bitcoin::{BlockHash, Transaction, Txid};
+use fiamma_covenant::adaptor::AdaptorSignature;
+use fiamma_covenant::delegation::{DelegationSighashes, DelegationTxs};
+use fiamma_covenant::signing::{CovenantSignatures, VerifierAdaptorSig};
+use fiamma_covenant::verification::verify_covenant_signatures;
+use fiamma_staking::delegation::validate_delegation;
+use fiamma_staking::keys::StakingKeys;
+use fiamma_staking::light_client::InclusionProof;
+use fiamma_staking::params::Params;
+use fiamma_staking::registration::Registration;
+use fiamma_staking::state::{DelegationState, DelegationStatus};
+
+use super::{
+    rules, CovenantSigsError, CreateDelegationError, InclusionProofError, StakingModule,
+    StoredDelegationError,
+};
+use crate::node::store::{CovenantSigs, Delegation, NewDelegation, Pop, PopKind};
+
+/// One covenant member's decoded signatures for one delegation.
+#[derive(Debug, Clone)]
+pub struct CovenantSigsInput {
+    /// The member's key.
+    pub covenant_pk: XOnlyPublicKey,
+    /// Adaptor signature on the staking slashing transaction.
+    pub slashing: AdaptorSignature,
+    /// Adaptor signature on the unbonding slashing transaction.
+    pub unbonding_slashing: AdaptorSignature,
+    /// Signature on the unbonding transaction.
+    pub unbonding: schnorr::Signature,
+}
+
+fn decode_tx(
+    d: &Delegation,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<Transaction, StoredDelegationError> {
+    deserialize(bytes).map_err(|e| StoredDelegationError::Decode {
+        txid: d.registration.staking_txid,
+        what,
+        reason: e.to_string(),
+    })
+}
+
+impl StakingModule {
+    fn params_of(&self, d: &Delegation) -> Result<&Params, StoredDelegationError> {
+        let version = d.registration.params_version;
+        self.params
+            .get(version)
+            .ok_or(StoredDelegationError::UnknownParamsVersion {
+                txid: d.registration.staking_txid,
+                version,
+            })
+    }
+
+    /// Registers a delegation as PENDING: every rule of PROTOCOL §4, §7 and §8 through
+    /// `validate_delegation` under the params version in force at the node's tip, then the
+    /// state checks (verifier registered and not slashed, staking transaction new).
+    pub async fn create_delegation(
+        &self,
+        reg: Registration,
+        staker_account: String,
+    ) -> Result<(Txid, u32), CreateDelegationError> {
+        let (tip, _) = self.store.tip().await?;
+        let (mut version, params) = self.params.at_height(tip)?;
+        let mut validated = validate_delegation(params, &self.contexts, &reg)?;
+        let mut tx = self.store.begin().await?;
+        let (version_now, params_now) = self.params.at_height(tx.tip())?;
+        if version_now != version {
+            // The tip crossed an activation height meanwhile: check under the new version.
+            validated = validate_delegation(params_now, &self.contexts, &reg)?;
+            version = version_now;
+        }
+        let staking_txid = validated.staking_txid();
+        let verifier = match validated.keys.verifiers() {
+            [one] => *one,
+            several => return Err(CreateDelegationError::SeveralVerifiers(several.len())),
+        };
+        match tx.verifier(&verifier).await? {
+            None => return Err(CreateDelegationError::UnknownVerifier(verifier)),
+            Some(v) if v.state.slashed_height().is_some() => {
+                return Err(CreateDelegationError::VerifierSlashed(verifier))
+            }
+            Some(_) => {}
+        }
+        if tx.delegation(&staking_txid).await?.is_some() {
+            return Err(CreateDelegationError::Duplicate(staking_txid));
+        }
+        let new = NewDelegation {
+            staking_txid,
+            staker_account,
+            staker_btc_pk: reg.staker_pk,
+            pop: Pop {
+                kind: PopKind::Bip340,
+                signature: reg.pop.as_ref().to_vec(),
+            },
+            verifier_btc_pk: verifier,
+            staking_time_blocks: reg.staking_time,
+            staking_value_sat: reg.staking_value_sat,
+            staking_tx: serialize(&reg.staking_tx),
+            staking_output_index: reg.staking_output_index,
+            slashing_tx: serialize(&reg.slashing_tx),
+            staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
+            unbonding_time_blocks: reg.unbonding_time,
+            unbonding_tx: serialize(&reg.unbonding_tx),
+            unbonding_txid: validated.unbonding_outpoint.txid,
+            unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
+            staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
+            params_version: version,
+        };
+        let state = DelegationState::new(reg.staking_time, reg.unbonding_time);
+        tx.insert_delegation(&new, &state).await?;
+        self.commit(tx).await?;
+        Ok((staking_txid, version))
+    }
+
+    /// Counts one covenant member's signatures: the state checks (member of the committee,
+    /// not signed yet, still PENDING or VERIFIED) first on a copy, then EncVerify and BIP-340
+    /// verification against the delegation's sighashes, then the change.
+    pub async fn add_covenant_sigs(
+        &self,
+        staking_txid: &Txid,
+        sigs: CovenantSigsInput,
+    ) -> Result<(DelegationStatus, u32), CovenantSigsError> {
+        let d = self
+            .store
+            .delegation(staking_txid)
+            .await?
+            .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
+        let params = self.params_of(&d)?;
+        let (tip, _) = self.store.tip().await?;
+        d.state
+            .clone()
+            .add_covenant_signatures(sigs.covenant_pk, &rules(params), tip)?;
+        self.verify_covenant_sigs(&d, params, &sigs)?;
+
+        let mut tx = self.store.begin().await?;
+        let mut d = tx
+            .delegation(staking_txid)
+            .await?
+            .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
+        let added = d
+            .state
+            .add_covenant_signatures(sigs.covenant_pk, &rules(params), tx.tip())?;
+        tx.insert_covenant_sigs(
+            staking_txid,
+            &CovenantSigs {
+                covenant_pk: sigs.covenant_pk,
+                slashing_adaptor_sig: sigs.slashing.to_bytes().to_vec(),
+                unbonding_sig: sigs.unbonding.as_ref().to_vec(),
+                unbonding_slashing_adaptor_sig: sigs.unbonding_slashing.to_bytes().to_vec(),
+            },
+        )
+        .await?;
+        tx.save_state(staking_txid, &d.state, None).await?;
+        tx.record_transitions(
+            staking_txid,
+            &d.registration.verifier_btc_pk,
+            &added.transitions,
+        );
+        self.commit(tx).await?;
+        Ok((d.state.status(), added.signatures))
+    }
+
+    fn verify_covenant_sigs(
+        &self,
+        d: &Delegation,
+        params: &Params,
+        sigs: &CovenantSigsInput,
+    ) -> Result<(), CovenantSigsError> {
+        let r = &d.registration;
+        let keys = StakingKeys::new(
+            r.staker_btc_pk,
+            &[r.verifier_btc_pk],
+            &params.covenant_pks,
+            params.covenant_quorum,
+        )
+        .map_err(|e| StoredDelegationError::Decode {
+            txid: r.staking_txid,
+            what: "key sets",
+            reason: e.to_string(),
+        })?;
+        let staking_tx = decode_tx(d, "staking transaction", &r.staking_tx)?;
+        let slashing_tx = decode_tx(d, "slashing transaction", &r.slashing_tx)?;
+        let unbonding_tx = decode_tx(d, "unbonding transaction", &r.unbonding_tx)?;
+        let unbonding_slashing_tx = decode_tx(
+            d,
+            "unbonding slashing transaction",
+            &r.unbonding_slashing_tx,
+        )?;
+        let sighashes = DelegationSighashes::compute(&DelegationTxs {
+            keys: &keys,
+            staking_time: r.staking_time_blocks,
+            unbonding_time: r.unbonding_time_blocks,
+            staking_tx: &staking_tx,
+            staking_output_index: r.staking_output_index as usize,
+            slashing_tx: &slashing_tx,
+            unbonding_tx: &unbonding_tx,
+            unbonding_slashing_tx: &unbonding_slashing_tx,
+        })
+        .map_err(|e| StoredDelegationError::Decode {
+            txid: r.staking_txid,
+            what: "sighashes",
+            reason: e.to_string(),
+        })?;
+        let verifier = r.verifier_btc_pk;
+        verify_covenant_signatures(
+            &keys,
+            &sighashes,
+            &CovenantSignatures {
+                covenant: sigs.covenant_pk,
+                slashing: vec![VerifierAdaptorSig {
+                    verifier,
+                    signature: sigs.slashing,
+                }],
+                unbonding_slashing: vec![VerifierAdaptorSig {
+                    verifier,
+                    signature: sigs.unbonding_slashing,
+                }],
+                unbonding: sigs.unbonding,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Activates a delegation from a Merkle proof that its staking transaction sits in a
+    /// best-chain block of the node's header chain, k-deep at the node's tip.
+    pub async fn add_inclusion_proof(
+        &self,
+        staking_txid: &Txid,
+        block_hash: &BlockHash,
+        proof: &InclusionProof,
+    ) -> Result<(DelegationStatus, Option<u32>, Option<u32>), InclusionProofError> {
+        let d = self
+            .store
+            .delegation(staking_txid)
+            .await?
+            .ok_or(InclusionProofError::UnknownDelegation(*staking_txid))?;
+        let staking_tx = decode_tx(&d, "staking transaction", &d.registration.staking_tx)?;
+        let inclusion = {
+            let guard = self
+                .header_chain
+                .read()
+                .map_err(|_| InclusionProofError::NoHeaderChain)?;
+            let chain = guard.as_ref().ok_or(InclusionProofError::NoHeaderChain)?;
+            chain.verify_transaction_inclusion(block_hash, &staking_tx, proof)?
+        };
+        if inclusion.index == 0 {
+            return Err(InclusionProofError::Coinbase {
+                txid: *staking_txid,
+                block: *block_hash,
+            });
+        }
+        self.apply_inclusion(staking_txid, inclusion.height).await
+    }
+
+    /// Records a checked inclusion at `height` and advances the delegation at the tip.
+    pub(crate) async fn apply_inclusion(
+        &self,
+        staking_txid: &Txid,
+        height: u32,
+    ) -> Result<(DelegationStatus, Option<u32>, Option<u32>), InclusionProofError> {
+        let mut tx = self.store.begin().await?;
+        let mut d = tx
+            .delegation(staking_txid)
+            .await?
+            .ok_or(InclusionProofError::UnknownDelegation(*staking_txid))?;
+        let registered = d.registration.params_version;
+        let (at_inclusion, _) = self.params.at_height(height)?;
+        if at_inclusion != registered {
+            return Err(InclusionProofError::ParamsVersionChanged {
+                txid: *staking_txid,
+                height,
+                registered,
+                at_inclusion,
+            });
+        }
+        let params = self.params_of(&d)?;
+        let transitions = d.state.record_inclusion(height, &rules(params), tx.tip())?;
+        tx.save_state(staking_txid, &d.state, None).await?;
+        tx.record_transitions(staking_txid, &d.registration.verifier_btc_pk, &transitions);
+        self.commit(tx).await?;
+        Ok((
+            d.state.status(),
+            d.state.start_height(),
+            d.state.end_height(),
+        ))
+    }
+}
