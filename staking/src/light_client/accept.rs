@@ -228,6 +228,12 @@ impl HeaderChain {
             header: *header,
             height,
             chain_work,
+            anchor_bits: rules::difficulty_anchor(
+                &self.params,
+                height,
+                header.bits,
+                Some(parent.anchor_bits),
+            ),
         };
         self.entries.insert(hash, entry);
 
@@ -269,13 +275,19 @@ impl HeaderChain {
         now: Option<u64>,
     ) -> Result<(), AcceptHeaderError> {
         let params = &self.params;
-        let expected =
-            rules::next_work_required(params, branch, parent.height, &parent.header, header.time)
-                .map_err(|missing| AcceptHeaderError::MissingAncestor {
-                hash,
-                height,
-                missing,
-            })?;
+        let expected = rules::next_work_required(
+            params,
+            branch,
+            parent.height,
+            &parent.header,
+            parent.anchor_bits,
+            header.time,
+        )
+        .map_err(|missing| AcceptHeaderError::MissingAncestor {
+            hash,
+            height,
+            missing,
+        })?;
         if header.bits != expected {
             return Err(AcceptHeaderError::BadDifficultyBits {
                 hash,

@@ -84,6 +84,8 @@ pub(super) struct Entry {
     pub(super) header: Header,
     pub(super) height: u32,
     pub(super) chain_work: Work,
+    /// [`rules::difficulty_anchor`] of this header.
+    pub(super) anchor_bits: CompactTarget,
 }
 
 /// A Bitcoin header chain from a checkpoint: validates each header against its network's
@@ -154,6 +156,7 @@ impl HeaderChain {
             header,
             height: checkpoint.height,
             chain_work: target.to_work(),
+            anchor_bits: rules::difficulty_anchor(&params, checkpoint.height, header.bits, None),
         };
         Ok(Self {
             params,

@@ -74,8 +74,8 @@ pub fn target_from_bits(bits: CompactTarget, params: &Params) -> Result<Target, 
     Ok(target)
 }
 
-/// The nBits Bitcoin Core requires of the header that follows `parent` (at `parent_height`)
-/// with timestamp `time`.
+/// The nBits Bitcoin Core requires of the header that follows `parent` (at `parent_height`,
+/// with [`difficulty_anchor`] `parent_anchor`) with timestamp `time`.
 ///
 /// Mainnet, testnet and signet retarget every 2016 blocks from the period's timespan, clamped to
 /// a factor of four and capped at the proof-of-work limit; testnet3/4 and regtest allow a
@@ -88,32 +88,20 @@ pub(crate) fn next_work_required(
     ancestry: &impl Ancestry,
     parent_height: u32,
     parent: &Header,
+    parent_anchor: CompactTarget,
     time: u32,
 ) -> Result<CompactTarget, u32> {
     let interval = retarget_interval(params);
     let height = parent_height.saturating_add(1);
-    let pow_limit_bits = params.max_attainable_target.to_compact_lossy();
 
     if height % interval != 0 {
         if !params.allow_min_difficulty_blocks {
             return Ok(parent.bits);
         }
         if u64::from(time) > u64::from(parent.time) + 2 * params.pow_target_spacing {
-            return Ok(pow_limit_bits);
+            return Ok(pow_limit_bits(params));
         }
-        // The last header that was not a minimum-difficulty exception carries the real
-        // difficulty; the walk stops at a period start or where the chain's record begins.
-        let (mut walk_height, mut walk) = (parent_height, parent);
-        while walk_height % interval != 0 && walk.bits == pow_limit_bits {
-            match ancestry.header_at(walk_height - 1) {
-                Some(earlier) => {
-                    walk_height -= 1;
-                    walk = earlier;
-                }
-                None => break,
-            }
-        }
-        return Ok(walk.bits);
+        return Ok(parent_anchor);
     }
 
     if params.no_pow_retargeting {
@@ -131,6 +119,29 @@ pub(crate) fn next_work_required(
     Ok(CompactTarget::from_next_work_required(
         base_bits, timespan, params,
     ))
+}
+
+/// The nBits Bitcoin Core's minimum-difficulty walk returns when it starts at this header (at
+/// `height` with `bits`): the walk steps back over minimum-difficulty exceptions until a period
+/// start or a real difficulty, so the answer is this header's own bits when it is either, and
+/// otherwise its parent's anchor (`parent_anchor`, `None` where the chain's record begins).
+///
+/// Kept per header, this makes the walk O(1) instead of up to 2015 steps.
+pub(crate) fn difficulty_anchor(
+    params: &Params,
+    height: u32,
+    bits: CompactTarget,
+    parent_anchor: Option<CompactTarget>,
+) -> CompactTarget {
+    if height % retarget_interval(params) == 0 || bits != pow_limit_bits(params) {
+        return bits;
+    }
+    parent_anchor.unwrap_or(bits)
+}
+
+/// nBits of the network's proof-of-work limit.
+fn pow_limit_bits(params: &Params) -> CompactTarget {
+    params.max_attainable_target.to_compact_lossy()
 }
 
 /// Number of blocks between difficulty retargets (2016 on every network).
@@ -267,11 +278,31 @@ mod tests {
         )
     }
 
-    fn retarget(ancestry: &Heights, params: &Params) -> u32 {
-        let parent = ancestry.0[&2015];
-        next_work_required(params, ancestry, 2015, &parent, parent.time + 600)
+    /// The difficulty anchor of every header in `ancestry`, lowest first.
+    fn anchor_at(ancestry: &Heights, params: &Params, height: u32) -> CompactTarget {
+        let mut anchor = None;
+        for (h, header) in ancestry.0.range(..=height) {
+            anchor = Some(difficulty_anchor(params, *h, header.bits, anchor));
+        }
+        anchor.unwrap_or(CompactTarget::from_consensus(0))
+    }
+
+    /// nBits required after `parent_height` at `time`.
+    fn required(
+        ancestry: &Heights,
+        params: &Params,
+        parent_height: u32,
+        time: u32,
+    ) -> Result<u32, u32> {
+        let parent = ancestry.0[&parent_height];
+        let anchor = anchor_at(ancestry, params, parent_height);
+        next_work_required(params, ancestry, parent_height, &parent, anchor, time)
             .map(CompactTarget::to_consensus)
-            .unwrap_or_default()
+    }
+
+    fn retarget(ancestry: &Heights, params: &Params) -> u32 {
+        let time = ancestry.0[&2015].time + 600;
+        required(ancestry, params, 2015, time).unwrap_or_default()
     }
 
     #[test]
@@ -312,10 +343,9 @@ mod tests {
         for network in [Network::Bitcoin, Network::Signet] {
             let params = Params::new(network);
             let chain = period(600, 0x1c00_ffff);
-            let parent = chain.0[&10];
             // Even an hour-late header gets no minimum-difficulty exception here.
-            let bits = next_work_required(&params, &chain, 10, &parent, parent.time + 3600);
-            assert_eq!(bits, Ok(parent.bits));
+            let late = chain.0[&10].time + 3600;
+            assert_eq!(required(&chain, &params, 10, late), Ok(0x1c00_ffff));
         }
     }
 
@@ -328,12 +358,13 @@ mod tests {
         for h in 5..10 {
             chain.0.insert(h, header(1_000_000 + h * 600, limit));
         }
-        let parent = chain.0[&9];
-        let late = next_work_required(&testnet, &chain, 9, &parent, parent.time + 1201);
-        assert_eq!(late.map(CompactTarget::to_consensus), Ok(limit));
+        let parent_time = chain.0[&9].time;
+        assert_eq!(required(&chain, &testnet, 9, parent_time + 1201), Ok(limit));
         // On time, the walk skips the exceptions back to the real difficulty at height 4.
-        let on_time = next_work_required(&testnet, &chain, 9, &parent, parent.time + 1200);
-        assert_eq!(on_time.map(CompactTarget::to_consensus), Ok(0x1c00_ffff));
+        assert_eq!(
+            required(&chain, &testnet, 9, parent_time + 1200),
+            Ok(0x1c00_ffff)
+        );
     }
 
     #[test]
@@ -354,6 +385,20 @@ mod tests {
     }
 
     #[test]
+    fn the_difficulty_anchor_skips_exceptions_but_not_period_starts() {
+        let testnet = Params::new(Network::Testnet);
+        let limit = CompactTarget::from_consensus(0x1d00_ffff);
+        let real = CompactTarget::from_consensus(0x1c00_ffff);
+        let other = CompactTarget::from_consensus(0x1c00_8000);
+        assert_eq!(difficulty_anchor(&testnet, 7, real, Some(other)), real);
+        assert_eq!(difficulty_anchor(&testnet, 7, limit, Some(other)), other);
+        // Where the record begins, an exception anchors itself.
+        assert_eq!(difficulty_anchor(&testnet, 7, limit, None), limit);
+        // A period start at the limit is a real difficulty, not an exception.
+        assert_eq!(difficulty_anchor(&testnet, 4032, limit, Some(other)), limit);
+    }
+
+    #[test]
     fn regtest_never_retargets() {
         let regtest = Params::new(Network::Regtest);
         let chain = period(1, 0x207f_ffff);
@@ -365,11 +410,8 @@ mod tests {
         let mainnet = Params::new(Network::Bitcoin);
         let mut chain = period(600, 0x1c00_ffff);
         chain.0.remove(&0);
-        let parent = chain.0[&2015];
-        assert_eq!(
-            next_work_required(&mainnet, &chain, 2015, &parent, parent.time),
-            Err(0)
-        );
+        let time = chain.0[&2015].time;
+        assert_eq!(required(&chain, &mainnet, 2015, time), Err(0));
     }
 
     #[test]
