@@ -5,17 +5,19 @@
 //! `FIAMMA_ADAPTOR_VECTORS` names another file with the schema of asig_adapt_vectors.csv to
 //! run through the same checks.
 
+mod common;
+
+use common::data_path;
+
 use std::path::PathBuf;
+
+use bitcoin::hashes::Hash as _;
 
 use fiamma_covenant::adaptor::{
     enc_sign, AdaptorSignature, DecryptionKey, EncryptionKey, SignerKey,
 };
 use secp256k1::schnorr::Signature;
 use secp256k1::{Message, PublicKey, SecretKey, XOnlyPublicKey, SECP256K1};
-
-fn data_path(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/")).join(rel)
-}
 
 /// The data rows of a vector CSV: `columns` fields each (the last, a free-text comment, may
 /// contain commas). The header and the explanatory row with an empty index are skipped.
@@ -232,172 +234,64 @@ fn presig_vectors_rows_0_and_1_verify_and_reproduce() {
 }
 
 mod babylon_delegations {
-    //! Every covenant adaptor signature of the two delegations in decoded_testdata.json.
+    //! Every covenant adaptor signature of the two delegations in decoded_testdata.json,
+    //! over sighashes computed with the staking library (tapscript sighash of the slashing
+    //! leaf, SIGHASH_DEFAULT, input 0).
 
     use super::*;
-    use bitcoin::consensus::encode::deserialize_hex;
-    use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
-    use bitcoin::taproot::TapLeafHash;
-    use bitcoin::{Transaction, TxOut};
-    use fiamma_staking::keys::{parse_xonly_hex, StakingKeys};
-    use fiamma_staking::taproot::{Leaf, TaprootOutput};
-    use serde_json::Value;
-
-    fn text<'a>(v: &'a Value, field: &str) -> &'a str {
-        v[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("{field} is not a string"))
-    }
-
-    fn keys(v: &Value, field: &str) -> Vec<XOnlyPublicKey> {
-        v[field]
-            .as_array()
-            .unwrap_or_else(|| panic!("{field} is not a list"))
-            .iter()
-            .map(|k| parse_xonly_hex(k.as_str().unwrap()).unwrap())
-            .collect()
-    }
-
-    fn tx(v: &Value, field: &str) -> Transaction {
-        deserialize_hex(text(v, field)).unwrap()
-    }
-
-    /// BIP-0341 tapscript sighash (SIGHASH_DEFAULT) of input 0 of `spending`, spending
-    /// `prevout` through `leaf`.
-    fn sighash(spending: &Transaction, prevout: &TxOut, leaf: TapLeafHash) -> [u8; 32] {
-        let hash = SighashCache::new(spending)
-            .taproot_script_spend_signature_hash(
-                0,
-                &Prevouts::All(&[prevout]),
-                leaf,
-                TapSighashType::Default,
-            )
-            .unwrap();
-        *hash.as_ref()
-    }
-
-    /// The sighash of `slashing`, whose input 0 spends output `vout` of `funding` through the
-    /// slashing leaf of `output`; checks that `output` is that funding output.
-    fn slashing_sighash(
-        output: &TaprootOutput,
-        funding: &Transaction,
-        vout: usize,
-        slashing: &Transaction,
-    ) -> [u8; 32] {
-        let prevout = &funding.output[vout];
-        assert_eq!(
-            output.script_pubkey(),
-            prevout.script_pubkey,
-            "{:?} output",
-            output.kind()
-        );
-        sighash(slashing, prevout, output.leaf_hash(Leaf::Slashing).unwrap())
-    }
-
-    /// Checks one list of covenant adaptor signatures for one slashing transaction.
-    fn check_adaptor_sigs(
-        entries: &Value,
-        verifiers: &[XOnlyPublicKey],
-        msg: &[u8; 32],
-        verifier_secret: &SecretKey,
-        what: &str,
-    ) -> usize {
-        let (verifier_x, _) = verifier_secret.x_only_public_key(SECP256K1);
-        let decrypt_index = verifiers
-            .iter()
-            .position(|v| *v == verifier_x)
-            .expect("the decryption key belongs to one of the verifiers");
-        let t = DecryptionKey::from_verifier_secret(verifier_secret);
-        let mut checked = 0;
-        for entry in entries.as_array().unwrap() {
-            let covenant = parse_xonly_hex(text(entry, "cov_pk")).unwrap();
-            let signer = SignerKey::new(covenant);
-            let sigs = entry["adaptor_sigs"].as_array().unwrap();
-            assert_eq!(
-                sigs.len(),
-                verifiers.len(),
-                "{what}: one adaptor signature per verifier key"
-            );
-            for (j, (sig, verifier)) in sigs.iter().zip(verifiers).enumerate() {
-                let presig =
-                    AdaptorSignature::from_slice(&hex::decode(sig.as_str().unwrap()).unwrap())
-                        .unwrap_or_else(|e| {
-                            panic!("{what}, covenant {covenant}, verifier {j}: {e}")
-                        });
-                presig
-                    .enc_verify(&signer, msg, &EncryptionKey::from_verifier_key(verifier))
-                    .unwrap_or_else(|e| panic!("{what}, covenant {covenant}, verifier {j}: {e}"));
-                if j == decrypt_index {
-                    let sig = presig.decrypt(&t).unwrap();
-                    assert!(
-                        bip340_valid(&sig, msg, &covenant),
-                        "{what}, covenant {covenant}: decrypted signature is not valid"
-                    );
-                    let extracted = presig.extract(&sig).unwrap();
-                    assert_eq!(extracted.x_only_public_key(), verifier_x);
-                }
-                checked += 1;
-            }
-        }
-        checked
-    }
+    use crate::common::babylon_delegations;
+    use fiamma_covenant::delegation::SlashingTx;
 
     #[test]
     fn covenant_adaptor_signatures_verify_and_decrypt() {
-        let path = data_path("cosmos-bsn/decoded_testdata.json");
-        let data: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let params = &data["params"];
-        let covenants = keys(params, "covenant_pks_xonly");
-        let quorum = params["covenant_quorum"].as_u64().unwrap() as u32;
-        let delegations = data["delegations"].as_object().unwrap();
-        assert_eq!(delegations.len(), 2);
         let mut checked = 0;
-        for (name, d) in delegations {
-            let staker = parse_xonly_hex(text(d, "staker_pk")).unwrap();
-            let verifiers = keys(d, "fp_btc_pk_list");
-            let staking_keys = StakingKeys::new(staker, &verifiers, &covenants, quorum).unwrap();
-            let secret =
-                SecretKey::from_slice(&hex::decode(text(d, "fp_secret_key_for_decrypt")).unwrap())
-                    .unwrap();
-
-            let staking_tx = tx(d, "staking_tx");
-            let vout = d["staking_output_idx"].as_u64().unwrap() as usize;
-            let staking_time = d["staking_time"].as_u64().unwrap() as u32;
-            let staking = TaprootOutput::staking(&staking_keys, staking_time).unwrap();
-            let slashing_msg = slashing_sighash(&staking, &staking_tx, vout, &tx(d, "slashing_tx"));
-
-            let unbonding_time = d["unbonding_time"].as_u64().unwrap() as u32;
-            let unbonding = TaprootOutput::unbonding(&staking_keys, unbonding_time).unwrap();
-            let unbonding_slashing_msg = slashing_sighash(
-                &unbonding,
-                &tx(d, "unbonding_tx"),
-                0,
-                &tx(d, "unbonding_slashing_tx"),
-            );
-
-            // The staker's pre-signatures over the same sighashes pin the sighash computation.
-            for (field, msg) in [
-                ("delegator_slashing_sig", &slashing_msg),
-                ("delegator_unbonding_slashing_sig", &unbonding_slashing_msg),
+        for d in babylon_delegations() {
+            let sighashes = d.sighashes();
+            let (verifier_x, _) = d.verifier_secret.x_only_public_key(SECP256K1);
+            let t = DecryptionKey::from_verifier_secret(&d.verifier_secret);
+            for (tx, staker_sig) in [
+                (SlashingTx::Staking, &d.staker_slashing_sig),
+                (SlashingTx::Unbonding, &d.staker_unbonding_slashing_sig),
             ] {
-                let sig = Signature::from_slice(&hex::decode(text(d, field)).unwrap()).unwrap();
-                assert!(bip340_valid(&sig, msg, &staker), "{name}: {field}");
+                let msg = sighashes.slashing_sighash(tx).to_byte_array();
+                // The staker's pre-signature over the same sighash pins its computation.
+                assert!(
+                    bip340_valid(staker_sig, &msg, &d.keys.staker()),
+                    "{}: {tx}",
+                    d.name
+                );
+                for member in &d.covenant_sigs {
+                    let signer = SignerKey::new(member.covenant);
+                    for entry in member.adaptor_sigs(tx) {
+                        let what = format!(
+                            "{}, {tx}, covenant {}, verifier {}",
+                            d.name, member.covenant, entry.verifier
+                        );
+                        entry
+                            .signature
+                            .enc_verify(
+                                &signer,
+                                &msg,
+                                &EncryptionKey::from_verifier_key(&entry.verifier),
+                            )
+                            .unwrap_or_else(|e| panic!("{what}: {e}"));
+                        if entry.verifier == verifier_x {
+                            let sig = entry.signature.decrypt(&t).unwrap();
+                            assert!(
+                                bip340_valid(&sig, &msg, &member.covenant),
+                                "{what}: decrypted signature"
+                            );
+                            let extracted = entry.signature.extract(&sig).unwrap();
+                            assert_eq!(
+                                extracted.x_only_public_key(),
+                                verifier_x,
+                                "{what}: extract"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
             }
-
-            checked += check_adaptor_sigs(
-                &d["covenant_slashing_adaptor_sigs"],
-                &verifiers,
-                &slashing_msg,
-                &secret,
-                name,
-            );
-            checked += check_adaptor_sigs(
-                &d["covenant_unbonding_slashing_adaptor_sigs"],
-                &verifiers,
-                &unbonding_slashing_msg,
-                &secret,
-                name,
-            );
         }
         // 3 covenant members × (1 + 2 verifier keys) × 2 slashing transactions.
         assert_eq!(checked, 18);

@@ -1,0 +1,232 @@
+//! What the covenant committee signs for one delegation: three transactions, each spending a
+//! leaf of a protocol output, and their BIP-0341 sighashes (`PROTOCOL.md` §4, §5).
+
+use bitcoin::{TapSighash, Transaction, TxOut};
+use fiamma_staking::keys::StakingKeys;
+use fiamma_staking::sighash::{tapscript_sighash, SighashError};
+use fiamma_staking::taproot::{Leaf, TaprootError, TaprootOutput};
+
+/// One of the two slashing transactions of a delegation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SlashingTx {
+    /// Spends the staking output through its slashing leaf.
+    Staking,
+    /// Spends the unbonding output through its slashing leaf.
+    Unbonding,
+}
+
+impl SlashingTx {
+    /// Both, in a fixed order.
+    pub const ALL: [SlashingTx; 2] = [SlashingTx::Staking, SlashingTx::Unbonding];
+}
+
+impl std::fmt::Display for SlashingTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SlashingTx::Staking => "staking slashing transaction",
+            SlashingTx::Unbonding => "unbonding slashing transaction",
+        })
+    }
+}
+
+/// Why the sighashes of a delegation could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DelegationError {
+    /// The staking or unbonding output could not be built from the keys and times.
+    #[error("cannot build the {what} output: {source}")]
+    Output {
+        /// "staking" or "unbonding".
+        what: &'static str,
+        /// The cause.
+        source: TaprootError,
+    },
+    /// The funding transaction has no output at the named index.
+    #[error("{what} transaction has no output {index}")]
+    MissingOutput {
+        /// "staking" or "unbonding".
+        what: &'static str,
+        /// The index asked for.
+        index: usize,
+    },
+    /// The funding output is not the protocol output built from the delegation's keys.
+    #[error("{what} output pays {found}, expected {expected}")]
+    OutputScript {
+        /// "staking" or "unbonding".
+        what: &'static str,
+        /// The pkScript of the transaction's output, hex.
+        found: String,
+        /// The pkScript built from the keys, hex.
+        expected: String,
+    },
+    /// The output has no such leaf (never for the protocol's outputs; kept typed anyway).
+    #[error("leaf for the {what}: {source}")]
+    Leaf {
+        /// Which transaction.
+        what: &'static str,
+        /// The cause.
+        source: TaprootError,
+    },
+    /// The sighash of one of the signed transactions could not be computed.
+    #[error("sighash of the {what}: {source}")]
+    Sighash {
+        /// Which transaction.
+        what: &'static str,
+        /// The cause.
+        source: SighashError,
+    },
+}
+
+/// A delegation's signed transactions and the outputs they spend.
+#[derive(Debug, Clone, Copy)]
+pub struct DelegationTxs<'a> {
+    /// Staker, verifier and covenant keys with the quorum.
+    pub keys: &'a StakingKeys,
+    /// Staking time T in blocks.
+    pub staking_time: u32,
+    /// Unbonding time U in blocks.
+    pub unbonding_time: u32,
+    /// The staking transaction.
+    pub staking_tx: &'a Transaction,
+    /// Index of the staking output in `staking_tx`.
+    pub staking_output_index: usize,
+    /// The slashing transaction spending the staking output.
+    pub slashing_tx: &'a Transaction,
+    /// The unbonding transaction spending the staking output.
+    pub unbonding_tx: &'a Transaction,
+    /// The slashing transaction spending output 0 of the unbonding transaction.
+    pub unbonding_slashing_tx: &'a Transaction,
+}
+
+/// The staking and unbonding outputs of a delegation and the three messages the covenant
+/// committee signs. Computing it checks that the funding outputs are the protocol outputs of
+/// the delegation's keys; the other rules of §4 belong to the staking validation library.
+#[derive(Debug, Clone)]
+pub struct DelegationSighashes {
+    /// The staking output (timelock, unbonding and slashing leaves).
+    pub staking_output: TaprootOutput,
+    /// The unbonding output (timelock and slashing leaves).
+    pub unbonding_output: TaprootOutput,
+    /// The funding output the staking slashing and unbonding transactions spend.
+    pub staking_prevout: TxOut,
+    /// Output 0 of the unbonding transaction.
+    pub unbonding_prevout: TxOut,
+    /// Staking slashing transaction, slashing leaf of the staking output.
+    pub slashing: TapSighash,
+    /// Unbonding slashing transaction, slashing leaf of the unbonding output.
+    pub unbonding_slashing: TapSighash,
+    /// Unbonding transaction, unbonding leaf of the staking output.
+    pub unbonding: TapSighash,
+}
+
+impl DelegationSighashes {
+    /// Builds both outputs from the keys and times and computes the three sighashes.
+    pub fn compute(txs: &DelegationTxs<'_>) -> Result<Self, DelegationError> {
+        let staking_output =
+            TaprootOutput::staking(txs.keys, txs.staking_time).map_err(output_error("staking"))?;
+        let unbonding_output = TaprootOutput::unbonding(txs.keys, txs.unbonding_time)
+            .map_err(output_error("unbonding"))?;
+        let staking_prevout = funding_output(
+            &staking_output,
+            txs.staking_tx,
+            txs.staking_output_index,
+            "staking",
+        )?;
+        let unbonding_prevout =
+            funding_output(&unbonding_output, txs.unbonding_tx, 0, "unbonding")?;
+
+        let slashing = leaf_sighash(
+            txs.slashing_tx,
+            &staking_prevout,
+            &staking_output,
+            Leaf::Slashing,
+            "staking slashing transaction",
+        )?;
+        let unbonding_slashing = leaf_sighash(
+            txs.unbonding_slashing_tx,
+            &unbonding_prevout,
+            &unbonding_output,
+            Leaf::Slashing,
+            "unbonding slashing transaction",
+        )?;
+        let unbonding = leaf_sighash(
+            txs.unbonding_tx,
+            &staking_prevout,
+            &staking_output,
+            Leaf::Unbonding,
+            "unbonding transaction",
+        )?;
+        Ok(DelegationSighashes {
+            staking_output,
+            unbonding_output,
+            staking_prevout,
+            unbonding_prevout,
+            slashing,
+            unbonding_slashing,
+            unbonding,
+        })
+    }
+
+    /// The sighash of `tx`.
+    pub fn slashing_sighash(&self, tx: SlashingTx) -> &TapSighash {
+        match tx {
+            SlashingTx::Staking => &self.slashing,
+            SlashingTx::Unbonding => &self.unbonding_slashing,
+        }
+    }
+
+    /// The output `tx` spends.
+    pub fn slashed_output(&self, tx: SlashingTx) -> &TaprootOutput {
+        match tx {
+            SlashingTx::Staking => &self.staking_output,
+            SlashingTx::Unbonding => &self.unbonding_output,
+        }
+    }
+
+    /// The funding output `tx` spends (value and pkScript).
+    pub fn slashed_prevout(&self, tx: SlashingTx) -> &TxOut {
+        match tx {
+            SlashingTx::Staking => &self.staking_prevout,
+            SlashingTx::Unbonding => &self.unbonding_prevout,
+        }
+    }
+}
+
+fn output_error(what: &'static str) -> impl FnOnce(TaprootError) -> DelegationError {
+    move |source| DelegationError::Output { what, source }
+}
+
+fn funding_output(
+    expected: &TaprootOutput,
+    tx: &Transaction,
+    index: usize,
+    what: &'static str,
+) -> Result<TxOut, DelegationError> {
+    let out = tx
+        .output
+        .get(index)
+        .ok_or(DelegationError::MissingOutput { what, index })?;
+    let script = expected.script_pubkey();
+    if out.script_pubkey != script {
+        return Err(DelegationError::OutputScript {
+            what,
+            found: out.script_pubkey.to_hex_string(),
+            expected: script.to_hex_string(),
+        });
+    }
+    Ok(out.clone())
+}
+
+/// Input 0 of `tx` spending `prevout` through `leaf` of `output`.
+fn leaf_sighash(
+    tx: &Transaction,
+    prevout: &TxOut,
+    output: &TaprootOutput,
+    leaf: Leaf,
+    what: &'static str,
+) -> Result<TapSighash, DelegationError> {
+    let script = output
+        .leaf_script(leaf)
+        .map_err(|source| DelegationError::Leaf { what, source })?;
+    tapscript_sighash(tx, 0, std::slice::from_ref(prevout), script)
+        .map_err(|source| DelegationError::Sighash { what, source })
+}
