@@ -7,6 +7,7 @@ pub mod committed;
 pub mod eots;
 pub mod merkle;
 pub mod round;
+pub mod rounds;
 mod secret;
 pub mod vote;
 pub mod zk;

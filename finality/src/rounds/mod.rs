@@ -1,0 +1,31 @@
+//! The finality state machine of rounds (`PROTOCOL.md` §9–11): who may vote in a round and with
+//! how much power, which randomness commitments and votes are accepted, when a round is final,
+//! how equivocation and selective slashing turn into a slashed verifier, and liveness jailing.
+//!
+//! Everything here is pure. The caller supplies the round number, the verifiers' powers (from
+//! the staking module), the parameters and the signing contexts; the functions return values or
+//! one typed error per operation. Every collection that reaches an output is ordered (`BTreeMap`
+//! or a sorted `Vec`), so the same inputs give the same outputs on every node.
+
+pub mod commit;
+pub mod evidence;
+pub mod liveness;
+pub mod power;
+pub mod registry;
+pub mod round_votes;
+pub mod tally;
+#[cfg(test)]
+mod testkit;
+pub mod vote;
+
+pub use commit::{check_commitment, CommitRandomnessError, CommitmentRules};
+pub use evidence::{
+    equivocation, selective_slashing, Equivocation, EquivocationError, KeyMismatch, Slashing,
+    SlashingEvidence,
+};
+pub use liveness::{LivenessRules, LivenessRulesError, SigningWindow};
+pub use power::{Candidate, PowerTable, PowerTableError, VerifierStatus};
+pub use registry::{RegisterError, SlashError, UnjailError, VerifierRecord, Verifiers};
+pub use round_votes::{RoundVotes, RoundVotesError};
+pub use tally::{tally, Certificate, CertificateEntry, Tally};
+pub use vote::{check_vote, ClosedRound, Vote, VoteEnv, VoteError, VoteOutcome, VoterInRound};

@@ -1,0 +1,300 @@
+//! The finality-side registry of verifiers: status, accepted randomness commitments and
+//! liveness record, with the operations that change them (`PROTOCOL.md` §9–11).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fiamma_staking::context::SigningContexts;
+use secp256k1::{schnorr, XOnlyPublicKey};
+
+use crate::commitment::RandomnessCommitment;
+
+use super::commit::{check_commitment, CommitRandomnessError, CommitmentRules};
+use super::evidence::Slashing;
+use super::liveness::{LivenessRules, SigningWindow};
+use super::power::{Candidate, PowerTable, VerifierStatus};
+
+/// What the finality module keeps about one verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierRecord {
+    status: VerifierStatus,
+    /// Sorted by start; never overlapping, so also sorted by last round.
+    commitments: Vec<RandomnessCommitment>,
+    window: SigningWindow,
+}
+
+impl VerifierRecord {
+    /// Rebuilds a record from stored values; the commitments may come in any order.
+    pub fn restore(
+        status: VerifierStatus,
+        mut commitments: Vec<RandomnessCommitment>,
+        window: SigningWindow,
+    ) -> Self {
+        commitments.sort_by_key(RandomnessCommitment::start);
+        VerifierRecord {
+            status,
+            commitments,
+            window,
+        }
+    }
+
+    /// The verifier's status.
+    pub fn status(&self) -> VerifierStatus {
+        self.status
+    }
+
+    /// Its accepted commitments, ordered by first round.
+    pub fn commitments(&self) -> &[RandomnessCommitment] {
+        &self.commitments
+    }
+
+    /// The commitment covering `round`, if any.
+    pub fn commitment_covering(&self, round: u64) -> Option<&RandomnessCommitment> {
+        // Commitments do not overlap, so the first one ending at or after `round` is the only
+        // candidate.
+        let i = self.commitments.partition_point(|c| c.last() < round);
+        self.commitments.get(i).filter(|c| c.covers(round))
+    }
+
+    /// Its liveness record.
+    pub fn signing_window(&self) -> &SigningWindow {
+        &self.window
+    }
+}
+
+/// A verifier registered twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The key is registered already.
+    #[error("verifier {verifier} is already registered")]
+    AlreadyRegistered {
+        /// The key.
+        verifier: XOnlyPublicKey,
+    },
+}
+
+/// Why a verifier could not be unjailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnjailError {
+    /// No such verifier.
+    #[error("verifier {verifier} is not registered")]
+    UnknownVerifier {
+        /// The key.
+        verifier: XOnlyPublicKey,
+    },
+    /// It is not jailed (active or slashed).
+    #[error("verifier {verifier} is not jailed but {status}")]
+    NotJailed {
+        /// The key.
+        verifier: XOnlyPublicKey,
+        /// Its status.
+        status: VerifierStatus,
+    },
+    /// Its jail time is not over.
+    #[error(
+        "verifier {verifier} may not be unjailed in round {round}; it may ask from round {allowed_from}"
+    )]
+    TooEarly {
+        /// The key.
+        verifier: XOnlyPublicKey,
+        /// The current round.
+        round: u64,
+        /// The first round in which unjailing is allowed.
+        allowed_from: u64,
+    },
+}
+
+/// Why slashing evidence could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SlashError {
+    /// No such verifier.
+    #[error("verifier {verifier} is not registered")]
+    UnknownVerifier {
+        /// The key.
+        verifier: XOnlyPublicKey,
+    },
+    /// It is slashed already.
+    #[error("verifier {verifier} was already slashed in round {since}")]
+    AlreadySlashed {
+        /// The key.
+        verifier: XOnlyPublicKey,
+        /// The round of the first slashing.
+        since: u64,
+    },
+}
+
+/// All verifiers known to the finality module, ordered by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verifiers {
+    records: BTreeMap<XOnlyPublicKey, VerifierRecord>,
+}
+
+impl Verifiers {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Verifiers::default()
+    }
+
+    /// Adds a newly registered verifier, ACTIVE, without commitments.
+    ///
+    /// # Errors
+    /// [`RegisterError::AlreadyRegistered`] when the key is known.
+    pub fn register(&mut self, verifier: XOnlyPublicKey) -> Result<(), RegisterError> {
+        if self.records.contains_key(&verifier) {
+            return Err(RegisterError::AlreadyRegistered { verifier });
+        }
+        self.records.insert(
+            verifier,
+            VerifierRecord::restore(VerifierStatus::Active, Vec::new(), SigningWindow::default()),
+        );
+        Ok(())
+    }
+
+    /// Puts back a stored record, replacing any record for the key.
+    pub fn restore(&mut self, verifier: XOnlyPublicKey, record: VerifierRecord) {
+        self.records.insert(verifier, record);
+    }
+
+    /// The record of `verifier`.
+    pub fn get(&self, verifier: &XOnlyPublicKey) -> Option<&VerifierRecord> {
+        self.records.get(verifier)
+    }
+
+    /// All records, ordered by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&XOnlyPublicKey, &VerifierRecord)> {
+        self.records.iter()
+    }
+
+    /// Checks a randomness commitment ([`check_commitment`]) and stores it.
+    ///
+    /// # Errors
+    /// [`CommitRandomnessError`]; nothing changes on error.
+    pub fn commit_randomness(
+        &mut self,
+        verifier: &XOnlyPublicKey,
+        commitment: RandomnessCommitment,
+        signature: &schnorr::Signature,
+        current_round: u64,
+        rules: &CommitmentRules,
+        contexts: &SigningContexts,
+    ) -> Result<(), CommitRandomnessError> {
+        let record =
+            self.records
+                .get_mut(verifier)
+                .ok_or(CommitRandomnessError::UnknownVerifier {
+                    verifier: *verifier,
+                })?;
+        check_commitment(
+            verifier,
+            &commitment,
+            signature,
+            &record.commitments,
+            current_round,
+            rules,
+            contexts,
+        )?;
+        let at = record
+            .commitments
+            .partition_point(|c| c.start() < commitment.start());
+        record.commitments.insert(at, commitment);
+        Ok(())
+    }
+
+    /// The power table of `round`. `powers` maps each verifier to the sum of its ACTIVE
+    /// delegations (from the staking module); keys not registered here are ignored, and
+    /// registered verifiers missing from `powers` have no power.
+    pub fn power_table(
+        &self,
+        round: u64,
+        powers: &BTreeMap<XOnlyPublicKey, u64>,
+        max_active_verifiers: u32,
+    ) -> PowerTable {
+        let candidates = self.records.iter().map(|(key, record)| Candidate {
+            key: *key,
+            status: record.status,
+            power: powers.get(key).copied().unwrap_or(0),
+            commitments: &record.commitments,
+        });
+        PowerTable::select(round, candidates, max_active_verifiers)
+    }
+
+    /// Records, for every ACTIVE member of `table`, whether it is among `signers` of that
+    /// round, and jails those that missed too many rounds (their window starts afresh).
+    /// Returns the newly jailed verifiers, ordered by key.
+    pub fn record_round(
+        &mut self,
+        table: &PowerTable,
+        signers: &BTreeSet<XOnlyPublicKey>,
+        rules: &LivenessRules,
+    ) -> Vec<XOnlyPublicKey> {
+        let mut jailed = Vec::new();
+        for (key, _) in table.members() {
+            let Some(record) = self.records.get_mut(key) else {
+                continue;
+            };
+            if record.status != VerifierStatus::Active {
+                continue;
+            }
+            if record.window.record(signers.contains(key), rules) {
+                record.status = VerifierStatus::Jailed {
+                    since: table.round(),
+                };
+                record.window.clear();
+                jailed.push(*key);
+            }
+        }
+        jailed
+    }
+
+    /// Unjails `verifier` in `round`, allowed from `since + jail_duration` on.
+    ///
+    /// # Errors
+    /// [`UnjailError`]; nothing changes on error.
+    pub fn unjail(
+        &mut self,
+        verifier: &XOnlyPublicKey,
+        round: u64,
+        rules: &LivenessRules,
+    ) -> Result<(), UnjailError> {
+        let record = self
+            .records
+            .get_mut(verifier)
+            .ok_or(UnjailError::UnknownVerifier {
+                verifier: *verifier,
+            })?;
+        let VerifierStatus::Jailed { since } = record.status else {
+            return Err(UnjailError::NotJailed {
+                verifier: *verifier,
+                status: record.status,
+            });
+        };
+        let allowed_from = since.saturating_add(rules.jail_duration());
+        if round < allowed_from {
+            return Err(UnjailError::TooEarly {
+                verifier: *verifier,
+                round,
+                allowed_from,
+            });
+        }
+        record.status = VerifierStatus::Active;
+        Ok(())
+    }
+
+    /// Marks the verifier of `slashing` SLASHED in `round`: it has no power in any power table
+    /// built afterwards.
+    ///
+    /// # Errors
+    /// [`SlashError`]; nothing changes on error.
+    pub fn slash(&mut self, slashing: &Slashing, round: u64) -> Result<(), SlashError> {
+        let verifier = slashing.verifier;
+        let record = self
+            .records
+            .get_mut(&verifier)
+            .ok_or(SlashError::UnknownVerifier { verifier })?;
+        if let VerifierStatus::Slashed { since } = record.status {
+            return Err(SlashError::AlreadySlashed { verifier, since });
+        }
+        record.status = VerifierStatus::Slashed { since: round };
+        record.window.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! Verifiers with committed randomness that cast real votes, for the unit tests of `rounds`.
+
+use fiamma_staking::context::SigningContexts;
+use secp256k1::{Keypair, XOnlyPublicKey, SECP256K1};
+
+use crate::commitment::RandomnessCommitment;
+use crate::committed::CommittedRandomness;
+use crate::merkle::Digest;
+
+use super::vote::Vote;
+
+pub(crate) const CHAIN: &str = "fiamma-test";
+
+pub(crate) fn contexts() -> SigningContexts {
+    SigningContexts::new(CHAIN, "fmma1finality")
+}
+
+/// A verifier with randomness committed for rounds `start .. start + num − 1`.
+pub(crate) struct TestVerifier {
+    pub(crate) keypair: Keypair,
+    pub(crate) randomness: CommittedRandomness,
+}
+
+impl TestVerifier {
+    pub(crate) fn new(seed: u8, start: u64, num: u64) -> Self {
+        let keypair = Keypair::from_seckey_slice(SECP256K1, &[seed; 32]).expect("valid key");
+        let randomness = CommittedRandomness::derive(&keypair.secret_key(), CHAIN, start, num)
+            .expect("valid range");
+        TestVerifier {
+            keypair,
+            randomness,
+        }
+    }
+
+    pub(crate) fn key(&self) -> XOnlyPublicKey {
+        self.keypair.x_only_public_key().0
+    }
+
+    pub(crate) fn commitment(&self) -> &RandomnessCommitment {
+        self.randomness.commitment()
+    }
+
+    pub(crate) fn vote(&self, round: u64, round_hash: Digest) -> Vote {
+        let r = self.randomness.for_round(round).expect("committed round");
+        Vote::sign(&self.keypair, r, &contexts(), round, round_hash)
+    }
+}
