@@ -14,7 +14,11 @@ use fiamma_staking::params::Params;
 use fiamma_staking::registration::Registration;
 use fiamma_staking::sighash::{parse_signature, verify};
 use fiamma_staking::slashing::SlashingTxError;
+use fiamma_staking::witness::{unbonding_witness, KeySignature};
 use serde_json::Value;
+
+mod common;
+use common::kernel_accepts;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/cosmos-bsn/");
 
@@ -180,12 +184,26 @@ fn both_delegations_pass_validate_delegation() {
             verify(&v.sighashes.unbonding, &sig(c, "sig"), &key(&c["pk"]))
                 .unwrap_or_else(|e| panic!("{file}: covenant unbonding signature: {e}"));
         }
-        verify(
-            &v.sighashes.unbonding,
-            &sig(d, "staker_unbonding_sig"),
-            &r.staker_pk,
-        )
-        .unwrap_or_else(|e| panic!("{file}: staker unbonding signature: {e}"));
+        let staker_sig = sig(d, "staker_unbonding_sig");
+        verify(&v.sighashes.unbonding, &staker_sig, &r.staker_pk)
+            .unwrap_or_else(|e| panic!("{file}: staker unbonding signature: {e}"));
+
+        // The committee's and the staker's signatures from the data, assembled here, unbond
+        // the stake under Bitcoin Core's rules.
+        let covenant: Vec<KeySignature> = d["covenant_unbonding_sigs"]
+            .as_array()
+            .expect("covenant sigs")
+            .iter()
+            .map(|c| (key(&c["pk"]), sig(c, "sig")))
+            .collect();
+        let witness = unbonding_witness(&v.staking_output, &v.keys, &covenant, &staker_sig)
+            .unwrap_or_else(|e| panic!("{file}: witness: {e}"));
+        let mut unbonding_tx = r.unbonding_tx.clone();
+        unbonding_tx.input[0].witness = witness;
+        assert!(
+            kernel_accepts(&unbonding_tx, &v.staking_txout()),
+            "{file}: unbonding rejected by bitcoin core"
+        );
     }
 }
 
