@@ -50,8 +50,10 @@ pub struct Groth16Bn254 {
 impl Groth16Bn254 {
     /// Decodes the three parts, each of which must be consumed exactly.
     ///
-    /// Accepts exactly what arkworks' validated `deserialize_compressed` accepts, minus the
-    /// point at infinity encoded with a non-zero x, so every decoded value has one encoding.
+    /// Accepts what arkworks' validated `deserialize_compressed` accepts, except: the point at
+    /// infinity with a non-zero x (so every value has one encoding), trailing bytes (which
+    /// arkworks leaves unread), and length prefixes over the caps (for which arkworks reserves
+    /// memory before reading, so a forged prefix aborts the process there).
     pub fn decode(
         verifying_key: &[u8],
         proof: &[u8],
