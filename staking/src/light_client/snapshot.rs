@@ -19,7 +19,9 @@ pub struct ChainSnapshot {
     /// Trusted starting point.
     pub checkpoint: Checkpoint,
     /// Best-chain headers above the checkpoint in height order, then side-branch headers by
-    /// height (parents before children).
+    /// height (parents before children). Serialised as one hex string of the 80-byte
+    /// consensus encodings.
+    #[serde(with = "consensus_hex")]
     pub headers: Vec<Header>,
     /// Tip the restored chain must reach.
     pub tip: BlockHash,
@@ -103,6 +105,40 @@ impl HeaderChain {
     }
 }
 
+/// Serde for a header list as the hex of its concatenated consensus encodings: 160 characters
+/// a header, about half of what field-by-field serialisation takes.
+mod consensus_hex {
+    use bitcoin::block::Header;
+    use bitcoin::consensus::encode;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Length of a consensus-encoded header.
+    const HEADER_LEN: usize = 80;
+
+    pub fn serialize<S: Serializer>(headers: &[Header], serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = headers.iter().flat_map(encode::serialize).collect();
+        serializer.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Header>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(&text).map_err(D::Error::custom)?;
+        if bytes.len() % HEADER_LEN != 0 {
+            return Err(D::Error::custom(format!(
+                "header list of {} bytes is not a whole number of {HEADER_LEN}-byte headers",
+                bytes.len()
+            )));
+        }
+        bytes
+            .chunks(HEADER_LEN)
+            .map(|chunk| encode::deserialize(chunk).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{break_pow, mine_run, regtest_chain, regtest_genesis};
@@ -121,6 +157,25 @@ mod tests {
         assert_eq!(restored.tip(), chain.tip());
         assert_eq!(restored.snapshot(), snapshot);
         assert_eq!(restored.height_of(&side[1].block_hash()), Some(4));
+        let listed = serde_json::to_value(&snapshot).unwrap_or_default();
+        assert_eq!(listed["headers"].as_str().map(str::len), Some(6 * 160));
+    }
+
+    #[test]
+    fn a_truncated_header_list_does_not_decode() {
+        let chain = regtest_chain(3, &mine_run(&regtest_genesis(), 2, 1));
+        let mut value = serde_json::to_value(chain.snapshot()).unwrap_or_default();
+        let truncated = value["headers"]
+            .as_str()
+            .map(|h| h[..h.len() - 2].to_owned());
+        value["headers"] = serde_json::Value::from(truncated.unwrap_or_default());
+        let err = serde_json::from_value::<ChainSnapshot>(value)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_ref().is_some_and(|e| e.contains("159 bytes")),
+            "{err:?}"
+        );
     }
 
     #[test]
