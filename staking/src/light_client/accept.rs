@@ -456,6 +456,36 @@ mod tests {
     }
 
     #[test]
+    fn median_time_past_follows_the_headers_own_branch() {
+        let (mut chain, genesis) = regtest(20);
+        accept_all(&mut chain, &mine_run(&genesis, 12, 1));
+        // A lighter side branch from genesis whose blocks are a day apart.
+        let mut side = vec![genesis];
+        for i in 1..=11u32 {
+            let prev = side[side.len() - 1];
+            side.push(mine_with_bits(
+                &prev,
+                genesis.time + i * 86_400,
+                100 + u64::from(i),
+                REGTEST_BITS,
+            ));
+        }
+        accept_all(&mut chain, &side[1..]);
+        assert_eq!(chain.tip().height, 12);
+        // Heights 1..=11 of the side branch have the median of height 6.
+        let median = genesis.time + 6 * 86_400;
+        let on_side = mine_with_bits(&side[11], median, 200, REGTEST_BITS);
+        assert_eq!(
+            chain.accept_header(&on_side, NOW),
+            Err(AcceptHeaderError::TimeTooOld {
+                hash: on_side.block_hash(),
+                time: median,
+                median_time_past: median
+            })
+        );
+    }
+
+    #[test]
     fn a_heavier_branch_takes_over_and_an_equal_one_does_not() {
         let (mut chain, genesis) = regtest(6);
         let main = mine_run(&genesis, 3, 1);
