@@ -184,3 +184,122 @@ fn matching_key(verifier: &XOnlyPublicKey, key: SecretKey) -> Result<SecretKey, 
         key
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eots::Signature;
+    use crate::rounds::testkit::{contexts, TestVerifier};
+    use bitcoin::hashes::Hash;
+    use secp256k1::Keypair;
+
+    fn two_votes(v: &TestVerifier) -> (Vote, Vote) {
+        (v.vote(12, [1; 32]), v.vote(12, [2; 32]))
+    }
+
+    #[test]
+    fn two_votes_on_one_round_reveal_the_verifiers_key() {
+        let v = TestVerifier::new(5, 10, 4);
+        let (a, b) = two_votes(&v);
+        let slashing = equivocation(&a, &b, &contexts()).expect("equivocation");
+        assert_eq!(slashing.verifier, v.key());
+        let (pk, parity) = slashing.secret_key.x_only_public_key(SECP256K1);
+        assert_eq!((pk, parity), (v.key(), Parity::Even));
+        assert_eq!(
+            slashing.evidence,
+            SlashingEvidence::Equivocation(Box::new(Equivocation {
+                first: a.clone(),
+                second: b.clone()
+            }))
+        );
+        // Order does not matter for the key.
+        let reversed = equivocation(&b, &a, &contexts()).expect("equivocation");
+        assert_eq!(reversed.secret_key, slashing.secret_key);
+    }
+
+    #[test]
+    fn votes_that_are_not_equivocation_are_refused() {
+        let v = TestVerifier::new(5, 10, 4);
+        let w = TestVerifier::new(6, 10, 4);
+        let (a, b) = two_votes(&v);
+        let c = contexts();
+        assert_eq!(
+            equivocation(&a, &w.vote(12, [2; 32]), &c),
+            Err(EquivocationError::DifferentVoters(Box::new([
+                v.key(),
+                w.key()
+            ])))
+        );
+        assert_eq!(
+            equivocation(&a, &v.vote(13, [2; 32]), &c),
+            Err(EquivocationError::DifferentRounds {
+                first: 12,
+                second: 13
+            })
+        );
+        assert_eq!(
+            equivocation(&a, &a, &c),
+            Err(EquivocationError::SameMessage {
+                voter: v.key(),
+                round: 12
+            })
+        );
+        let mut forged = b.clone();
+        forged.signature = Signature::from_byte_array([7; 32]);
+        assert!(matches!(
+            equivocation(&forged, &a, &c),
+            Err(EquivocationError::FirstSignature(_))
+        ));
+        assert!(matches!(
+            equivocation(&a, &forged, &c),
+            Err(EquivocationError::SecondSignature(_))
+        ));
+    }
+
+    #[test]
+    fn votes_with_different_randomness_reveal_nothing() {
+        let v = TestVerifier::new(5, 10, 4);
+        // The same message signed with another round's randomness, relabelled: still a
+        // valid signature, but on a second nonce.
+        let a = v.vote(12, [1; 32]);
+        let r = v.randomness.for_round(13).expect("committed");
+        let msg = crate::vote::vote_message(&contexts(), 12, &[2; 32]);
+        let b = Vote {
+            round: 12,
+            round_hash: [2; 32],
+            public_randomness: r.public,
+            signature: crate::eots::sign(&v.keypair, &r.secret, &msg),
+            ..a.clone()
+        };
+        assert_eq!(
+            equivocation(&a, &b, &contexts()),
+            Err(EquivocationError::DifferentRandomness {
+                first: a.public_randomness,
+                second: b.public_randomness
+            })
+        );
+    }
+
+    #[test]
+    fn selective_slashing_accepts_the_key_or_its_negation_only() {
+        let v = TestVerifier::new(5, 10, 4);
+        let txid = Txid::from_byte_array([9; 32]);
+        let sk = v.keypair.secret_key();
+        let even = selective_slashing(&v.key(), sk, txid).expect("the verifier's key");
+        let negated = selective_slashing(&v.key(), sk.negate(), txid).expect("same x-only key");
+        assert_eq!(even.secret_key, negated.secret_key);
+        assert_eq!(
+            even.evidence,
+            SlashingEvidence::SelectiveSlashing {
+                slashing_txid: txid
+            }
+        );
+        let other = Keypair::from_seckey_slice(SECP256K1, &[6; 32]).expect("valid key");
+        assert_eq!(
+            selective_slashing(&v.key(), other.secret_key(), txid),
+            Err(KeyMismatch {
+                got: other.x_only_public_key().0
+            })
+        );
+    }
+}

@@ -298,3 +298,197 @@ impl Verifiers {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rounds::evidence::selective_slashing;
+    use crate::rounds::testkit::{contexts, TestVerifier};
+    use bitcoin::hashes::Hash;
+    use bitcoin::Txid;
+
+    const COMMIT: CommitmentRules = CommitmentRules {
+        min_pub_rand: 2,
+        max_start_ahead: 1_000,
+    };
+
+    fn registered(vs: &[&TestVerifier]) -> Verifiers {
+        let mut reg = Verifiers::new();
+        for v in vs {
+            reg.register(v.key()).expect("new key");
+            let sig = v.commitment().sign(&v.keypair, &contexts(), &[0; 32]);
+            reg.commit_randomness(&v.key(), *v.commitment(), &sig, 0, &COMMIT, &contexts())
+                .expect("valid commitment");
+        }
+        reg
+    }
+
+    fn powers(vs: &[(&TestVerifier, u64)]) -> BTreeMap<XOnlyPublicKey, u64> {
+        vs.iter().map(|(v, p)| (v.key(), *p)).collect()
+    }
+
+    #[test]
+    fn registering_twice_and_committing_unregistered_are_refused() {
+        let v = TestVerifier::new(1, 0, 4);
+        let mut reg = registered(&[&v]);
+        assert_eq!(
+            reg.register(v.key()),
+            Err(RegisterError::AlreadyRegistered { verifier: v.key() })
+        );
+        let stranger = TestVerifier::new(2, 0, 4);
+        let sig = stranger
+            .commitment()
+            .sign(&stranger.keypair, &contexts(), &[0; 32]);
+        assert_eq!(
+            reg.commit_randomness(
+                &stranger.key(),
+                *stranger.commitment(),
+                &sig,
+                0,
+                &COMMIT,
+                &contexts()
+            ),
+            Err(CommitRandomnessError::UnknownVerifier {
+                verifier: stranger.key()
+            })
+        );
+    }
+
+    #[test]
+    fn commitments_are_kept_in_order_and_found_by_round() {
+        let v = TestVerifier::new(1, 20, 4);
+        let mut reg = registered(&[&v]);
+        let earlier = TestVerifier::new(1, 10, 5);
+        let sig = earlier.commitment().sign(&v.keypair, &contexts(), &[0; 32]);
+        reg.commit_randomness(
+            &v.key(),
+            *earlier.commitment(),
+            &sig,
+            0,
+            &COMMIT,
+            &contexts(),
+        )
+        .expect("no overlap");
+        let record = reg.get(&v.key()).expect("registered");
+        let starts: Vec<u64> = record.commitments().iter().map(|c| c.start()).collect();
+        assert_eq!(starts, [10, 20]);
+        for (round, start) in [
+            (10, Some(10)),
+            (14, Some(10)),
+            (20, Some(20)),
+            (23, Some(20)),
+        ] {
+            assert_eq!(record.commitment_covering(round).map(|c| c.start()), start);
+        }
+        for round in [9, 15, 19, 24] {
+            assert_eq!(record.commitment_covering(round), None);
+        }
+        // The same range again overlaps and changes nothing.
+        assert!(matches!(
+            reg.commit_randomness(
+                &v.key(),
+                *earlier.commitment(),
+                &sig,
+                0,
+                &COMMIT,
+                &contexts()
+            ),
+            Err(CommitRandomnessError::Overlap { .. })
+        ));
+        assert_eq!(reg.get(&v.key()).map(|r| r.commitments().len()), Some(2));
+    }
+
+    #[test]
+    fn power_table_ignores_unregistered_keys_and_missing_power() {
+        let (a, b, c) = (
+            TestVerifier::new(1, 0, 4),
+            TestVerifier::new(2, 0, 4),
+            TestVerifier::new(3, 0, 4),
+        );
+        let reg = registered(&[&a, &b]);
+        let table = reg.power_table(1, &powers(&[(&a, 5), (&c, 9)]), 10);
+        assert_eq!(table.members().collect::<Vec<_>>(), [(&a.key(), 5)]);
+    }
+
+    #[test]
+    fn missing_too_many_rounds_jails_until_the_jail_duration_has_passed() {
+        let (a, b) = (TestVerifier::new(1, 0, 100), TestVerifier::new(2, 0, 100));
+        let mut reg = registered(&[&a, &b]);
+        let rules = LivenessRules::new(4, 2, 10).expect("valid rules");
+        let p = powers(&[(&a, 5), (&b, 5)]);
+        let only_a: BTreeSet<XOnlyPublicKey> = [a.key()].into();
+        for round in 1..=2 {
+            let table = reg.power_table(round, &p, 10);
+            assert!(reg.record_round(&table, &only_a, &rules).is_empty());
+        }
+        let table = reg.power_table(3, &p, 10);
+        assert_eq!(reg.record_round(&table, &only_a, &rules), [b.key()]);
+        assert_eq!(
+            reg.get(&b.key()).map(VerifierRecord::status),
+            Some(VerifierStatus::Jailed { since: 3 })
+        );
+        assert!(!reg.power_table(4, &p, 10).contains(&b.key()));
+
+        assert_eq!(
+            reg.unjail(&b.key(), 12, &rules),
+            Err(UnjailError::TooEarly {
+                verifier: b.key(),
+                round: 12,
+                allowed_from: 13
+            })
+        );
+        assert_eq!(
+            reg.unjail(&a.key(), 13, &rules),
+            Err(UnjailError::NotJailed {
+                verifier: a.key(),
+                status: VerifierStatus::Active
+            })
+        );
+        let stranger = TestVerifier::new(3, 0, 4).key();
+        assert_eq!(
+            reg.unjail(&stranger, 13, &rules),
+            Err(UnjailError::UnknownVerifier { verifier: stranger })
+        );
+        assert_eq!(reg.unjail(&b.key(), 13, &rules), Ok(()));
+        let back = reg.power_table(13, &p, 10);
+        assert!(back.contains(&b.key()));
+        // It starts from a clean window: one more miss does not jail it again.
+        assert!(reg.record_round(&back, &only_a, &rules).is_empty());
+    }
+
+    #[test]
+    fn a_slashed_verifier_loses_its_power_and_cannot_be_slashed_or_unjailed_again() {
+        let (a, b) = (TestVerifier::new(1, 0, 100), TestVerifier::new(2, 0, 100));
+        let mut reg = registered(&[&a, &b]);
+        let p = powers(&[(&a, 5), (&b, 7)]);
+        let slashing = selective_slashing(
+            &b.key(),
+            b.keypair.secret_key(),
+            Txid::from_byte_array([1; 32]),
+        )
+        .expect("its key");
+        assert_eq!(reg.slash(&slashing, 4), Ok(()));
+        assert_eq!(
+            reg.slash(&slashing, 5),
+            Err(SlashError::AlreadySlashed {
+                verifier: b.key(),
+                since: 4
+            })
+        );
+        let table = reg.power_table(5, &p, 10);
+        assert_eq!((table.len(), table.total_power()), (1, 5));
+        let rules = LivenessRules::new(4, 2, 0).expect("valid rules");
+        assert_eq!(
+            reg.unjail(&b.key(), 100, &rules),
+            Err(UnjailError::NotJailed {
+                verifier: b.key(),
+                status: VerifierStatus::Slashed { since: 4 }
+            })
+        );
+        let mut empty = Verifiers::new();
+        assert_eq!(
+            empty.slash(&slashing, 4),
+            Err(SlashError::UnknownVerifier { verifier: b.key() })
+        );
+    }
+}

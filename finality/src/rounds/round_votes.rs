@@ -103,3 +103,90 @@ impl RoundVotes {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rounds::power::{Candidate, VerifierStatus};
+    use crate::rounds::testkit::{contexts, TestVerifier};
+    use fiamma_staking::context::SigningContexts;
+
+    const HASH: [u8; 32] = [0x42; 32];
+
+    fn round_of(vs: &[TestVerifier], round: u64) -> RoundVotes {
+        let candidates: Vec<Candidate<'_>> = vs
+            .iter()
+            .map(|v| Candidate {
+                key: v.key(),
+                status: VerifierStatus::Active,
+                power: 10,
+                commitments: std::slice::from_ref(v.commitment()),
+            })
+            .collect();
+        let table = PowerTable::compute(round, &candidates, 10).expect("distinct keys");
+        RoundVotes::new(
+            ClosedRound {
+                round,
+                round_hash: HASH,
+            },
+            table,
+        )
+        .expect("same round")
+    }
+
+    fn env(contexts: &SigningContexts) -> VoteEnv<'_> {
+        VoteEnv {
+            contexts,
+            latest_round: 5,
+            vote_expiry: 10,
+        }
+    }
+
+    #[test]
+    fn a_table_of_another_round_is_refused() {
+        let vs = [TestVerifier::new(1, 0, 8)];
+        let table = round_of(&vs, 4).table().clone();
+        let round = ClosedRound {
+            round: 5,
+            round_hash: HASH,
+        };
+        assert_eq!(
+            RoundVotes::new(round, table),
+            Err(RoundVotesError::TableForOtherRound {
+                round: 5,
+                table_round: 4
+            })
+        );
+    }
+
+    #[test]
+    fn records_first_votes_keeps_the_first_on_equivocation_and_nothing_on_error() {
+        let vs = [TestVerifier::new(1, 0, 8), TestVerifier::new(2, 0, 8)];
+        let mut round = round_of(&vs, 5);
+        let c = contexts();
+        let add = |round: &mut RoundVotes, v: &TestVerifier, hash| {
+            round.add_vote(v.vote(5, hash), Some(v.commitment()), &env(&c))
+        };
+        assert_eq!(add(&mut round, &vs[0], HASH), Ok(VoteOutcome::Counted));
+        assert_eq!(add(&mut round, &vs[1], [1; 32]), Ok(VoteOutcome::Disagrees));
+        assert_eq!(round.signers(), [vs[0].key()].into());
+        let before = round.clone();
+        assert!(matches!(
+            add(&mut round, &vs[0], HASH),
+            Err(VoteError::Duplicate { .. })
+        ));
+        assert!(matches!(
+            round.add_vote(vs[0].vote(5, HASH), None, &env(&c)),
+            Err(VoteError::NoCommitment { .. })
+        ));
+        assert_eq!(round, before);
+        // The verifier that disagreed now signs the node's hash: equivocation.
+        let Ok(VoteOutcome::Equivocation(slashing)) = add(&mut round, &vs[1], HASH) else {
+            panic!("expected equivocation");
+        };
+        assert_eq!(slashing.verifier, vs[1].key());
+        assert_eq!(round, before);
+        let tally = round.tally();
+        assert_eq!((tally.voted_power, tally.total_power), (10, 20));
+    }
+}

@@ -128,3 +128,81 @@ pub fn tally<'a>(
         round_hash: *round_hash,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rounds::power::{Candidate, VerifierStatus};
+    use crate::rounds::testkit::TestVerifier;
+
+    const HASH: Digest = [0xcc; 32];
+
+    fn table(verifiers: &[(TestVerifier, u64)]) -> PowerTable {
+        let candidates: Vec<Candidate<'_>> = verifiers
+            .iter()
+            .map(|(v, power)| Candidate {
+                key: v.key(),
+                status: VerifierStatus::Active,
+                power: *power,
+                commitments: std::slice::from_ref(v.commitment()),
+            })
+            .collect();
+        PowerTable::compute(3, &candidates, 100).expect("distinct keys")
+    }
+
+    #[test]
+    fn only_votes_of_members_on_the_round_and_hash_count_once() {
+        let vs: Vec<(TestVerifier, u64)> =
+            (1..=3).map(|i| (TestVerifier::new(i, 0, 8), 10)).collect();
+        let t = table(&vs[..2]);
+        let votes = [
+            vs[0].0.vote(3, HASH),
+            vs[0].0.vote(3, HASH),
+            vs[1].0.vote(3, [0xdd; 32]),
+            vs[1].0.vote(4, HASH),
+            vs[2].0.vote(3, HASH),
+        ];
+        let tally = tally(&t, &HASH, &votes);
+        assert_eq!((tally.voted_power, tally.total_power), (10, 20));
+        assert_eq!(tally.entries.len(), 1);
+        assert_eq!(tally.entries[0].verifier, vs[0].0.key());
+        assert!(!tally.is_final());
+        assert_eq!(tally.certificate(), None);
+    }
+
+    #[test]
+    fn exactly_two_thirds_is_not_final_and_one_more_unit_is() {
+        let vs = vec![
+            (TestVerifier::new(1, 0, 8), 2),
+            (TestVerifier::new(2, 0, 8), 1),
+        ];
+        let t = table(&vs);
+        let at_two_thirds = tally(&t, &HASH, &[vs[0].0.vote(3, HASH)]);
+        assert_eq!(
+            (at_two_thirds.voted_power, at_two_thirds.total_power),
+            (2, 3)
+        );
+        assert!(!at_two_thirds.is_final());
+        let all = [vs[0].0.vote(3, HASH), vs[1].0.vote(3, HASH)];
+        let cert = tally(&t, &HASH, &all).certificate().expect("final");
+        assert_eq!(cert.round, 3);
+        assert_eq!(cert.entries.len(), 2);
+        assert!(cert
+            .entries
+            .windows(2)
+            .all(|w| w[0].verifier < w[1].verifier));
+        let bytes = cert.encode();
+        assert_eq!(bytes.len(), 2 * CERTIFICATE_ENTRY_LEN);
+        assert_eq!(&bytes[..32], &cert.entries[0].verifier.serialize());
+        assert_eq!(&bytes[64..96], &cert.entries[0].signature.to_byte_array());
+        assert_eq!(cert.digest(), sha256::Hash::hash(&bytes).to_byte_array());
+    }
+
+    #[test]
+    fn an_empty_active_set_never_finalises() {
+        let t = table(&[]);
+        let tally = tally(&t, &HASH, std::iter::empty());
+        assert_eq!((tally.voted_power, tally.total_power), (0, 0));
+        assert!(!tally.is_final());
+    }
+}
