@@ -6,6 +6,8 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "fiamma/staking/v1/staking.proto",
     "fiamma/staking/v1/service.proto",
+    "fiamma/finality/v1/finality.proto",
+    "fiamma/finality/v1/service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,6 +17,19 @@ pub mod staking {
     }
 }
 
+/// The `fiamma.finality.v1` package: proofs, rounds, votes, evidence and the `Finality` service.
+pub mod finality {
+    /// Version 1 of the finality API.
+    pub mod v1 {
+        #![allow(
+            missing_docs,
+            clippy::large_enum_variant,
+            clippy::doc_lazy_continuation
+        )]
+        tonic::include_proto!("fiamma.finality.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every package in this crate, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fiamma_descriptor");
 
@@ -39,7 +52,13 @@ mod tests {
                     .map(move |s| format!("{package}.{}", s.name()))
             })
             .collect();
-        assert_eq!(services, vec!["fiamma.staking.v1.Staking".to_owned()]);
+        assert_eq!(
+            services,
+            vec![
+                "fiamma.staking.v1.Staking".to_owned(),
+                "fiamma.finality.v1.Finality".to_owned()
+            ]
+        );
     }
 
     #[test]
