@@ -18,6 +18,8 @@ enum Command {
     Staking(cli::staking::StakingCommand),
     /// Serve an embedded regtest chain, validated by Bitcoin Core's consensus engine, over JSON-RPC.
     Regtest(cli::regtest::RegtestArgs),
+    /// Run the node: staking module on PostgreSQL, gRPC API, following Bitcoin.
+    Node(fiamma::node::config::NodeArgs),
 }
 
 #[tokio::main]
@@ -26,6 +28,7 @@ async fn main() {
     let result = match cli.command {
         Command::Staking(cmd) => cli::staking::run(cmd).await,
         Command::Regtest(args) => cli::regtest::run(args).await,
+        Command::Node(args) => fiamma::node::run::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

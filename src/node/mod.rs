@@ -1,5 +1,15 @@
 //! `fiamma node`: the staking module on PostgreSQL, served over gRPC, following Bitcoin.
+//!
+//! - [`config`]: settings from a TOML file, environment and flags.
+//! - [`store`]: the PostgreSQL store, one transaction per message.
+//! - [`module`]: the service layer over the pure staking cores.
+//! - [`grpc`]: the `fiamma.staking.v1.Staking` service, health and reflection.
+//! - [`follower`]: the chain follower feeding the light client and the module.
+//! - [`run`]: the `fiamma node` command.
 
 pub mod config;
+pub mod follower;
+pub mod grpc;
 pub mod module;
+pub mod run;
 pub mod store;

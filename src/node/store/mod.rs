@@ -217,6 +217,11 @@ impl Store {
         read::pending_for_covenant(&mut conn, covenant_pk, params_versions, after, limit).await
     }
 
+    /// Every delegation that has not ended (PENDING, VERIFIED or ACTIVE).
+    pub async fn open_delegations(&self) -> Result<Vec<Delegation>, StoreError> {
+        read::open_delegations(&mut *self.pool.acquire().await?).await
+    }
+
     /// Voting power per verifier at BTC height `h`.
     pub async fn voting_power_table(&self, h: u32) -> Result<Vec<VotingPowerEntry>, StoreError> {
         read::voting_power_table(&mut *self.pool.acquire().await?, h).await

@@ -1,0 +1,235 @@
+//! The chain follower: keeps the light client's header chain in step with a Bitcoin backend
+//! and turns what it sees into [`ChainUpdate`]s for the staking module: k-deep staking
+//! transactions (checked by Merkle proof against the light client, not taken on the backend's
+//! word), spends of staking outputs, and the new tip for activation and expiry.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitcoin::block::Header;
+use bitcoin::{Network, OutPoint};
+use fiamma_staking::light_client::{
+    AcceptHeadersError, ChainSnapshot, Checkpoint, HeaderChain, NewChainError, RestoreError,
+};
+
+use crate::btc::{Backend, BackendError, OutPointStatus, TxStatus};
+use crate::node::module::{ChainUpdate, StakingModule};
+use crate::node::store::StoreError;
+
+/// Most headers fetched in one step, so a long catch-up commits progress as it goes.
+const HEADERS_PER_STEP: u32 = 2000;
+
+/// Why one follower step failed; the follower logs it and retries on the next poll.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The header chain could not start.
+    #[error("cannot start the header chain: {0}")]
+    NewChain(#[from] NewChainError),
+    /// The stored header chain could not be restored.
+    #[error("cannot restore the stored header chain: {0}")]
+    Restore(String),
+    /// The light client refused a header from the backend.
+    #[error(transparent)]
+    Headers(#[from] AcceptHeadersError),
+    /// The backend's chain and the light client's share no block within the reorg limit.
+    #[error(
+        "the backend's chain forks from ours below height {height}, deeper than the reorg limit"
+    )]
+    NoCommonBlock {
+        /// Lowest height compared.
+        height: u32,
+    },
+    /// The backend lost a block it had just named.
+    #[error("the backend has no header for block at height {0}")]
+    MissingHeader(u32),
+}
+
+impl From<RestoreError> for FollowError {
+    fn from(e: RestoreError) -> Self {
+        FollowError::Restore(e.to_string())
+    }
+}
+
+/// Follows one backend for one module.
+pub struct Follower {
+    backend: Arc<dyn Backend>,
+    module: StakingModule,
+    network: Network,
+    max_reorg_depth: u32,
+}
+
+impl Follower {
+    /// A follower of `backend` on `network`, accepting reorgs up to the largest k of the params.
+    pub fn new(backend: Arc<dyn Backend>, module: StakingModule, network: Network) -> Self {
+        let max_reorg_depth = module
+            .params()
+            .versions()
+            .iter()
+            .map(|p| p.btc_confirmation_depth)
+            .max()
+            .unwrap_or(6)
+            .max(1);
+        Follower {
+            backend,
+            module,
+            network,
+            max_reorg_depth,
+        }
+    }
+
+    /// Polls every `interval` until `shutdown` fires; failures are logged and retried.
+    pub async fn run(self, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.step().await {
+                Ok(Some(tip)) => tracing::debug!(tip, "followed bitcoin"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "chain follower step failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Loads the header chain from the store, or starts it at genesis.
+    async fn load_chain(&self) -> Result<HeaderChain, FollowError> {
+        if let Some(bytes) = self.module.store().light_client().await? {
+            let snapshot: ChainSnapshot =
+                serde_json::from_slice(&bytes).map_err(|e| FollowError::Restore(e.to_string()))?;
+            return Ok(HeaderChain::restore(&snapshot)?);
+        }
+        Ok(HeaderChain::new(
+            self.network,
+            Checkpoint::genesis(self.network),
+            self.max_reorg_depth,
+        )?)
+    }
+
+    /// One poll: new headers, then inclusions and spends of open delegations, applied in one
+    /// transaction. Returns the new tip height, or `None` when nothing changed.
+    pub async fn step(&self) -> Result<Option<u32>, FollowError> {
+        // Work on a copy: the shared chain changes only once the update is committed.
+        let existing = self
+            .module
+            .header_chain()
+            .read()
+            .ok()
+            .and_then(|g| g.clone());
+        let mut chain = match existing {
+            Some(chain) => chain,
+            None => self.load_chain().await?,
+        };
+        let headers = self.new_headers(&chain).await?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        chain.accept_headers(&headers, now)?;
+        let tip = chain.tip();
+        let (stored_tip, stored_hash) = self.module.store().tip().await?;
+
+        let mut inclusions = Vec::new();
+        let mut spends = Vec::new();
+        let open = self.module.store().open_delegations().await?;
+        for d in &open {
+            let r = &d.registration;
+            let Some(params) = self.module.params().get(r.params_version) else {
+                continue;
+            };
+            if d.state.start_height().is_none() {
+                if let TxStatus::Confirmed { proof, .. } =
+                    self.backend.tx_status(&r.staking_txid).await?
+                {
+                    match chain.verify_merkle_block(&proof, r.staking_txid) {
+                        Ok(inc)
+                            if inc.index != 0 && inc.is_k_deep(params.btc_confirmation_depth) =>
+                        {
+                            inclusions.push((r.staking_txid, inc.height));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(txid = %r.staking_txid, error = %e, "backend inclusion proof refused")
+                        }
+                    }
+                }
+            }
+            let outpoint = OutPoint::new(r.staking_txid, r.staking_output_index);
+            if let OutPointStatus::Spent { txid, .. } =
+                self.backend.outpoint_status(&outpoint).await?
+            {
+                spends.push((r.staking_txid, txid));
+            }
+        }
+        if headers.is_empty()
+            && inclusions.is_empty()
+            && spends.is_empty()
+            && stored_tip == tip.height
+            && stored_hash == Some(tip.hash)
+        {
+            return Ok(None);
+        }
+        let snapshot = serde_json::to_vec(&chain.snapshot())
+            .map_err(|e| FollowError::Restore(e.to_string()))?;
+        let update = ChainUpdate {
+            tip_height: tip.height,
+            tip_hash: tip.hash,
+            light_client: Some(snapshot),
+            inclusions,
+            spends,
+        };
+        let events = self.module.apply_chain_update(&update).await?;
+        if let Ok(mut guard) = self.module.header_chain().write() {
+            *guard = Some(chain);
+        }
+        tracing::info!(
+            tip = tip.height,
+            events = events.len(),
+            "applied bitcoin update"
+        );
+        Ok(Some(tip.height))
+    }
+
+    /// Headers the backend has beyond the fork point with `chain`, oldest first.
+    async fn new_headers(&self, chain: &HeaderChain) -> Result<Vec<Header>, FollowError> {
+        let ours = chain.tip();
+        let theirs = self.backend.tip().await?;
+        // Walk back from our tip to the highest block the backend also has.
+        let mut fork = ours.height.min(theirs.height);
+        let lowest = ours.height.saturating_sub(self.max_reorg_depth);
+        loop {
+            let same = match (chain.hash_at(fork), self.backend.block_hash(fork).await?) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            };
+            if same {
+                break;
+            }
+            if fork <= lowest {
+                return Err(FollowError::NoCommonBlock { height: fork });
+            }
+            fork -= 1;
+        }
+        let last = theirs.height.min(fork.saturating_add(HEADERS_PER_STEP));
+        let mut headers = Vec::new();
+        for height in fork + 1..=last {
+            let hash = self
+                .backend
+                .block_hash(height)
+                .await?
+                .ok_or(FollowError::MissingHeader(height))?;
+            let entry = self
+                .backend
+                .header(&hash)
+                .await?
+                .ok_or(FollowError::MissingHeader(height))?;
+            headers.push(entry.header);
+        }
+        Ok(headers)
+    }
+}

@@ -1,0 +1,351 @@
+//! The `fiamma.staking.v1.Staking` gRPC service over the staking module, and the server with
+//! gRPC health and reflection.
+
+pub mod convert;
+mod events;
+mod status;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::Txid;
+use fiamma_proto::staking::v1 as pb;
+use fiamma_proto::staking::v1::staking_server::{Staking, StakingServer};
+use fiamma_staking::registration::Registration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use self::convert as c;
+use crate::node::module::{CovenantSigsInput, StakingModule, VerifierRegistration};
+use crate::node::store::DelegationFilter;
+
+/// Largest request the server decodes (a registration holds four transactions of at most
+/// [`convert::MAX_TX_BYTES`]).
+pub const MAX_REQUEST_BYTES: usize = 4 * convert::MAX_TX_BYTES + 64 * 1024;
+
+/// The gRPC face of the staking module.
+#[derive(Clone)]
+pub struct StakingGrpc {
+    module: StakingModule,
+}
+
+impl StakingGrpc {
+    /// Serves `module`.
+    pub fn new(module: StakingModule) -> Self {
+        StakingGrpc { module }
+    }
+}
+
+fn txid_key(bytes: &[u8]) -> Option<Txid> {
+    <[u8; 32]>::try_from(bytes).ok().map(Txid::from_byte_array)
+}
+
+fn pk_key(bytes: &[u8]) -> Option<XOnlyPublicKey> {
+    XOnlyPublicKey::from_slice(bytes).ok()
+}
+
+fn registration(r: &pb::CreateDelegationRequest) -> Result<Registration, c::FieldError> {
+    Ok(Registration {
+        staker_pk: c::key("staker_btc_pk", &r.staker_btc_pk)?,
+        staker_account: c::account("staker_account", &r.staker_account)?,
+        pop: c::pop("pop", r.pop.as_ref())?,
+        verifier_pks: vec![c::key("verifier_btc_pk", &r.verifier_btc_pk)?],
+        staking_time: r.staking_time_blocks,
+        staking_value_sat: u64::try_from(r.staking_value_sat).map_err(|_| c::FieldError {
+            field: "staking_value_sat",
+            reason: format!("{} is negative", r.staking_value_sat),
+        })?,
+        staking_tx: c::transaction("staking_tx", &r.staking_tx)?,
+        staking_output_index: r.staking_output_index,
+        slashing_tx: c::transaction("slashing_tx", &r.slashing_tx)?,
+        staker_slashing_sig: c::schnorr_sig("staker_slashing_sig", &r.staker_slashing_sig)?,
+        unbonding_time: r.unbonding_time_blocks,
+        unbonding_tx: c::transaction("unbonding_tx", &r.unbonding_tx)?,
+        unbonding_slashing_tx: c::transaction("unbonding_slashing_tx", &r.unbonding_slashing_tx)?,
+        staker_unbonding_slashing_sig: c::schnorr_sig(
+            "staker_unbonding_slashing_sig",
+            &r.staker_unbonding_slashing_sig,
+        )?,
+    })
+}
+
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Staking for StakingGrpc {
+    async fn create_verifier(
+        &self,
+        request: Request<pb::CreateVerifierRequest>,
+    ) -> Result<Response<pb::CreateVerifierResponse>, Status> {
+        let r = request.into_inner();
+        let reg = VerifierRegistration {
+            account: c::account("account", &r.account)?,
+            account_text: r.account.clone(),
+            btc_pk: c::key("btc_pk", &r.btc_pk)?,
+            pop: c::pop("pop", r.pop.as_ref())?,
+            description: c::description(r.description.as_ref())?,
+            commission: c::commission("commission", &r.commission)?,
+        };
+        let event_sequence = self.module.create_verifier(reg).await?;
+        Ok(Response::new(pb::CreateVerifierResponse { event_sequence }))
+    }
+
+    async fn create_delegation(
+        &self,
+        request: Request<pb::CreateDelegationRequest>,
+    ) -> Result<Response<pb::CreateDelegationResponse>, Status> {
+        let r = request.into_inner();
+        let reg = registration(&r)?;
+        let (txid, params_version) = self.module.create_delegation(reg, r.staker_account).await?;
+        Ok(Response::new(pb::CreateDelegationResponse {
+            staking_txid: txid.to_string(),
+            params_version,
+        }))
+    }
+
+    async fn add_covenant_sigs(
+        &self,
+        request: Request<pb::AddCovenantSigsRequest>,
+    ) -> Result<Response<pb::AddCovenantSigsResponse>, Status> {
+        let r = request.into_inner();
+        let txid = c::txid("staking_txid", &r.staking_txid)?;
+        let s = r.sigs.ok_or_else(|| c::FieldError {
+            field: "sigs",
+            reason: "missing covenant signatures".into(),
+        })?;
+        let input = CovenantSigsInput {
+            covenant_pk: c::key("sigs.covenant_pk", &s.covenant_pk)?,
+            slashing: c::adaptor_sig("sigs.slashing_adaptor_sig", &s.slashing_adaptor_sig)?,
+            unbonding_slashing: c::adaptor_sig(
+                "sigs.unbonding_slashing_adaptor_sig",
+                &s.unbonding_slashing_adaptor_sig,
+            )?,
+            unbonding: c::schnorr_sig("sigs.unbonding_sig", &s.unbonding_sig)?,
+        };
+        let (status, signatures) = self.module.add_covenant_sigs(&txid, input).await?;
+        Ok(Response::new(pb::AddCovenantSigsResponse {
+            status: c::status_to_pb(status).into(),
+            signatures,
+        }))
+    }
+
+    async fn add_inclusion_proof(
+        &self,
+        request: Request<pb::AddInclusionProofRequest>,
+    ) -> Result<Response<pb::AddInclusionProofResponse>, Status> {
+        let r = request.into_inner();
+        let txid = c::txid("staking_txid", &r.staking_txid)?;
+        let (block, branch) = c::merkle_branch(r.proof.as_ref())?;
+        let (status, start, end) = self
+            .module
+            .add_inclusion_proof(&txid, &block, &branch.into())
+            .await?;
+        Ok(Response::new(pb::AddInclusionProofResponse {
+            status: c::status_to_pb(status).into(),
+            start_height: start.unwrap_or(0),
+            end_height: end.unwrap_or(0),
+        }))
+    }
+
+    async fn selective_slashing_evidence(
+        &self,
+        request: Request<pb::SelectiveSlashingEvidenceRequest>,
+    ) -> Result<Response<pb::SelectiveSlashingEvidenceResponse>, Status> {
+        let r = request.into_inner();
+        let txid = c::txid("staking_txid", &r.staking_txid)?;
+        let sk = c::secret_key("recovered_verifier_sk", &r.recovered_verifier_sk)?;
+        let verifier = self.module.selective_slashing_evidence(&txid, &sk).await?;
+        Ok(Response::new(pb::SelectiveSlashingEvidenceResponse {
+            verifier_btc_pk: verifier.serialize().to_vec(),
+        }))
+    }
+
+    async fn params(
+        &self,
+        request: Request<pb::ParamsRequest>,
+    ) -> Result<Response<pb::ParamsResponse>, Status> {
+        let (version, params) = match request.into_inner().selector {
+            Some(pb::params_request::Selector::Version(v)) => (v, self.module.params_version(v)?),
+            Some(pb::params_request::Selector::BtcHeight(h)) => self.module.params_at(h)?,
+            None => {
+                let (tip, _) = self.module.store().tip().await?;
+                self.module.params_at(tip)?
+            }
+        };
+        Ok(Response::new(pb::ParamsResponse {
+            params: Some(c::params_to_pb(version, params)),
+        }))
+    }
+
+    async fn verifier(
+        &self,
+        request: Request<pb::VerifierRequest>,
+    ) -> Result<Response<pb::VerifierResponse>, Status> {
+        let pk = c::key("btc_pk", &request.into_inner().btc_pk)?;
+        let v = self.module.verifier(&pk).await?;
+        let (tip, _) = self.module.store().tip().await?;
+        let power = self
+            .module
+            .voting_power_table(tip)
+            .await?
+            .into_iter()
+            .find(|e| e.verifier == pk)
+            .map_or(0, |e| e.power_sat);
+        Ok(Response::new(pb::VerifierResponse {
+            verifier: Some(c::verifier_to_pb(&v)),
+            active_power_sat: i64::try_from(power).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn verifiers(
+        &self,
+        request: Request<pb::VerifiersRequest>,
+    ) -> Result<Response<pb::VerifiersResponse>, Status> {
+        let (after, size) = c::page(request.into_inner().page.as_ref(), pk_key)?;
+        let list = self.module.store().verifiers(after.as_ref(), size).await?;
+        let last = list.last().map(|v| v.registration.btc_pk.serialize());
+        Ok(Response::new(pb::VerifiersResponse {
+            page: Some(c::next_token(
+                list.len() == size as usize,
+                last.as_ref().map(|k| k.as_slice()),
+            )),
+            verifiers: list.iter().map(c::verifier_to_pb).collect(),
+        }))
+    }
+
+    async fn delegation(
+        &self,
+        request: Request<pb::DelegationRequest>,
+    ) -> Result<Response<pb::DelegationResponse>, Status> {
+        let txid = c::txid("staking_txid", &request.into_inner().staking_txid)?;
+        let d = self.module.delegation(&txid).await?;
+        Ok(Response::new(pb::DelegationResponse {
+            delegation: Some(c::delegation_to_pb(&d)),
+        }))
+    }
+
+    async fn delegations(
+        &self,
+        request: Request<pb::DelegationsRequest>,
+    ) -> Result<Response<pb::DelegationsResponse>, Status> {
+        let r = request.into_inner();
+        let optional_key = |field, bytes: &[u8]| {
+            if bytes.is_empty() {
+                Ok(None)
+            } else {
+                c::key(field, bytes).map(Some)
+            }
+        };
+        let filter = DelegationFilter {
+            status: c::status_filter("status", r.status)?,
+            staker: optional_key("staker_btc_pk", &r.staker_btc_pk)?,
+            verifier: optional_key("verifier_btc_pk", &r.verifier_btc_pk)?,
+        };
+        let (after, size) = c::page(r.page.as_ref(), txid_key)?;
+        let list = self
+            .module
+            .delegations(&filter, after.as_ref(), size)
+            .await?;
+        Ok(Response::new(delegation_page(list, size)))
+    }
+
+    async fn pending_delegations(
+        &self,
+        request: Request<pb::PendingDelegationsRequest>,
+    ) -> Result<Response<pb::PendingDelegationsResponse>, Status> {
+        let r = request.into_inner();
+        let pk = c::key("covenant_pk", &r.covenant_pk)?;
+        let (after, size) = c::page(r.page.as_ref(), txid_key)?;
+        let list = self
+            .module
+            .pending_for_covenant(&pk, after.as_ref(), size)
+            .await?;
+        let page = delegation_page(list, size);
+        Ok(Response::new(pb::PendingDelegationsResponse {
+            delegations: page.delegations,
+            page: page.page,
+        }))
+    }
+
+    async fn voting_power_table(
+        &self,
+        request: Request<pb::VotingPowerTableRequest>,
+    ) -> Result<Response<pb::VotingPowerTableResponse>, Status> {
+        let h = request.into_inner().btc_height;
+        let table = self.module.voting_power_table(h).await?;
+        let total: u64 = table.iter().map(|e| e.power_sat).sum();
+        Ok(Response::new(pb::VotingPowerTableResponse {
+            btc_height: h,
+            entries: table.iter().map(c::voting_power_to_pb).collect(),
+            total_power_sat: i64::try_from(total).unwrap_or(i64::MAX),
+        }))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(
+        &self,
+        request: Request<pb::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let from = request.into_inner().from_sequence.max(1);
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(events::forward(self.module.clone(), from, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn delegation_page(
+    list: Vec<crate::node::store::Delegation>,
+    size: u32,
+) -> pb::DelegationsResponse {
+    let last = list
+        .last()
+        .map(|d| d.registration.staking_txid.to_byte_array());
+    pb::DelegationsResponse {
+        page: Some(c::next_token(
+            list.len() == size as usize,
+            last.as_ref().map(|k| k.as_slice()),
+        )),
+        delegations: list.iter().map(c::delegation_to_pb).collect(),
+    }
+}
+
+/// Why the gRPC server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not load the descriptors.
+    #[error("grpc reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the staking service, gRPC health (`fiamma.staking.v1.Staking` SERVING) and server
+/// reflection on `listener` until `shutdown` completes.
+pub async fn serve(
+    module: StakingModule,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StakingServer<StakingGrpc>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fiamma_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let staking =
+        StakingServer::new(StakingGrpc::new(module)).max_decoding_message_size(MAX_REQUEST_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(staking)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await?;
+    Ok(())
+}
