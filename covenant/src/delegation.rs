@@ -230,3 +230,92 @@ fn leaf_sighash(
     tapscript_sighash(tx, 0, std::slice::from_ref(prevout), script)
         .map_err(|source| DelegationError::Sighash { what, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::absolute::LockTime;
+    use bitcoin::transaction::Version;
+    use bitcoin::{Amount, ScriptBuf, TxIn};
+    use secp256k1::{SecretKey, XOnlyPublicKey, SECP256K1};
+
+    fn key(i: u8) -> XOnlyPublicKey {
+        SecretKey::from_slice(&[i; 32])
+            .unwrap()
+            .x_only_public_key(SECP256K1)
+            .0
+    }
+
+    fn tx_paying(script: ScriptBuf) -> Transaction {
+        Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn::default()],
+            output: vec![TxOut {
+                value: Amount::from_sat(100_000),
+                script_pubkey: script,
+            }],
+        }
+    }
+
+    #[test]
+    fn funding_outputs_must_be_the_protocol_outputs() {
+        let keys = StakingKeys::new(key(1), &[key(2)], &[key(3), key(4)], 1).unwrap();
+        let staking = TaprootOutput::staking(&keys, 10).unwrap();
+        let unbonding = TaprootOutput::unbonding(&keys, 5).unwrap();
+        let staking_tx = tx_paying(staking.script_pubkey());
+        let unbonding_tx = tx_paying(unbonding.script_pubkey());
+        let spend = tx_paying(ScriptBuf::new());
+        let txs = DelegationTxs {
+            keys: &keys,
+            staking_time: 10,
+            unbonding_time: 5,
+            staking_tx: &staking_tx,
+            staking_output_index: 0,
+            slashing_tx: &spend,
+            unbonding_tx: &unbonding_tx,
+            unbonding_slashing_tx: &spend,
+        };
+        let sighashes = DelegationSighashes::compute(&txs).unwrap();
+        assert_ne!(sighashes.slashing, sighashes.unbonding);
+        assert_eq!(
+            sighashes.slashed_prevout(SlashingTx::Unbonding),
+            &unbonding_tx.output[0]
+        );
+
+        let missing = DelegationTxs {
+            staking_output_index: 1,
+            ..txs
+        };
+        assert_eq!(
+            DelegationSighashes::compute(&missing).unwrap_err(),
+            DelegationError::MissingOutput {
+                what: "staking",
+                index: 1
+            }
+        );
+        // Staking time 11 builds another staking output than the transaction pays.
+        let other_time = DelegationTxs {
+            staking_time: 11,
+            ..txs
+        };
+        assert!(matches!(
+            DelegationSighashes::compute(&other_time),
+            Err(DelegationError::OutputScript {
+                what: "staking",
+                ..
+            })
+        ));
+        let zero_time = DelegationTxs {
+            unbonding_time: 0,
+            ..txs
+        };
+        assert!(matches!(
+            DelegationSighashes::compute(&zero_time),
+            Err(DelegationError::Output {
+                what: "unbonding",
+                ..
+            })
+        ));
+    }
+}

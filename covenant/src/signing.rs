@@ -124,3 +124,38 @@ pub fn sign_delegation<R: RngCore + CryptoRng + ?Sized>(
         unbonding,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adaptor::{DecryptionKey, SignerKey};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use secp256k1::{Message, SecretKey, SECP256K1};
+
+    #[test]
+    fn slashing_pre_signature_decrypts_with_the_verifier_key_only() {
+        let keypair = Keypair::from_seckey_slice(SECP256K1, &[1; 32]).unwrap();
+        let verifier = SecretKey::from_slice(&[2; 32]).unwrap();
+        let (verifier_x, _) = verifier.x_only_public_key(SECP256K1);
+        let sighash = TapSighash::from_byte_array([5; 32]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let presig = adaptor_sign_slashing(&keypair, &sighash, &verifier_x, &mut rng).unwrap();
+        let (covenant, _) = keypair.x_only_public_key();
+        presig
+            .enc_verify(
+                &SignerKey::new(covenant),
+                &sighash.to_byte_array(),
+                &EncryptionKey::from_verifier_key(&verifier_x),
+            )
+            .unwrap();
+        let sig = presig
+            .decrypt(&DecryptionKey::from_verifier_secret(&verifier))
+            .unwrap();
+        let msg = Message::from_digest(sighash.to_byte_array());
+        assert!(SECP256K1.verify_schnorr(&sig, &msg, &covenant).is_ok());
+        // Fresh aux randomness each time: two pre-signatures of the same message differ.
+        let again = adaptor_sign_slashing(&keypair, &sighash, &verifier_x, &mut rng).unwrap();
+        assert_ne!(presig, again);
+    }
+}

@@ -171,3 +171,70 @@ pub fn signed_slashing_tx<R: RngCore + CryptoRng + ?Sized>(
     input.witness = witness;
     Ok(signed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adaptor::{enc_sign, EncryptionKey};
+    use bitcoin::hashes::Hash as _;
+
+    fn secret(i: u8) -> SecretKey {
+        SecretKey::from_slice(&[i; 32]).unwrap()
+    }
+
+    fn x(sk: &SecretKey) -> XOnlyPublicKey {
+        sk.x_only_public_key(SECP256K1).0
+    }
+
+    #[test]
+    fn decrypts_until_quorum_and_says_why_it_skipped() {
+        let verifier = secret(2);
+        let covenants = [secret(3), secret(4), secret(5)];
+        let keys = StakingKeys::new(
+            x(&secret(1)),
+            &[x(&verifier)],
+            &covenants.iter().map(x).collect::<Vec<_>>(),
+            2,
+        )
+        .unwrap();
+        let sighash = TapSighash::from_byte_array([7; 32]);
+        let t = EncryptionKey::from_verifier_key(&x(&verifier));
+        let presig = |sk: &SecretKey| {
+            (
+                x(sk),
+                enc_sign(sk, &t, &sighash.to_byte_array(), &[0; 32]).unwrap(),
+            )
+        };
+        let outsider = secret(9);
+        let given = [
+            presig(&outsider),
+            presig(&covenants[0]),
+            presig(&covenants[0]),
+            // Signed by covenant 2 but named as covenant 1: decrypts, does not verify.
+            (x(&covenants[1]), presig(&covenants[2]).1),
+            presig(&covenants[2]),
+            presig(&covenants[1]),
+        ];
+        let d = DecryptionKey::from_verifier_secret(&verifier);
+
+        let valid = decrypt_quorum(&keys, &sighash, &d, &given).unwrap();
+        assert_eq!(
+            valid.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![x(&covenants[0]), x(&covenants[2])]
+        );
+
+        match decrypt_quorum(&keys, &sighash, &d, &given[..4]) {
+            Err(SlashError::CovenantQuorum {
+                valid: 1,
+                quorum: 2,
+                rejected,
+            }) => {
+                let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+                assert_eq!(reasons[0], "not a covenant committee key");
+                assert_eq!(reasons[1], "second signature for the key");
+                assert!(reasons[2].starts_with("decrypted signature"));
+            }
+            other => panic!("expected a quorum failure, got {other:?}"),
+        }
+    }
+}

@@ -106,6 +106,27 @@ mod tests {
         }
     }
 
+    /// Curve points whose x-coordinate is not below n: x = n (so r = 0, no recovery route)
+    /// and x = n + 2 (recovery id 2, r = x − n).
+    #[test]
+    fn x_coordinates_at_or_above_n_are_handled() {
+        let n_hex = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+        let n_plus_2 = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364143";
+        let (s, e) = (scalar([3; 32]), scalar([4; 32]));
+        for (x_hex, expect_recovery) in [(n_hex, false), (n_plus_2, true)] {
+            let x: [u8; 32] = hex::decode(x_hex).unwrap().try_into().unwrap();
+            let p = PublicKey::from_x_only_public_key(
+                secp256k1::XOnlyPublicKey::from_slice(&x).unwrap(),
+                Parity::Even,
+            );
+            let rec = Recovery::for_even_point(&x);
+            assert_eq!(rec.is_some(), expect_recovery, "{x_hex}");
+            let plain = s_g_minus_e_p_plain(&s, &e, &p);
+            assert!(plain.is_some());
+            assert_eq!(s_g_minus_e_p(&s, &e, &p, rec.as_ref()), plain, "{x_hex}");
+        }
+    }
+
     #[test]
     fn infinity_is_none() {
         // s·G − e·P = 0 for P = G, s = e.

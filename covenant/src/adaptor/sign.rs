@@ -13,10 +13,10 @@ use super::signature::AdaptorSignature;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncSignError {
     /// The derived nonce k is 0 mod n.
-    #[error("derived nonce is zero for aux {aux}")]
+    #[error("derived nonce is zero for message {msg}")]
     NonceZero {
-        /// The aux randomness, hex.
-        aux: String,
+        /// The message, hex.
+        msg: String,
     },
     /// kG + T is the point at infinity.
     #[error("nonce point kG + T is infinity for encryption key {encryption_key}")]
@@ -25,10 +25,10 @@ pub enum EncSignError {
         encryption_key: String,
     },
     /// s' = k + e·d is 0 mod n.
-    #[error("pre-signature scalar is zero for aux {aux}")]
+    #[error("pre-signature scalar is zero for message {msg}")]
     ScalarZero {
-        /// The aux randomness, hex.
-        aux: String,
+        /// The message, hex.
+        msg: String,
     },
 }
 
@@ -58,7 +58,7 @@ pub fn enc_sign(
     let t = encryption_key.serialize();
     let k = reduce_secret(&nonce_hash(&masked, &t, &signer_x, msg)).ok_or_else(|| {
         EncSignError::NonceZero {
-            aux: hex::encode(aux),
+            msg: hex::encode(msg),
         }
     })?;
 
@@ -76,7 +76,7 @@ pub fn enc_sign(
 
     let e = challenge(&r0_x.serialize(), &signer_x, msg);
     let scalar_zero = || EncSignError::ScalarZero {
-        aux: hex::encode(aux),
+        msg: hex::encode(msg),
     };
     let s_hat = if e == Scalar::ZERO {
         k
