@@ -5,7 +5,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use fiamma_covenant::adaptor::{
     enc_sign, AdaptorSignature, DecryptionKey, EncryptionKey, SignerKey,
 };
-use secp256k1::{Keypair, Message, SecretKey, SECP256K1};
+use secp256k1::{Keypair, Message, Parity, Scalar, SecretKey, SECP256K1};
 
 fn bench_adaptor(c: &mut Criterion) {
     let signing_key = SecretKey::from_slice(&[0x11; 32]).expect("valid key");
@@ -41,6 +41,25 @@ fn bench_adaptor(c: &mut Criterion) {
                 black_box(&msg),
                 black_box(&encryption_key),
             )
+        })
+    });
+    // What EncVerify costs when the signer key is lifted from x-only each time (one square
+    // root) instead of once per covenant key.
+    group.bench_function("lift_signer_and_enc_verify", |b| {
+        b.iter(|| presig.enc_verify(&SignerKey::new(black_box(signer_x)), &msg, &encryption_key))
+    });
+    // The route EncVerify avoids: s'G − eP as two separate library multiplications.
+    let (s, e) = (
+        Scalar::from_be_bytes([0x55; 32]).expect("< n"),
+        Scalar::from_be_bytes([0x66; 32]).expect("< n"),
+    );
+    let p = signer_x.public_key(Parity::Even);
+    group.bench_function("reference_two_multiplications", |b| {
+        b.iter(|| {
+            black_box(p)
+                .negate(SECP256K1)
+                .mul_tweak(SECP256K1, black_box(&e))
+                .and_then(|ep| ep.add_exp_tweak(SECP256K1, black_box(&s)))
         })
     });
     group.bench_function("parse_and_enc_verify", |b| {
