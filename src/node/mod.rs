@@ -3,11 +3,13 @@
 //! - [`config`]: settings from a TOML file, environment and flags.
 //! - [`store`]: the PostgreSQL store, one transaction per message.
 //! - [`module`]: the service layer over the pure staking cores.
+//! - [`finality`]: the finality module: proofs, rounds, votes, tally, slashing.
 //! - [`grpc`]: the `fiamma.staking.v1.Staking` service, health and reflection.
 //! - [`follower`]: the chain follower feeding the light client and the module.
 //! - [`run`]: the `fiamma node` command.
 
 pub mod config;
+pub mod finality;
 pub mod follower;
 pub mod grpc;
 pub mod module;

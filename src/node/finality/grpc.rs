@@ -1,0 +1,206 @@
+//! The `fiamma.finality.v1.Finality` gRPC service over [`FinalityModule`], and its event
+//! stream: replay from the store, then the live feed, falling back to the store whenever the
+//! live feed skips, so the stream has no gaps.
+
+use std::pin::Pin;
+
+use fiamma_finality::rounds::VoteOutcome;
+use fiamma_proto::finality::v1 as pb;
+use fiamma_proto::finality::v1::finality_server::{Finality, FinalityServer};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{store, wire, FinalityModule};
+use crate::node::store::StoreError;
+
+/// Largest request the service decodes: two votes, or a proof at its caps, fit well within.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Events read from the store per query while replaying.
+const REPLAY_BATCH: u32 = 500;
+
+/// The gRPC face of the finality module.
+#[derive(Clone)]
+pub struct FinalityGrpc {
+    module: FinalityModule,
+}
+
+/// The tonic service for `module`, ready for `Server::add_service`.
+pub fn server(module: FinalityModule) -> FinalityServer<FinalityGrpc> {
+    FinalityServer::new(FinalityGrpc { module }).max_decoding_message_size(MAX_REQUEST_BYTES)
+}
+
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Finality for FinalityGrpc {
+    async fn submit_proof(
+        &self,
+        request: Request<pb::SubmitProofRequest>,
+    ) -> Result<Response<pb::SubmitProofResponse>, Status> {
+        let (id, round) = self.module.submit_proof(request.into_inner()).await?;
+        Ok(Response::new(pb::SubmitProofResponse {
+            proof_id: id.as_bytes().to_vec(),
+            round,
+        }))
+    }
+
+    async fn commit_pub_rand_list(
+        &self,
+        request: Request<pb::CommitPubRandListRequest>,
+    ) -> Result<Response<pb::CommitPubRandListResponse>, Status> {
+        self.module.commit_pub_rand(request.into_inner()).await?;
+        Ok(Response::new(pb::CommitPubRandListResponse {}))
+    }
+
+    async fn add_finality_sig(
+        &self,
+        request: Request<pb::AddFinalitySigRequest>,
+    ) -> Result<Response<pb::AddFinalitySigResponse>, Status> {
+        let outcome = match self.module.add_vote(request.into_inner()).await? {
+            VoteOutcome::Counted => pb::VoteOutcome::Counted,
+            VoteOutcome::Disagrees => pb::VoteOutcome::Disagrees,
+            VoteOutcome::Equivocation(_) => pb::VoteOutcome::Equivocation,
+        };
+        Ok(Response::new(pb::AddFinalitySigResponse {
+            outcome: outcome as i32,
+        }))
+    }
+
+    async fn equivocation_evidence(
+        &self,
+        request: Request<pb::EquivocationEvidenceRequest>,
+    ) -> Result<Response<pb::EquivocationEvidenceResponse>, Status> {
+        let (pk, sk) = self
+            .module
+            .equivocation_evidence(request.into_inner())
+            .await?;
+        Ok(Response::new(pb::EquivocationEvidenceResponse {
+            verifier_btc_pk: pk.serialize().to_vec(),
+            extracted_secret_key: sk.secret_bytes().to_vec(),
+        }))
+    }
+
+    async fn unjail_verifier(
+        &self,
+        request: Request<pb::UnjailVerifierRequest>,
+    ) -> Result<Response<pb::UnjailVerifierResponse>, Status> {
+        self.module.unjail(request.into_inner()).await?;
+        Ok(Response::new(pb::UnjailVerifierResponse {}))
+    }
+
+    async fn round(
+        &self,
+        request: Request<pb::RoundRequest>,
+    ) -> Result<Response<pb::RoundResponse>, Status> {
+        let round = self.module.round(request.into_inner().round).await?;
+        Ok(Response::new(pb::RoundResponse { round: Some(round) }))
+    }
+
+    async fn rounds(
+        &self,
+        request: Request<pb::RoundsRequest>,
+    ) -> Result<Response<pb::RoundsResponse>, Status> {
+        let r = request.into_inner();
+        let rounds = self.module.rounds(r.from_round, r.limit).await?;
+        Ok(Response::new(pb::RoundsResponse { rounds }))
+    }
+
+    async fn verifier(
+        &self,
+        request: Request<pb::VerifierRequest>,
+    ) -> Result<Response<pb::VerifierResponse>, Status> {
+        let pk = wire::key("verifier_btc_pk", &request.into_inner().verifier_btc_pk)?;
+        let verifier = self.module.verifier(&pk).await?;
+        Ok(Response::new(pb::VerifierResponse {
+            verifier: Some(verifier),
+        }))
+    }
+
+    async fn evidence(
+        &self,
+        request: Request<pb::EvidenceRequest>,
+    ) -> Result<Response<pb::EvidenceResponse>, Status> {
+        let pk = wire::key("verifier_btc_pk", &request.into_inner().verifier_btc_pk)?;
+        let evidence = self.module.evidence(&pk).await?;
+        Ok(Response::new(pb::EvidenceResponse {
+            evidence: Some(evidence),
+        }))
+    }
+
+    async fn slashed_verifiers(
+        &self,
+        _request: Request<pb::SlashedVerifiersRequest>,
+    ) -> Result<Response<pb::SlashedVerifiersResponse>, Status> {
+        let verifiers = self.module.slashed_verifiers().await?;
+        Ok(Response::new(pb::SlashedVerifiersResponse { verifiers }))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(
+        &self,
+        request: Request<pb::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let from = request.into_inner().from_sequence.max(1);
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(forward(self.module.clone(), from, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn replay(
+    module: &FinalityModule,
+    next: u64,
+) -> Result<Vec<pb::Event>, StoreError> {
+    let mut conn = module.pool.acquire().await?;
+    store::events_from(&mut conn, next, REPLAY_BATCH).await
+}
+
+/// Sends events from sequence `next` on into `out` until the client goes away. It subscribes
+/// before replaying, so nothing committed in between is missed.
+async fn forward(
+    module: FinalityModule,
+    mut next: u64,
+    out: mpsc::Sender<Result<pb::Event, Status>>,
+) {
+    let mut live = module.subscribe();
+    loop {
+        loop {
+            let batch = match replay(&module, next).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = out.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                next = e.sequence + 1;
+                if out.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                () = out.closed() => return,
+            };
+            match received {
+                Ok(e) if e.sequence < next => continue,
+                Ok(e) if e.sequence == next => {
+                    next += 1;
+                    if out.send(Ok(e)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The state-changing messages of the finality module. Each decodes and checks what it can
+//! without state, then applies in one database transaction: load, pure core, write, commit.
+//! An error means the transaction was rolled back and nothing changed.
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::{schnorr, Message, SecretKey, XOnlyPublicKey, SECP256K1};
+use fiamma_finality::rounds::{
+    check_vote, equivocation, ClosedRound, VerifierStatus, Verifiers, VoteEnv, VoteOutcome,
+    VoterInRound,
+};
+use fiamma_finality::zk::{ProofId, ProofSystem, UnknownProofSystem, ZkProof};
+use fiamma_proto::finality::v1 as pb;
+
+use super::errors::{AddVoteError, CommitError, EvidenceError, SubmitProofError, UnjailVerifierError};
+use super::store::{self, Commitments, Lock};
+use super::{slashing, wire, FinalityModule};
+use crate::node::grpc::convert::FieldError;
+use crate::node::store::StoreError;
+
+/// The tag of the unjail message.
+pub const UNJAIL_TAG: &[u8] = b"fiamma/unjail/v1";
+
+/// `sha256("fiamma/unjail/v1" ‖ pk ‖ u64be(since))`: what a jailed verifier signs to be
+/// unjailed; binding `since` keeps the signature from unjailing a later jailing.
+pub fn unjail_message(pk: &XOnlyPublicKey, since: u64) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(UNJAIL_TAG);
+    engine.input(&pk.serialize());
+    engine.input(&since.to_be_bytes());
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+fn begin_error(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e)
+}
+
+impl FinalityModule {
+    /// SubmitProof: a well-formed proof joins the pending proofs of the next round. Returns its
+    /// proof_id and that round.
+    ///
+    /// # Errors
+    /// [`SubmitProofError`]: unknown system, a part over its cap, bytes that do not decode, the
+    /// same proof already pending.
+    pub async fn submit_proof(
+        &self,
+        r: pb::SubmitProofRequest,
+    ) -> Result<(ProofId, u64), SubmitProofError> {
+        let code = u8::try_from(r.proof_system).map_err(|_| FieldError {
+            field: "proof_system",
+            reason: format!("{} is not a one-byte proof system code", r.proof_system),
+        })?;
+        let system = ProofSystem::try_from(code).map_err(|UnknownProofSystem(c)| {
+            SubmitProofError::UnknownSystem(UnknownProofSystem(c))
+        })?;
+        let proof = ZkProof::new(system, r.verifying_key, r.proof, r.public_inputs)?;
+        // Decoding checks every point and scalar (curve and subgroup membership); a proof
+        // that fails here could only ever get an invalid verdict, so it is refused instead.
+        let decode_proof = proof.clone();
+        tokio::task::spawn_blocking(move || decode_proof.decode().map(drop))
+            .await
+            .map_err(|e| FieldError {
+                field: "proof",
+                reason: format!("decoding was interrupted: {e}"),
+            })??;
+        let id = proof.proof_id();
+        let mut tx = self.pool.begin().await.map_err(begin_error)?;
+        // The shared lock keeps the round from closing until this proof is in, so the round
+        // returned is the one it will be verified in.
+        let position = store::position(&mut tx, Lock::Share).await?;
+        let round = position.latest_round + 1;
+        let inserted = sqlx::query(
+            "INSERT INTO pending_proofs (proof_id, proof_system, verifying_key, proof, \
+             public_inputs) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (proof_id) DO NOTHING",
+        )
+        .bind(id.as_bytes().as_slice())
+        .bind(i16::from(system.code()))
+        .bind(proof.verifying_key())
+        .bind(proof.proof())
+        .bind(proof.public_inputs())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        if inserted.rows_affected() == 0 {
+            return Err(SubmitProofError::AlreadyPending {
+                proof_id: id.0,
+                round,
+            });
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok((id, round))
+    }
+
+    /// CommitPubRandList: checks the commitment with the finality rules and stores it.
+    ///
+    /// # Errors
+    /// [`CommitError`]: malformed fields, unknown verifier, too few rounds, start too far
+    /// ahead, bad signature, overlap with an earlier commitment.
+    pub async fn commit_pub_rand(&self, r: pb::CommitPubRandListRequest) -> Result<(), CommitError> {
+        let pk = wire::key("verifier_btc_pk", &r.verifier_btc_pk)?;
+        let commitment = wire::commitment(&r)?;
+        let signature = wire::schnorr_sig("signature", &r.signature)?;
+        let mut tx = self.pool.begin().await.map_err(begin_error)?;
+        store::ensure_verifier(&mut tx, &pk).await?;
+        let position = store::position(&mut tx, Lock::None).await?;
+        let record =
+            store::verifier_record(&mut tx, &pk, Commitments::All, &self.params.liveness).await?;
+        let mut registry = Verifiers::new();
+        if let Some(record) = record {
+            registry.restore(pk, record);
+        }
+        registry.commit_randomness(
+            &pk,
+            commitment,
+            &signature,
+            position.latest_round,
+            &self.params.commitment,
+            &self.contexts,
+        )?;
+        store::insert_commitment(&mut tx, &pk, &commitment, signature.as_ref()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// AddFinalitySig: checks the vote against the round, the voter's commitment and earlier
+    /// vote ([`check_vote`]); records a first vote, or slashes an equivocating verifier.
+    ///
+    /// # Errors
+    /// [`AddVoteError`] naming the first rule broken.
+    pub async fn add_vote(&self, r: pb::AddFinalitySigRequest) -> Result<VoteOutcome, AddVoteError> {
+        let vote = wire::vote(&wire::VOTE, r.vote.as_ref())?;
+        let mut tx = self.pool.begin().await.map_err(begin_error)?;
+        let position = store::position(&mut tx, Lock::None).await?;
+        let env = VoteEnv {
+            contexts: &self.contexts,
+            latest_round: position.latest_round,
+            vote_expiry: self.params.vote_expiry,
+        };
+        let Some(round) = store::round(&mut tx, vote.round).await? else {
+            let nobody = VoterInRound {
+                in_active_set: false,
+                commitment: None,
+                earlier_vote: None,
+            };
+            // Without a closed round the first rule refuses the vote.
+            return Err(check_vote(&vote, None, &nobody, &env)
+                .err()
+                .map(AddVoteError::from)
+                .unwrap_or_else(|| {
+                    AddVoteError::Store(StoreError::Missing {
+                        what: format!("round {}", vote.round),
+                    })
+                }));
+        };
+        let closed = ClosedRound {
+            round: round.round,
+            round_hash: round.round_hash,
+        };
+        // Locks the voter's row: its votes and slashing apply one at a time.
+        let record = store::verifier_record(
+            &mut tx,
+            &vote.voter,
+            Commitments::Covering(vote.round),
+            &self.params.liveness,
+        )
+        .await?;
+        let in_active_set = store::is_member(&mut tx, vote.round, &vote.voter).await?;
+        let earlier = store::vote_of(&mut tx, vote.round, &vote.voter).await?;
+        let voter = VoterInRound {
+            in_active_set,
+            commitment: record.as_ref().and_then(|r| r.commitment_covering(vote.round)),
+            earlier_vote: earlier.as_ref(),
+        };
+        let outcome = check_vote(&vote, Some(&closed), &voter, &env)?;
+        let events = match &outcome {
+            VoteOutcome::Counted => {
+                store::insert_vote(&mut tx, &vote, true).await?;
+                Vec::new()
+            }
+            VoteOutcome::Disagrees => {
+                store::insert_vote(&mut tx, &vote, false).await?;
+                Vec::new()
+            }
+            VoteOutcome::Equivocation(slashing) => {
+                slashing::apply::<AddVoteError>(&mut tx, slashing, record, &self.params.liveness)
+                    .await?
+            }
+        };
+        tx.commit().await.map_err(StoreError::from)?;
+        self.publish(events);
+        Ok(outcome)
+    }
+
+    /// EquivocationEvidence: two votes of one verifier on one round with different round
+    /// hashes, from anyone. Extracts the key ([`equivocation`]) and slashes the verifier.
+    /// Returns the verifier and its extracted secret key.
+    ///
+    /// # Errors
+    /// [`EvidenceError`]: malformed votes, votes that are not equivocation, unknown or already
+    /// slashed verifier.
+    pub async fn equivocation_evidence(
+        &self,
+        r: pb::EquivocationEvidenceRequest,
+    ) -> Result<(XOnlyPublicKey, SecretKey), EvidenceError> {
+        let first = wire::vote(&wire::FIRST, r.first.as_ref())?;
+        let second = wire::vote(&wire::SECOND, r.second.as_ref())?;
+        let slashing = equivocation(&first, &second, &self.contexts)?;
+        let mut tx = self.pool.begin().await.map_err(begin_error)?;
+        let record = store::verifier_record(
+            &mut tx,
+            &slashing.verifier,
+            Commitments::None,
+            &self.params.liveness,
+        )
+        .await?;
+        let events =
+            slashing::apply::<EvidenceError>(&mut tx, &slashing, record, &self.params.liveness)
+                .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.publish(events);
+        Ok((slashing.verifier, slashing.secret_key))
+    }
+
+    /// UnjailVerifier: a jailed verifier, signing [`unjail_message`], becomes ACTIVE once its
+    /// jail time is over.
+    ///
+    /// # Errors
+    /// [`UnjailVerifierError`]: malformed fields, unknown or not jailed verifier, a signature
+    /// not by the verifier, jail time not over.
+    pub async fn unjail(&self, r: pb::UnjailVerifierRequest) -> Result<(), UnjailVerifierError> {
+        let pk = wire::key("verifier_btc_pk", &r.verifier_btc_pk)?;
+        let signature: schnorr::Signature = wire::schnorr_sig("signature", &r.signature)?;
+        let mut tx = self.pool.begin().await.map_err(begin_error)?;
+        let position = store::position(&mut tx, Lock::None).await?;
+        let record =
+            store::verifier_record(&mut tx, &pk, Commitments::None, &self.params.liveness).await?;
+        let mut registry = Verifiers::new();
+        if let Some(record) = record {
+            if let VerifierStatus::Jailed { since } = record.status() {
+                let msg = Message::from_digest(unjail_message(&pk, since));
+                SECP256K1
+                    .verify_schnorr(&signature, &msg, &pk)
+                    .map_err(|_| UnjailVerifierError::BadSignature { verifier: pk, since })?;
+            }
+            registry.restore(pk, record);
+        }
+        registry.unjail(&pk, position.latest_round, &self.params.liveness)?;
+        if let Some(record) = registry.get(&pk) {
+            store::save_record(&mut tx, &pk, record).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+}

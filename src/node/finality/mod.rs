@@ -1,0 +1,106 @@
+//! The finality module's service layer (`PROTOCOL.md` §9–11) over the pure cores of
+//! `fiamma_finality`: ZK proofs in, rounds closed over them, randomness commitments, votes
+//! tallied by stake, equivocation turned into a slashed verifier with its key published.
+//!
+//! Every message is one PostgreSQL transaction: load the state it needs, call the pure core
+//! (`fiamma_finality::rounds`, `::zk`, `::round`), write the result, commit, then reply.
+//!
+//! - [`wire`]: protobuf fields to domain values, with a [`FieldError`] naming the field.
+//! - [`errors`]: one error enum per operation and its gRPC status.
+//! - [`store`]: the SQL of the finality tables (migration `0002_finality.sql`).
+//! - [`messages`]: SubmitProof, CommitPubRandList, AddFinalitySig, EquivocationEvidence,
+//!   UnjailVerifier.
+//! - [`slashing`]: a slashed verifier, in the finality registry and in the staking module.
+//! - [`closer`]: closing a round (verify, round hash, power table), tally, liveness; the timer.
+//! - [`queries`]: rounds, verifiers, evidence, slashed verifiers.
+//! - [`grpc`]: the `fiamma.finality.v1.Finality` service and its event stream.
+//!
+//! [`FieldError`]: crate::node::grpc::convert::FieldError
+
+pub mod closer;
+pub mod errors;
+pub mod grpc;
+pub mod messages;
+pub mod queries;
+mod slashing;
+pub mod store;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fiamma_finality::rounds::{CommitmentRules, LivenessRules};
+use fiamma_proto::finality::v1 as pb;
+use fiamma_staking::context::SigningContexts;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+
+/// Events kept for live subscribers that fall behind before they must re-read the store.
+const EVENT_BUFFER: usize = 4096;
+
+/// The finality parameters of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalityParams {
+    /// How often the node closes a round.
+    pub round_interval: Duration,
+    /// For how many rounds after round h votes on h are accepted.
+    pub vote_expiry: u64,
+    /// The size cap of a round's active set.
+    pub max_active_verifiers: u32,
+    /// The rules for randomness commitments.
+    pub commitment: CommitmentRules,
+    /// Liveness jailing.
+    pub liveness: LivenessRules,
+}
+
+/// The finality module: database pool, parameters, signing contexts and the live event feed.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct FinalityModule {
+    pool: PgPool,
+    params: Arc<FinalityParams>,
+    contexts: Arc<SigningContexts>,
+    events: broadcast::Sender<pb::Event>,
+}
+
+impl FinalityModule {
+    /// A module over `pool`, whose schema must be migrated (the staking module's migrations
+    /// include the finality tables).
+    pub fn new(pool: PgPool, params: FinalityParams, contexts: SigningContexts) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        FinalityModule {
+            pool,
+            params: Arc::new(params),
+            contexts: Arc::new(contexts),
+            events,
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &FinalityParams {
+        &self.params
+    }
+
+    /// The signing contexts votes and commitments are checked in.
+    pub fn contexts(&self) -> &SigningContexts {
+        &self.contexts
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A live feed of committed events (subscribers that lag re-read the store).
+    pub fn subscribe(&self) -> broadcast::Receiver<pb::Event> {
+        self.events.subscribe()
+    }
+
+    /// Publishes events that are committed.
+    fn publish(&self, events: Vec<pb::Event>) {
+        for e in events {
+            // No subscriber is not an error: the events are in the store.
+            let _ = self.events.send(e);
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! The SQL of the finality tables (`migrations/0002_finality.sql`). Functions take a
+//! connection, so they run inside the caller's transaction; none of them commits.
+
+use bitcoin::secp256k1::XOnlyPublicKey;
+use fiamma_finality::commitment::RandomnessCommitment;
+use fiamma_finality::eots::{PublicRandomness, Signature};
+use fiamma_finality::merkle::{Digest, Proof};
+use fiamma_finality::rounds::{
+    Candidate, LivenessRules, PowerTable, SigningWindow, VerifierRecord, VerifierStatus, Vote,
+};
+use fiamma_proto::finality::v1 as pb;
+use prost::Message;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use crate::node::store::StoreError;
+
+/// A u64 into a BIGINT column.
+pub fn to_i64(column: &'static str, value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        column,
+        value: value.to_string(),
+    })
+}
+
+/// A BIGINT column that holds a u64.
+pub fn to_u64(column: &'static str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        column,
+        reason: format!("negative value {value}"),
+    })
+}
+
+fn corrupt(column: &'static str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        reason: reason.into(),
+    }
+}
+
+/// A 32-byte column.
+pub fn digest(column: &'static str, bytes: &[u8]) -> Result<Digest, StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| corrupt(column, format!("{} bytes", bytes.len())))
+}
+
+/// A key column.
+pub fn xonly(column: &'static str, bytes: &[u8]) -> Result<XOnlyPublicKey, StoreError> {
+    XOnlyPublicKey::from_slice(bytes).map_err(|_| corrupt(column, "not an x-only key"))
+}
+
+/// The finality module's position: the latest closed round and its hash, and the last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The latest closed round, 0 before the first.
+    pub latest_round: u64,
+    /// Its round hash (zeros before the first round): the next round's prev_round_hash.
+    pub latest_hash: Digest,
+    /// The number of the last finality event.
+    pub last_event_seq: u64,
+}
+
+/// How [`position`] locks the finality state row for the rest of the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// No lock: a snapshot read.
+    None,
+    /// Keeps a round from closing until the transaction ends (submitting a proof).
+    Share,
+    /// The finality writer lock: closing rounds, slashing (event numbers).
+    Update,
+}
+
+/// Reads the position, locking its row as `lock` says.
+pub async fn position(conn: &mut PgConnection, lock: Lock) -> Result<Position, StoreError> {
+    let sql = match lock {
+        Lock::None => "SELECT latest_round, latest_hash, last_event_seq FROM finality_state",
+        Lock::Share => {
+            "SELECT latest_round, latest_hash, last_event_seq FROM finality_state FOR SHARE"
+        }
+        Lock::Update => {
+            "SELECT latest_round, latest_hash, last_event_seq FROM finality_state FOR UPDATE"
+        }
+    };
+    let row = sqlx::query(sql).fetch_one(conn).await?;
+    Ok(Position {
+        latest_round: to_u64("latest_round", row.try_get("latest_round")?)?,
+        latest_hash: digest("latest_hash", row.try_get("latest_hash")?)?,
+        last_event_seq: to_u64("last_event_seq", row.try_get("last_event_seq")?)?,
+    })
+}
+
+/// Events of one transaction, numbered after the locked [`Position`]; written by
+/// [`EventLog::write`] just before the commit.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    last_seq: u64,
+    events: Vec<pb::Event>,
+}
+
+impl EventLog {
+    /// A log continuing after `position` (which must have been read with the lock).
+    pub fn after(position: &Position) -> Self {
+        EventLog {
+            last_seq: position.last_event_seq,
+            events: Vec::new(),
+        }
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, kind: pb::event::Kind) {
+        self.last_seq += 1;
+        self.events.push(pb::Event {
+            sequence: self.last_seq,
+            kind: Some(kind),
+        });
+    }
+
+    /// Stores the events and the new last sequence; returns them for publishing after the
+    /// commit.
+    pub async fn write(self, conn: &mut PgConnection) -> Result<Vec<pb::Event>, StoreError> {
+        for e in &self.events {
+            sqlx::query("INSERT INTO finality_events (sequence, body) VALUES ($1, $2)")
+                .bind(to_i64("sequence", e.sequence)?)
+                .bind(e.encode_to_vec())
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query("UPDATE finality_state SET last_event_seq = $1")
+            .bind(to_i64("last_event_seq", self.last_seq)?)
+            .execute(&mut *conn)
+            .await?;
+        Ok(self.events)
+    }
+}
+
+/// Up to `limit` events from sequence `from` on.
+pub async fn events_from(
+    conn: &mut PgConnection,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<pb::Event>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT body FROM finality_events WHERE sequence >= $1 ORDER BY sequence LIMIT $2",
+    )
+    .bind(to_i64("sequence", from)?)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let body: Vec<u8> = r.try_get("body")?;
+            pb::Event::decode(body.as_slice()).map_err(|e| corrupt("finality_events.body", e.to_string()))
+        })
+        .collect()
+}
+
+fn status(text: &str, since: Option<i64>) -> Result<VerifierStatus, StoreError> {
+    let since = since.map(|s| to_u64("since_round", s)).transpose()?;
+    match (text, since) {
+        ("ACTIVE", None) => Ok(VerifierStatus::Active),
+        ("JAILED", Some(since)) => Ok(VerifierStatus::Jailed { since }),
+        ("SLASHED", Some(since)) => Ok(VerifierStatus::Slashed { since }),
+        _ => Err(corrupt("finality_verifiers.status", format!("{text} since {since:?}"))),
+    }
+}
+
+fn since(status: VerifierStatus) -> Option<u64> {
+    match status {
+        VerifierStatus::Active => None,
+        VerifierStatus::Jailed { since } | VerifierStatus::Slashed { since } => Some(since),
+    }
+}
+
+fn commitment_from_row(row: &PgRow) -> Result<RandomnessCommitment, StoreError> {
+    let start = to_u64("start_round", row.try_get("start_round")?)?;
+    let num = to_u64("num", row.try_get("num")?)?;
+    let root = digest("root", row.try_get("root")?)?;
+    RandomnessCommitment::new(start, num, root).map_err(|e| corrupt("randomness_commitments", e.to_string()))
+}
+
+/// Gives a verifier registered in the staking module its finality row (ACTIVE, empty window)
+/// if it has none. Does nothing for a key the staking module does not know.
+pub async fn ensure_verifier(conn: &mut PgConnection, pk: &XOnlyPublicKey) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO finality_verifiers (verifier, status) \
+         SELECT btc_pk, 'ACTIVE' FROM verifiers WHERE btc_pk = $1 ON CONFLICT DO NOTHING",
+    )
+    .bind(pk.serialize().as_slice())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Which commitments of a verifier to load with its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commitments {
+    /// None (status and liveness only).
+    None,
+    /// All of them (for the overlap rule).
+    All,
+    /// Only the one covering this round, if any.
+    Covering(u64),
+}
+
+/// The finality record of `pk`, locked for the rest of the transaction; `None` when it has no
+/// finality row.
+pub async fn verifier_record(
+    conn: &mut PgConnection,
+    pk: &XOnlyPublicKey,
+    commitments: Commitments,
+    rules: &LivenessRules,
+) -> Result<Option<VerifierRecord>, StoreError> {
+    let Some(row) = sqlx::query(
+        "SELECT status, since_round, window FROM finality_verifiers WHERE verifier = $1 FOR UPDATE",
+    )
+    .bind(pk.serialize().as_slice())
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let status = status(row.try_get("status")?, row.try_get("since_round")?)?;
+    let window: Vec<bool> = row.try_get("window")?;
+    let list = match commitments {
+        Commitments::None => Vec::new(),
+        Commitments::All => {
+            sqlx::query("SELECT start_round, num, root FROM randomness_commitments WHERE verifier = $1")
+                .bind(pk.serialize().as_slice())
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        Commitments::Covering(round) => {
+            let round = to_i64("round", round)?;
+            sqlx::query(
+                "SELECT start_round, num, root FROM randomness_commitments \
+                 WHERE verifier = $1 AND start_round <= $2 AND start_round + num - 1 >= $2",
+            )
+            .bind(pk.serialize().as_slice())
+            .bind(round)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    let list = list.iter().map(commitment_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(VerifierRecord::restore(
+        status,
+        list,
+        SigningWindow::from_flags(window, rules),
+    )))
+}
+
+/// Every finality record, each with only the commitment covering `round` (what eligibility
+/// for that round needs).
+pub async fn all_records(
+    conn: &mut PgConnection,
+    round: u64,
+    rules: &LivenessRules,
+) -> Result<Vec<(XOnlyPublicKey, VerifierRecord)>, StoreError> {
+    let round = to_i64("round", round)?;
+    let rows = sqlx::query(
+        "SELECT f.verifier, f.status, f.since_round, f.window, c.start_round, c.num, c.root \
+         FROM finality_verifiers f LEFT JOIN randomness_commitments c \
+           ON c.verifier = f.verifier AND c.start_round <= $1 AND c.start_round + c.num - 1 >= $1 \
+         ORDER BY f.verifier",
+    )
+    .bind(round)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let pk = xonly("verifier", row.try_get("verifier")?)?;
+            let status = status(row.try_get("status")?, row.try_get("since_round")?)?;
+            let window: Vec<bool> = row.try_get("window")?;
+            let start: Option<i64> = row.try_get("start_round")?;
+            let commitments = match start {
+                Some(_) => vec![commitment_from_row(row)?],
+                None => Vec::new(),
+            };
+            Ok((
+                pk,
+                VerifierRecord::restore(status, commitments, SigningWindow::from_flags(window, rules)),
+            ))
+        })
+        .collect()
+}
+
+/// Writes a record's status and liveness window (commitments are inserted on their own).
+pub async fn save_record(
+    conn: &mut PgConnection,
+    pk: &XOnlyPublicKey,
+    record: &VerifierRecord,
+) -> Result<(), StoreError> {
+    let window: Vec<bool> = record.signing_window().flags().collect();
+    sqlx::query(
+        "UPDATE finality_verifiers SET status = $2, since_round = $3, window = $4 WHERE verifier = $1",
+    )
+    .bind(pk.serialize().as_slice())
+    .bind(record.status().as_str())
+    .bind(since(record.status()).map(|s| to_i64("since_round", s)).transpose()?)
+    .bind(window)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores an accepted commitment with its signature.
+pub async fn insert_commitment(
+    conn: &mut PgConnection,
+    pk: &XOnlyPublicKey,
+    c: &RandomnessCommitment,
+    signature: &[u8; 64],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO randomness_commitments (verifier, start_round, num, root, signature) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(pk.serialize().as_slice())
+    .bind(to_i64("start_round", c.start())?)
+    .bind(to_i64("num", c.num())?)
+    .bind(c.root().as_slice())
+    .bind(signature.as_slice())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A closed round as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundRow {
+    /// The round number.
+    pub round: u64,
+    /// Its round hash.
+    pub round_hash: Digest,
+    /// The previous round's hash.
+    pub prev_round_hash: Digest,
+    /// OPEN, FINAL or EXPIRED.
+    pub status: String,
+    /// The total power of its active set.
+    pub total_power: u64,
+    /// The agreeing power at the last tally.
+    pub voted_power: u64,
+    /// The encoded certificate, once final.
+    pub certificate: Option<Vec<u8>>,
+}
+
+fn round_from_row(row: &PgRow) -> Result<RoundRow, StoreError> {
+    Ok(RoundRow {
+        round: to_u64("round", row.try_get("round")?)?,
+        round_hash: digest("round_hash", row.try_get("round_hash")?)?,
+        prev_round_hash: digest("prev_round_hash", row.try_get("prev_round_hash")?)?,
+        status: row.try_get("status")?,
+        total_power: to_u64("total_power", row.try_get("total_power")?)?,
+        voted_power: to_u64("voted_power", row.try_get("voted_power")?)?,
+        certificate: row.try_get("certificate")?,
+    })
+}
+
+const ROUND_COLUMNS: &str =
+    "round, round_hash, prev_round_hash, status, total_power, voted_power, certificate";
+
+/// One closed round.
+pub async fn round(conn: &mut PgConnection, round: u64) -> Result<Option<RoundRow>, StoreError> {
+    // A round number beyond BIGINT was never closed.
+    let Ok(round) = i64::try_from(round) else {
+        return Ok(None);
+    };
+    sqlx::query(&format!("SELECT {ROUND_COLUMNS} FROM rounds WHERE round = $1"))
+        .bind(round)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(round_from_row)
+        .transpose()
+}
+
+/// Up to `limit` rounds from `from` on, in order.
+pub async fn rounds_from(
+    conn: &mut PgConnection,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<(RoundRow, u32)>, StoreError> {
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let rows = sqlx::query(&format!(
+        "SELECT {ROUND_COLUMNS}, (SELECT COUNT(*) FROM round_results x WHERE x.round = r.round) AS proofs \
+         FROM rounds r WHERE round >= $1 ORDER BY round LIMIT $2"
+    ))
+    .bind(from)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let proofs: i64 = row.try_get("proofs")?;
+            Ok((round_from_row(row)?, u32::try_from(proofs).unwrap_or(u32::MAX)))
+        })
+        .collect()
+}
+
+/// Rounds still OPEN, oldest first.
+pub async fn open_rounds(conn: &mut PgConnection) -> Result<Vec<RoundRow>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {ROUND_COLUMNS} FROM rounds WHERE status = 'OPEN' ORDER BY round"
+    ))
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(round_from_row)
+    .collect()
+}
+
+/// Whether `pk` is in the active set of `round`.
+pub async fn is_member(conn: &mut PgConnection, round: u64, pk: &XOnlyPublicKey) -> Result<bool, StoreError> {
+    Ok(sqlx::query("SELECT 1 AS one FROM round_members WHERE round = $1 AND verifier = $2")
+        .bind(to_i64("round", round)?)
+        .bind(pk.serialize().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .is_some())
+}
+
+/// The active set of `round` and each member's power, ordered by key.
+pub async fn members(conn: &mut PgConnection, round: u64) -> Result<Vec<(XOnlyPublicKey, u64)>, StoreError> {
+    sqlx::query("SELECT verifier, power FROM round_members WHERE round = $1 ORDER BY verifier")
+        .bind(to_i64("round", round)?)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| Ok((xonly("verifier", r.try_get("verifier")?)?, to_u64("power", r.try_get("power")?)?)))
+        .collect()
+}
+
+/// The power table of a closed round, as it was when the round closed: its stored members
+/// and powers, each eligible through its commitment covering the round (commitments are never
+/// removed, and later jailing or slashing does not change a closed round's table).
+pub async fn power_table(conn: &mut PgConnection, round: u64) -> Result<PowerTable, StoreError> {
+    let members = members(&mut *conn, round).await?;
+    let r = to_i64("round", round)?;
+    let rows = sqlx::query(
+        "SELECT c.verifier, c.start_round, c.num, c.root FROM randomness_commitments c \
+         JOIN round_members m ON m.verifier = c.verifier AND m.round = $1 \
+         WHERE c.start_round <= $1 AND c.start_round + c.num - 1 >= $1",
+    )
+    .bind(r)
+    .fetch_all(conn)
+    .await?;
+    let mut covering = std::collections::BTreeMap::new();
+    for row in &rows {
+        covering.insert(xonly("verifier", row.try_get("verifier")?)?, commitment_from_row(row)?);
+    }
+    let candidates: Vec<Candidate<'_>> = members
+        .iter()
+        .map(|(key, power)| Candidate {
+            key: *key,
+            status: VerifierStatus::Active,
+            power: *power,
+            commitments: covering.get(key).map(std::slice::from_ref).unwrap_or(&[]),
+        })
+        .collect();
+    PowerTable::compute(round, &candidates, u32::MAX)
+        .map_err(|e| corrupt("round_members", e.to_string()))
+}
+
+const VOTE_COLUMNS: &str = "verifier, round, round_hash, public_randomness, proof_index, \
+     proof_total, leaf_hash, aunts, signature, agrees";
+
+fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
+    let aunts: Vec<Vec<u8>> = row.try_get("aunts")?;
+    let vote = Vote {
+        voter: xonly("verifier", row.try_get("verifier")?)?,
+        round: to_u64("round", row.try_get("round")?)?,
+        round_hash: digest("round_hash", row.try_get("round_hash")?)?,
+        public_randomness: PublicRandomness::from_byte_array(digest(
+            "public_randomness",
+            row.try_get("public_randomness")?,
+        )?),
+        proof: Proof {
+            index: to_u64("proof_index", row.try_get("proof_index")?)?,
+            total: to_u64("proof_total", row.try_get("proof_total")?)?,
+            leaf_hash: digest("leaf_hash", row.try_get("leaf_hash")?)?,
+            aunts: aunts.iter().map(|a| digest("aunts", a)).collect::<Result<_, _>>()?,
+        },
+        signature: Signature::from_byte_array(digest("signature", row.try_get("signature")?)?),
+    };
+    Ok((vote, row.try_get("agrees")?))
+}
+
+/// The vote `pk` cast in `round`, if any.
+pub async fn vote_of(conn: &mut PgConnection, round: u64, pk: &XOnlyPublicKey) -> Result<Option<Vote>, StoreError> {
+    sqlx::query(&format!("SELECT {VOTE_COLUMNS} FROM votes WHERE round = $1 AND verifier = $2"))
+        .bind(to_i64("round", round)?)
+        .bind(pk.serialize().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(|r| vote_from_row(r).map(|(v, _)| v))
+        .transpose()
+}
+
+/// Every vote of `round` with whether it agrees with the round hash, ordered by voter.
+pub async fn votes_of_round(conn: &mut PgConnection, round: u64) -> Result<Vec<(Vote, bool)>, StoreError> {
+    sqlx::query(&format!("SELECT {VOTE_COLUMNS} FROM votes WHERE round = $1 ORDER BY verifier"))
+        .bind(to_i64("round", round)?)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(vote_from_row)
+        .collect()
+}
+
+/// Stores an accepted first vote.
+pub async fn insert_vote(conn: &mut PgConnection, v: &Vote, agrees: bool) -> Result<(), StoreError> {
+    let aunts: Vec<Vec<u8>> = v.proof.aunts.iter().map(|a| a.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO votes (round, verifier, round_hash, public_randomness, proof_index, \
+         proof_total, leaf_hash, aunts, signature, agrees) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(to_i64("round", v.round)?)
+    .bind(v.voter.serialize().as_slice())
+    .bind(v.round_hash.as_slice())
+    .bind(v.public_randomness.as_bytes().as_slice())
+    .bind(to_i64("proof_index", v.proof.index)?)
+    .bind(to_i64("proof_total", v.proof.total)?)
+    .bind(v.proof.leaf_hash.as_slice())
+    .bind(aunts)
+    .bind(v.signature.to_byte_array().as_slice())
+    .bind(agrees)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The chain follower on the embedded regtest chain (Bitcoin Core's consensus engine): a
+//! delegation registered and co-signed over gRPC becomes ACTIVE once its staking transaction
+//! is k-deep, UNBONDED when the co-signed unbonding transaction is mined, and another one
+//! EXPIRES by height; all observed by query and on the event stream.
+
+mod node_support;
+
+use std::sync::Arc;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::transaction::Version;
+use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+use fiamma::btc::{Backend, EmbeddedBackend, RegtestChain};
+use fiamma::node::follower::Follower;
+use fiamma_proto::staking::v1 as pb;
+use fiamma_staking::keys::StakingKeys;
+use fiamma_staking::registration::{build_registration, Registration, StakerChoices};
+use fiamma_staking::sighash::sign;
+use fiamma_staking::taproot::TaprootOutput;
+use fiamma_staking::witness::unbonding_witness;
+use node_support::*;
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+
+fn anyone() -> ScriptBuf {
+    ScriptBuf::from_bytes(vec![0x51])
+}
+
+/// A staking transaction spending an OP_TRUE coinbase output into the staking output of
+/// (staker, verifier, time) plus OP_TRUE change.
+fn funded_staking_tx(
+    coinbase: OutPoint,
+    coinbase_value: Amount,
+    staker: &bitcoin::secp256k1::Keypair,
+    verifier: bitcoin::secp256k1::XOnlyPublicKey,
+    time: u32,
+) -> Transaction {
+    let p = params();
+    let keys = StakingKeys::new(
+        xonly(staker),
+        &[verifier],
+        &p.covenant_pks,
+        p.covenant_quorum,
+    )
+    .expect("distinct keys");
+    let staking = TaprootOutput::staking(&keys, time).expect("valid time");
+    let value = Amount::from_sat(VALUE);
+    Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: coinbase,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![
+            staking.txout(value),
+            TxOut {
+                value: coinbase_value - value - Amount::from_sat(10_000),
+                script_pubkey: anyone(),
+            },
+        ],
+    }
+}
+
+fn register(
+    staker_seed: u8,
+    verifier: bitcoin::secp256k1::XOnlyPublicKey,
+    tx: Transaction,
+    time: u32,
+) -> Registration {
+    let staker = keypair(staker_seed);
+    build_registration(
+        &params(),
+        &contexts(),
+        StakerChoices {
+            staker: &staker,
+            account: account(staker_seed),
+            verifier_pks: vec![verifier],
+            staking_tx: tx,
+            staking_output_index: 0,
+            staking_time: time,
+            slashing_fee: Amount::from_sat(2_000),
+        },
+    )
+    .expect("registration builds")
+}
+
+async fn status(node: &mut Node, reg: &Registration) -> pb::DelegationStatus {
+    node.client
+        .delegation(pb::DelegationRequest {
+            staking_txid: reg.staking_tx.compute_txid().to_string(),
+        })
+        .await
+        .expect("query")
+        .into_inner()
+        .delegation
+        .expect("present")
+        .status()
+}
+
+#[sqlx::test]
+async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool) {
+    let mut node = start(pool).await;
+    let chain = EmbeddedBackend::new(RegtestChain::in_memory().expect("embedded chain"));
+    // Two spendable coinbases: blocks 1 and 2, mature after 100 more.
+    let mined = chain.mine(102, &anyone()).await.expect("mines");
+    let mut coinbases = Vec::new();
+    for hash in &mined.hashes[..2] {
+        let block = chain.block(hash).await.expect("backend").expect("block");
+        let cb = &block.txdata[0];
+        coinbases.push((OutPoint::new(cb.compute_txid(), 0), cb.output[0].value));
+    }
+    let backend: Arc<dyn Backend> = Arc::new(chain.clone());
+    let follower = Follower::new(backend, node.module.clone(), bitcoin::Network::Regtest);
+    assert_eq!(follower.step().await.expect("follows"), Some(102));
+
+    let verifier = keypair(10);
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("verifier");
+    let (s1, s2) = (keypair(20), keypair(21));
+    let unbonds = register(
+        20,
+        xonly(&verifier),
+        funded_staking_tx(coinbases[0].0, coinbases[0].1, &s1, xonly(&verifier), 1000),
+        1000,
+    );
+    let expires = register(
+        21,
+        xonly(&verifier),
+        funded_staking_tx(coinbases[1].0, coinbases[1].1, &s2, xonly(&verifier), 20),
+        20,
+    );
+    let mut events = node
+        .client
+        .events(pb::EventsRequest { from_sequence: 1 })
+        .await
+        .expect("stream")
+        .into_inner();
+    for reg in [&unbonds, &expires] {
+        node.client
+            .create_delegation(delegation_request(reg))
+            .await
+            .expect("registered");
+        for member in 0..QUORUM as u8 {
+            node.client
+                .add_covenant_sigs(covenant_request(reg, &covenant(member), xonly(&verifier)))
+                .await
+                .expect("co-signed");
+        }
+        assert_eq!(status(&mut node, reg).await, pb::DelegationStatus::Verified);
+        chain
+            .broadcast(&reg.staking_tx)
+            .await
+            .expect("staking tx accepted by the mempool");
+    }
+
+    // Included at 103; k = 2 blocks must be built on it.
+    chain.mine(2, &anyone()).await.expect("mines");
+    follower.step().await.expect("follows");
+    assert_eq!(
+        status(&mut node, &unbonds).await,
+        pb::DelegationStatus::Verified
+    );
+    chain.mine(1, &anyone()).await.expect("mines");
+    follower.step().await.expect("follows");
+    for reg in [&unbonds, &expires] {
+        assert_eq!(status(&mut node, reg).await, pb::DelegationStatus::Active);
+    }
+
+    // Unbond: the staker broadcasts the unbonding transaction with the stored covenant
+    // signatures and its own.
+    let stored = node
+        .client
+        .delegation(pb::DelegationRequest {
+            staking_txid: unbonds.staking_tx.compute_txid().to_string(),
+        })
+        .await
+        .expect("query")
+        .into_inner()
+        .delegation
+        .expect("present");
+    let p = params();
+    let keys = StakingKeys::new(
+        xonly(&s1),
+        &[xonly(&verifier)],
+        &p.covenant_pks,
+        p.covenant_quorum,
+    )
+    .expect("keys");
+    let covenant_sigs: Vec<_> = stored
+        .covenant_sigs
+        .iter()
+        .map(|c| {
+            (
+                fiamma_staking::keys::parse_xonly(&c.covenant_pk).expect("key"),
+                bitcoin::secp256k1::schnorr::Signature::from_slice(&c.unbonding_sig).expect("sig"),
+            )
+        })
+        .collect();
+    let staker_sig = sign(&sighashes(&unbonds).unbonding, &s1);
+    let output = TaprootOutput::staking(&keys, 1000).expect("output");
+    let mut unbonding_tx = unbonds.unbonding_tx.clone();
+    unbonding_tx.input[0].witness =
+        unbonding_witness(&output, &keys, &covenant_sigs, &staker_sig).expect("witness");
+    chain
+        .broadcast(&unbonding_tx)
+        .await
+        .expect("unbonding tx accepted: covenant sigs are real");
+    chain.mine(1, &anyone()).await.expect("mines");
+    follower.step().await.expect("follows");
+    assert_eq!(
+        status(&mut node, &unbonds).await,
+        pb::DelegationStatus::Unbonded
+    );
+    assert_eq!(
+        status(&mut node, &expires).await,
+        pb::DelegationStatus::Active
+    );
+
+    // Expiry: start 103 + T 20 = 123; tip + U (5) reaches it at 118.
+    chain.mine(12, &anyone()).await.expect("mines");
+    follower.step().await.expect("follows");
+    assert_eq!(
+        status(&mut node, &expires).await,
+        pb::DelegationStatus::Active,
+        "tip 117"
+    );
+    chain.mine(1, &anyone()).await.expect("mines");
+    follower.step().await.expect("follows");
+    assert_eq!(
+        status(&mut node, &expires).await,
+        pb::DelegationStatus::Expired,
+        "tip 118"
+    );
+
+    // The stream carried each delegation's path.
+    use pb::DelegationStatus as S;
+    let mut last_of = std::collections::BTreeMap::new();
+    let mut paths: std::collections::BTreeMap<String, Vec<S>> = Default::default();
+    while paths.values().map(Vec::len).sum::<usize>() < 8 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("events keep coming")
+            .expect("open")
+            .expect("event");
+        if let Some(pb::event::Kind::DelegationStatusChanged(c)) = e.kind {
+            last_of.insert(c.staking_txid.clone(), c.btc_height);
+            paths
+                .entry(c.staking_txid.clone())
+                .or_default()
+                .push(c.to());
+        }
+    }
+    assert_eq!(
+        paths[&unbonds.staking_tx.compute_txid().to_string()],
+        vec![S::Pending, S::Verified, S::Active, S::Unbonded]
+    );
+    assert_eq!(
+        paths[&expires.staking_tx.compute_txid().to_string()],
+        vec![S::Pending, S::Verified, S::Active, S::Expired]
+    );
+    assert_eq!(last_of[&expires.staking_tx.compute_txid().to_string()], 118);
+
+    // A restarted node (fresh module, same database) resumes from the stored header chain.
+    let restarted = fiamma::node::module::StakingModule::new(
+        node.module.store().clone(),
+        fiamma_staking::params::ParamsVersions::new(vec![params()]).expect("params"),
+        contexts(),
+    )
+    .await
+    .expect("module restarts");
+    let again = Follower::new(
+        Arc::new(chain.clone()) as Arc<dyn Backend>,
+        restarted,
+        bitcoin::Network::Regtest,
+    );
+    assert_eq!(
+        again.step().await.expect("follows"),
+        None,
+        "nothing new since"
+    );
+    chain.mine(1, &anyone()).await.expect("mines");
+    assert_eq!(again.step().await.expect("follows"), Some(119));
+}
