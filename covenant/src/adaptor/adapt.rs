@@ -43,7 +43,7 @@ impl AdaptorSignature {
     /// [`AdaptorSignature::enc_verify`] accepted this pre-signature for the key `tG`.
     pub fn decrypt(&self, key: &DecryptionKey) -> Result<Signature, DecryptError> {
         let t = key.scalar();
-        let t = match self.r0_parity() {
+        let s = match self.r0_parity() {
             Parity::Even => t.add(self.s_hat()),
             Parity::Odd => t.negate().add(self.s_hat()),
         }
@@ -52,7 +52,7 @@ impl AdaptorSignature {
         })?;
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(self.nonce_x());
-        bytes[32..].copy_from_slice(&t.key().secret_bytes());
+        bytes[32..].copy_from_slice(&s.key().secret_bytes());
         // Infallible: `from_slice` only checks the length, which is 64.
         Ok(Signature::from_slice(&bytes).expect("64-byte signature"))
     }
