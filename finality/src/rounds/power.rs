@@ -83,7 +83,9 @@ pub enum PowerTableError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PowerTable {
     round: u64,
-    members: BTreeMap<XOnlyPublicKey, u64>,
+    /// Keyed by the key's bytes: comparing `XOnlyPublicKey`s serializes both on every
+    /// comparison, which dominated lookups; the order is the same.
+    members: BTreeMap<[u8; 32], (XOnlyPublicKey, u64)>,
     total: u128,
 }
 
@@ -124,12 +126,12 @@ impl PowerTable {
         eligible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         // A cap beyond the address space simply means "no cap".
         let cap = usize::try_from(max_active_verifiers).unwrap_or(usize::MAX);
-        let members: BTreeMap<XOnlyPublicKey, u64> = eligible
+        let members: BTreeMap<[u8; 32], (XOnlyPublicKey, u64)> = eligible
             .into_iter()
             .take(cap)
-            .map(|(power, _, key)| (key, power))
+            .map(|(power, bytes, key)| (bytes, (key, power)))
             .collect();
-        let total = members.values().map(|&p| u128::from(p)).sum();
+        let total = members.values().map(|&(_, p)| u128::from(p)).sum();
         PowerTable {
             round,
             members,
@@ -144,12 +146,12 @@ impl PowerTable {
 
     /// The power of `key` in this round, `None` when it is not in the active set.
     pub fn power_of(&self, key: &XOnlyPublicKey) -> Option<u64> {
-        self.members.get(key).copied()
+        self.members.get(&key.serialize()).map(|&(_, p)| p)
     }
 
     /// Whether `key` is in the active set.
     pub fn contains(&self, key: &XOnlyPublicKey) -> bool {
-        self.members.contains_key(key)
+        self.members.contains_key(&key.serialize())
     }
 
     /// The total power of the active set.
@@ -159,7 +161,7 @@ impl PowerTable {
 
     /// The members and their power, ordered by key.
     pub fn members(&self) -> impl Iterator<Item = (&XOnlyPublicKey, u64)> {
-        self.members.iter().map(|(k, &p)| (k, p))
+        self.members.values().map(|(k, p)| (k, *p))
     }
 
     /// The number of members.

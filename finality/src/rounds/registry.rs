@@ -125,7 +125,8 @@ pub enum SlashError {
 /// All verifiers known to the finality module, ordered by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verifiers {
-    records: BTreeMap<XOnlyPublicKey, VerifierRecord>,
+    /// Keyed by the key's bytes (cheap comparisons, same order as `XOnlyPublicKey`).
+    records: BTreeMap<[u8; 32], (XOnlyPublicKey, VerifierRecord)>,
 }
 
 impl Verifiers {
@@ -139,10 +140,10 @@ impl Verifiers {
     /// # Errors
     /// [`RegisterError::AlreadyRegistered`] when the key is known.
     pub fn register(&mut self, verifier: XOnlyPublicKey) -> Result<(), RegisterError> {
-        if self.records.contains_key(&verifier) {
+        if self.records.contains_key(&verifier.serialize()) {
             return Err(RegisterError::AlreadyRegistered { verifier });
         }
-        self.records.insert(
+        self.restore(
             verifier,
             VerifierRecord::restore(VerifierStatus::Active, Vec::new(), SigningWindow::default()),
         );
@@ -151,17 +152,22 @@ impl Verifiers {
 
     /// Puts back a stored record, replacing any record for the key.
     pub fn restore(&mut self, verifier: XOnlyPublicKey, record: VerifierRecord) {
-        self.records.insert(verifier, record);
+        self.records
+            .insert(verifier.serialize(), (verifier, record));
     }
 
     /// The record of `verifier`.
     pub fn get(&self, verifier: &XOnlyPublicKey) -> Option<&VerifierRecord> {
-        self.records.get(verifier)
+        self.records.get(&verifier.serialize()).map(|(_, r)| r)
     }
 
     /// All records, ordered by key.
     pub fn iter(&self) -> impl Iterator<Item = (&XOnlyPublicKey, &VerifierRecord)> {
-        self.records.iter()
+        self.records.values().map(|(k, r)| (k, r))
+    }
+
+    fn record_mut(&mut self, verifier: &XOnlyPublicKey) -> Option<&mut VerifierRecord> {
+        self.records.get_mut(&verifier.serialize()).map(|(_, r)| r)
     }
 
     /// Checks a randomness commitment ([`check_commitment`]) and stores it.
@@ -177,12 +183,11 @@ impl Verifiers {
         rules: &CommitmentRules,
         contexts: &SigningContexts,
     ) -> Result<(), CommitRandomnessError> {
-        let record =
-            self.records
-                .get_mut(verifier)
-                .ok_or(CommitRandomnessError::UnknownVerifier {
-                    verifier: *verifier,
-                })?;
+        let record = self
+            .record_mut(verifier)
+            .ok_or(CommitRandomnessError::UnknownVerifier {
+                verifier: *verifier,
+            })?;
         check_commitment(
             verifier,
             &commitment,
@@ -208,10 +213,12 @@ impl Verifiers {
         powers: &BTreeMap<XOnlyPublicKey, u64>,
         max_active_verifiers: u32,
     ) -> PowerTable {
-        let candidates = self.records.iter().map(|(key, record)| Candidate {
+        let powers: BTreeMap<[u8; 32], u64> =
+            powers.iter().map(|(k, p)| (k.serialize(), *p)).collect();
+        let candidates = self.records.iter().map(|(bytes, (key, record))| Candidate {
             key: *key,
             status: record.status,
-            power: powers.get(key).copied().unwrap_or(0),
+            power: powers.get(bytes).copied().unwrap_or(0),
             commitments: &record.commitments,
         });
         PowerTable::select(round, candidates, max_active_verifiers)
@@ -228,7 +235,7 @@ impl Verifiers {
     ) -> Vec<XOnlyPublicKey> {
         let mut jailed = Vec::new();
         for (key, _) in table.members() {
-            let Some(record) = self.records.get_mut(key) else {
+            let Some(record) = self.record_mut(key) else {
                 continue;
             };
             if record.status != VerifierStatus::Active {
@@ -256,8 +263,7 @@ impl Verifiers {
         rules: &LivenessRules,
     ) -> Result<(), UnjailError> {
         let record = self
-            .records
-            .get_mut(verifier)
+            .record_mut(verifier)
             .ok_or(UnjailError::UnknownVerifier {
                 verifier: *verifier,
             })?;
@@ -287,8 +293,7 @@ impl Verifiers {
     pub fn slash(&mut self, slashing: &Slashing, round: u64) -> Result<(), SlashError> {
         let verifier = slashing.verifier;
         let record = self
-            .records
-            .get_mut(&verifier)
+            .record_mut(&verifier)
             .ok_or(SlashError::UnknownVerifier { verifier })?;
         if let VerifierStatus::Slashed { since } = record.status {
             return Err(SlashError::AlreadySlashed { verifier, since });

@@ -28,7 +28,8 @@ pub enum RoundVotesError {
 pub struct RoundVotes {
     round: ClosedRound,
     table: PowerTable,
-    votes: BTreeMap<XOnlyPublicKey, Vote>,
+    /// Keyed by the voter's key bytes (cheap comparisons, the order of `XOnlyPublicKey`).
+    votes: BTreeMap<[u8; 32], Vote>,
 }
 
 impl RoundVotes {
@@ -72,14 +73,15 @@ impl RoundVotes {
         commitment: Option<&RandomnessCommitment>,
         env: &VoteEnv<'_>,
     ) -> Result<VoteOutcome, VoteError> {
+        let voter_bytes = vote.voter.serialize();
         let voter = VoterInRound {
             in_active_set: self.table.contains(&vote.voter),
             commitment,
-            earlier_vote: self.votes.get(&vote.voter),
+            earlier_vote: self.votes.get(&voter_bytes),
         };
         let outcome = check_vote(&vote, Some(&self.round), &voter, env)?;
         if matches!(outcome, VoteOutcome::Counted | VoteOutcome::Disagrees) {
-            self.votes.insert(vote.voter, vote);
+            self.votes.insert(voter_bytes, vote);
         }
         Ok(outcome)
     }

@@ -101,7 +101,9 @@ pub fn tally<'a>(
     round_hash: &Digest,
     votes: impl IntoIterator<Item = &'a Vote>,
 ) -> Tally {
-    let mut counted: BTreeMap<XOnlyPublicKey, (u64, CertificateEntry)> = BTreeMap::new();
+    // Keyed by the key's bytes: the certificate order, without `XOnlyPublicKey` comparisons
+    // (each serializes both keys).
+    let mut counted: BTreeMap<[u8; 32], (u64, CertificateEntry)> = BTreeMap::new();
     for vote in votes {
         if vote.round != table.round() || vote.round_hash != *round_hash {
             continue;
@@ -116,7 +118,7 @@ pub fn tally<'a>(
         };
         // Should one voter appear twice, keep the smaller entry so that order cannot matter.
         counted
-            .entry(vote.voter)
+            .entry(vote.voter.serialize())
             .and_modify(|(_, e)| *e = (*e).min(entry))
             .or_insert((power, entry));
     }
