@@ -73,7 +73,9 @@ impl FinalityModule {
         for (pk, record) in loaded.iter().cloned() {
             registry.restore(pk, record);
         }
-        let jailed = self.expire_rounds(&mut tx, &mut registry, &mut log, round).await?;
+        let jailed = self
+            .expire_rounds(&mut tx, &mut registry, &mut log, round)
+            .await?;
 
         let (last_seq, proofs) = pending_proofs(&mut tx).await?;
         let results = tokio::task::spawn_blocking(move || {
@@ -90,7 +92,15 @@ impl FinalityModule {
         let hash = round_hash(round, &RoundHash(position.latest_hash), &results);
         let powers = staking_powers(&mut tx).await?;
         let table = registry.power_table(round, &powers, self.params.max_active_verifiers);
-        insert_round(&mut tx, round, &hash, &position.latest_hash, &results, &table).await?;
+        insert_round(
+            &mut tx,
+            round,
+            &hash,
+            &position.latest_hash,
+            &results,
+            &table,
+        )
+        .await?;
         if let Some(last_seq) = last_seq {
             sqlx::query("DELETE FROM pending_proofs WHERE seq <= $1")
                 .bind(last_seq)
@@ -109,7 +119,8 @@ impl FinalityModule {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
-        let active_set: Vec<(XOnlyPublicKey, u64)> = table.members().map(|(k, p)| (*k, p)).collect();
+        let active_set: Vec<(XOnlyPublicKey, u64)> =
+            table.members().map(|(k, p)| (*k, p)).collect();
         log.push(pb::event::Kind::RoundClosed(pb::RoundClosed {
             round,
             round_hash: hash.as_bytes().to_vec(),
@@ -171,7 +182,10 @@ impl FinalityModule {
         let mut jailed = Vec::new();
         for row in &rows {
             let round = to_u64("round", row.try_get("round").map_err(StoreError::from)?)?;
-            let hash = store::digest("round_hash", row.try_get("round_hash").map_err(StoreError::from)?)?;
+            let hash = store::digest(
+                "round_hash",
+                row.try_get("round_hash").map_err(StoreError::from)?,
+            )?;
             let table = store::power_table(&mut *conn, round).await?;
             let signers: BTreeSet<XOnlyPublicKey> = store::votes_of_round(&mut *conn, round)
                 .await?
@@ -209,7 +223,10 @@ async fn tally_open_rounds(
         let table = store::power_table(&mut *conn, round.round).await?;
         let votes = store::votes_of_round(&mut *conn, round.round).await?;
         let t = tally(&table, &round.round_hash, votes.iter().map(|(v, _)| v));
-        let voted = to_i64("voted_power", u64::try_from(t.voted_power).unwrap_or(u64::MAX))?;
+        let voted = to_i64(
+            "voted_power",
+            u64::try_from(t.voted_power).unwrap_or(u64::MAX),
+        )?;
         match t.certificate() {
             Some(certificate) => {
                 sqlx::query(
@@ -245,7 +262,9 @@ async fn tally_open_rounds(
 }
 
 /// The pending proofs in submission order, and the last sequence number among them.
-async fn pending_proofs(conn: &mut PgConnection) -> Result<(Option<i64>, Vec<ZkProof>), StoreError> {
+async fn pending_proofs(
+    conn: &mut PgConnection,
+) -> Result<(Option<i64>, Vec<ZkProof>), StoreError> {
     let rows = sqlx::query(
         "SELECT seq, proof_system, verifying_key, proof, public_inputs FROM pending_proofs ORDER BY seq",
     )
@@ -304,7 +323,10 @@ async fn insert_round(
     table: &PowerTable,
 ) -> Result<(), CloseRoundError> {
     let r = to_i64("round", round)?;
-    let total = to_i64("total_power", u64::try_from(table.total_power()).unwrap_or(u64::MAX))?;
+    let total = to_i64(
+        "total_power",
+        u64::try_from(table.total_power()).unwrap_or(u64::MAX),
+    )?;
     sqlx::query(
         "INSERT INTO rounds (round, round_hash, prev_round_hash, status, total_power) \
          VALUES ($1, $2, $3, 'OPEN', $4)",

@@ -150,10 +150,7 @@ impl Finality for FinalityGrpc {
     }
 }
 
-async fn replay(
-    module: &FinalityModule,
-    next: u64,
-) -> Result<Vec<pb::Event>, StoreError> {
+async fn replay(module: &FinalityModule, next: u64) -> Result<Vec<pb::Event>, StoreError> {
     let mut conn = module.pool.acquire().await?;
     store::events_from(&mut conn, next, REPLAY_BATCH).await
 }

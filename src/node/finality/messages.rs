@@ -11,7 +11,9 @@ use fiamma_finality::rounds::{
 use fiamma_finality::zk::{ProofId, ProofSystem, UnknownProofSystem, ZkProof};
 use fiamma_proto::finality::v1 as pb;
 
-use super::errors::{AddVoteError, CommitError, EvidenceError, SubmitProofError, UnjailVerifierError};
+use super::errors::{
+    AddVoteError, CommitError, EvidenceError, SubmitProofError, UnjailVerifierError,
+};
 use super::store::{self, Commitments, Lock};
 use super::{slashing, wire, FinalityModule};
 use crate::node::grpc::convert::FieldError;
@@ -95,7 +97,10 @@ impl FinalityModule {
     /// # Errors
     /// [`CommitError`]: malformed fields, unknown verifier, too few rounds, start too far
     /// ahead, bad signature, overlap with an earlier commitment.
-    pub async fn commit_pub_rand(&self, r: pb::CommitPubRandListRequest) -> Result<(), CommitError> {
+    pub async fn commit_pub_rand(
+        &self,
+        r: pb::CommitPubRandListRequest,
+    ) -> Result<(), CommitError> {
         let pk = wire::key("verifier_btc_pk", &r.verifier_btc_pk)?;
         let commitment = wire::commitment(&r)?;
         let signature = wire::schnorr_sig("signature", &r.signature)?;
@@ -126,7 +131,10 @@ impl FinalityModule {
     ///
     /// # Errors
     /// [`AddVoteError`] naming the first rule broken.
-    pub async fn add_vote(&self, r: pb::AddFinalitySigRequest) -> Result<VoteOutcome, AddVoteError> {
+    pub async fn add_vote(
+        &self,
+        r: pb::AddFinalitySigRequest,
+    ) -> Result<VoteOutcome, AddVoteError> {
         let vote = wire::vote(&wire::VOTE, r.vote.as_ref())?;
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
         let position = store::position(&mut tx, Lock::None).await?;
@@ -167,7 +175,9 @@ impl FinalityModule {
         let earlier = store::vote_of(&mut tx, vote.round, &vote.voter).await?;
         let voter = VoterInRound {
             in_active_set,
-            commitment: record.as_ref().and_then(|r| r.commitment_covering(vote.round)),
+            commitment: record
+                .as_ref()
+                .and_then(|r| r.commitment_covering(vote.round)),
             earlier_vote: earlier.as_ref(),
         };
         let outcome = check_vote(&vote, Some(&closed), &voter, &env)?;
@@ -239,7 +249,10 @@ impl FinalityModule {
                 let msg = Message::from_digest(unjail_message(&pk, since));
                 SECP256K1
                     .verify_schnorr(&signature, &msg, &pk)
-                    .map_err(|_| UnjailVerifierError::BadSignature { verifier: pk, since })?;
+                    .map_err(|_| UnjailVerifierError::BadSignature {
+                        verifier: pk,
+                        since,
+                    })?;
             }
             registry.restore(pk, record);
         }

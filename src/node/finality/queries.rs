@@ -62,11 +62,12 @@ impl FinalityModule {
     /// [`FinalityQueryError::NotFound`] for a round not closed.
     pub async fn round(&self, round: u64) -> Result<pb::Round, FinalityQueryError> {
         let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
-        let r = store::round(&mut conn, round)
-            .await?
-            .ok_or_else(|| FinalityQueryError::NotFound {
-                what: format!("round {round}"),
-            })?;
+        let r =
+            store::round(&mut conn, round)
+                .await?
+                .ok_or_else(|| FinalityQueryError::NotFound {
+                    what: format!("round {round}"),
+                })?;
         let results = sqlx::query(
             "SELECT proof_id, valid FROM round_results WHERE round = $1 ORDER BY position",
         )
@@ -115,7 +116,11 @@ impl FinalityModule {
     ///
     /// # Errors
     /// [`FinalityQueryError::Store`] when the store fails.
-    pub async fn rounds(&self, from: u64, limit: u32) -> Result<Vec<pb::RoundSummary>, FinalityQueryError> {
+    pub async fn rounds(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<pb::RoundSummary>, FinalityQueryError> {
         let limit = match limit {
             0 => DEFAULT_ROUNDS,
             n => n.min(MAX_ROUNDS),
@@ -132,7 +137,10 @@ impl FinalityModule {
     ///
     /// # Errors
     /// [`FinalityQueryError::NotFound`] when the finality module holds nothing for the key.
-    pub async fn verifier(&self, pk: &XOnlyPublicKey) -> Result<pb::FinalityVerifier, FinalityQueryError> {
+    pub async fn verifier(
+        &self,
+        pk: &XOnlyPublicKey,
+    ) -> Result<pb::FinalityVerifier, FinalityQueryError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let record = store::verifier_record(&mut tx, pk, Commitments::All, &self.params.liveness)
             .await?
@@ -142,8 +150,12 @@ impl FinalityModule {
         tx.rollback().await.map_err(StoreError::from)?;
         let (status, since) = match record.status() {
             fiamma_finality::rounds::VerifierStatus::Active => (pb::VerifierStatus::Active, 0),
-            fiamma_finality::rounds::VerifierStatus::Jailed { since } => (pb::VerifierStatus::Jailed, since),
-            fiamma_finality::rounds::VerifierStatus::Slashed { since } => (pb::VerifierStatus::Slashed, since),
+            fiamma_finality::rounds::VerifierStatus::Jailed { since } => {
+                (pb::VerifierStatus::Jailed, since)
+            }
+            fiamma_finality::rounds::VerifierStatus::Slashed { since } => {
+                (pb::VerifierStatus::Slashed, since)
+            }
         };
         Ok(pb::FinalityVerifier {
             verifier_btc_pk: pk.serialize().to_vec(),

@@ -149,7 +149,8 @@ pub async fn events_from(
     rows.iter()
         .map(|r| {
             let body: Vec<u8> = r.try_get("body")?;
-            pb::Event::decode(body.as_slice()).map_err(|e| corrupt("finality_events.body", e.to_string()))
+            pb::Event::decode(body.as_slice())
+                .map_err(|e| corrupt("finality_events.body", e.to_string()))
         })
         .collect()
 }
@@ -160,7 +161,10 @@ fn status(text: &str, since: Option<i64>) -> Result<VerifierStatus, StoreError> 
         ("ACTIVE", None) => Ok(VerifierStatus::Active),
         ("JAILED", Some(since)) => Ok(VerifierStatus::Jailed { since }),
         ("SLASHED", Some(since)) => Ok(VerifierStatus::Slashed { since }),
-        _ => Err(corrupt("finality_verifiers.status", format!("{text} since {since:?}"))),
+        _ => Err(corrupt(
+            "finality_verifiers.status",
+            format!("{text} since {since:?}"),
+        )),
     }
 }
 
@@ -175,12 +179,16 @@ fn commitment_from_row(row: &PgRow) -> Result<RandomnessCommitment, StoreError> 
     let start = to_u64("start_round", row.try_get("start_round")?)?;
     let num = to_u64("num", row.try_get("num")?)?;
     let root = digest("root", row.try_get("root")?)?;
-    RandomnessCommitment::new(start, num, root).map_err(|e| corrupt("randomness_commitments", e.to_string()))
+    RandomnessCommitment::new(start, num, root)
+        .map_err(|e| corrupt("randomness_commitments", e.to_string()))
 }
 
 /// Gives a verifier registered in the staking module its finality row (ACTIVE, empty window)
 /// if it has none. Does nothing for a key the staking module does not know.
-pub async fn ensure_verifier(conn: &mut PgConnection, pk: &XOnlyPublicKey) -> Result<(), StoreError> {
+pub async fn ensure_verifier(
+    conn: &mut PgConnection,
+    pk: &XOnlyPublicKey,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO finality_verifiers (verifier, status) \
          SELECT btc_pk, 'ACTIVE' FROM verifiers WHERE btc_pk = $1 ON CONFLICT DO NOTHING",
@@ -224,10 +232,12 @@ pub async fn verifier_record(
     let list = match commitments {
         Commitments::None => Vec::new(),
         Commitments::All => {
-            sqlx::query("SELECT start_round, num, root FROM randomness_commitments WHERE verifier = $1")
-                .bind(pk.serialize().as_slice())
-                .fetch_all(&mut *conn)
-                .await?
+            sqlx::query(
+                "SELECT start_round, num, root FROM randomness_commitments WHERE verifier = $1",
+            )
+            .bind(pk.serialize().as_slice())
+            .fetch_all(&mut *conn)
+            .await?
         }
         Commitments::Covering(round) => {
             let round = to_i64("round", round)?;
@@ -241,7 +251,10 @@ pub async fn verifier_record(
             .await?
         }
     };
-    let list = list.iter().map(commitment_from_row).collect::<Result<Vec<_>, _>>()?;
+    let list = list
+        .iter()
+        .map(commitment_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(VerifierRecord::restore(
         status,
         list,
@@ -278,7 +291,11 @@ pub async fn all_records(
             };
             Ok((
                 pk,
-                VerifierRecord::restore(status, commitments, SigningWindow::from_flags(window, rules)),
+                VerifierRecord::restore(
+                    status,
+                    commitments,
+                    SigningWindow::from_flags(window, rules),
+                ),
             ))
         })
         .collect()
@@ -364,13 +381,15 @@ pub async fn round(conn: &mut PgConnection, round: u64) -> Result<Option<RoundRo
     let Ok(round) = i64::try_from(round) else {
         return Ok(None);
     };
-    sqlx::query(&format!("SELECT {ROUND_COLUMNS} FROM rounds WHERE round = $1"))
-        .bind(round)
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(round_from_row)
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT {ROUND_COLUMNS} FROM rounds WHERE round = $1"
+    ))
+    .bind(round)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(round_from_row)
+    .transpose()
 }
 
 /// Up to `limit` rounds from `from` on, in order.
@@ -391,7 +410,10 @@ pub async fn rounds_from(
     rows.iter()
         .map(|row| {
             let proofs: i64 = row.try_get("proofs")?;
-            Ok((round_from_row(row)?, u32::try_from(proofs).unwrap_or(u32::MAX)))
+            Ok((
+                round_from_row(row)?,
+                u32::try_from(proofs).unwrap_or(u32::MAX),
+            ))
         })
         .collect()
 }
@@ -409,23 +431,37 @@ pub async fn open_rounds(conn: &mut PgConnection) -> Result<Vec<RoundRow>, Store
 }
 
 /// Whether `pk` is in the active set of `round`.
-pub async fn is_member(conn: &mut PgConnection, round: u64, pk: &XOnlyPublicKey) -> Result<bool, StoreError> {
-    Ok(sqlx::query("SELECT 1 AS one FROM round_members WHERE round = $1 AND verifier = $2")
-        .bind(to_i64("round", round)?)
-        .bind(pk.serialize().as_slice())
-        .fetch_optional(conn)
-        .await?
-        .is_some())
+pub async fn is_member(
+    conn: &mut PgConnection,
+    round: u64,
+    pk: &XOnlyPublicKey,
+) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT 1 AS one FROM round_members WHERE round = $1 AND verifier = $2")
+            .bind(to_i64("round", round)?)
+            .bind(pk.serialize().as_slice())
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
 }
 
 /// The active set of `round` and each member's power, ordered by key.
-pub async fn members(conn: &mut PgConnection, round: u64) -> Result<Vec<(XOnlyPublicKey, u64)>, StoreError> {
+pub async fn members(
+    conn: &mut PgConnection,
+    round: u64,
+) -> Result<Vec<(XOnlyPublicKey, u64)>, StoreError> {
     sqlx::query("SELECT verifier, power FROM round_members WHERE round = $1 ORDER BY verifier")
         .bind(to_i64("round", round)?)
         .fetch_all(conn)
         .await?
         .iter()
-        .map(|r| Ok((xonly("verifier", r.try_get("verifier")?)?, to_u64("power", r.try_get("power")?)?)))
+        .map(|r| {
+            Ok((
+                xonly("verifier", r.try_get("verifier")?)?,
+                to_u64("power", r.try_get("power")?)?,
+            ))
+        })
         .collect()
 }
 
@@ -445,7 +481,10 @@ pub async fn power_table(conn: &mut PgConnection, round: u64) -> Result<PowerTab
     .await?;
     let mut covering = std::collections::BTreeMap::new();
     for row in &rows {
-        covering.insert(xonly("verifier", row.try_get("verifier")?)?, commitment_from_row(row)?);
+        covering.insert(
+            xonly("verifier", row.try_get("verifier")?)?,
+            commitment_from_row(row)?,
+        );
     }
     let candidates: Vec<Candidate<'_>> = members
         .iter()
@@ -477,7 +516,10 @@ fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
             index: to_u64("proof_index", row.try_get("proof_index")?)?,
             total: to_u64("proof_total", row.try_get("proof_total")?)?,
             leaf_hash: digest("leaf_hash", row.try_get("leaf_hash")?)?,
-            aunts: aunts.iter().map(|a| digest("aunts", a)).collect::<Result<_, _>>()?,
+            aunts: aunts
+                .iter()
+                .map(|a| digest("aunts", a))
+                .collect::<Result<_, _>>()?,
         },
         signature: Signature::from_byte_array(digest("signature", row.try_get("signature")?)?),
     };
@@ -485,30 +527,45 @@ fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
 }
 
 /// The vote `pk` cast in `round`, if any.
-pub async fn vote_of(conn: &mut PgConnection, round: u64, pk: &XOnlyPublicKey) -> Result<Option<Vote>, StoreError> {
-    sqlx::query(&format!("SELECT {VOTE_COLUMNS} FROM votes WHERE round = $1 AND verifier = $2"))
-        .bind(to_i64("round", round)?)
-        .bind(pk.serialize().as_slice())
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(|r| vote_from_row(r).map(|(v, _)| v))
-        .transpose()
+pub async fn vote_of(
+    conn: &mut PgConnection,
+    round: u64,
+    pk: &XOnlyPublicKey,
+) -> Result<Option<Vote>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {VOTE_COLUMNS} FROM votes WHERE round = $1 AND verifier = $2"
+    ))
+    .bind(to_i64("round", round)?)
+    .bind(pk.serialize().as_slice())
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(|r| vote_from_row(r).map(|(v, _)| v))
+    .transpose()
 }
 
 /// Every vote of `round` with whether it agrees with the round hash, ordered by voter.
-pub async fn votes_of_round(conn: &mut PgConnection, round: u64) -> Result<Vec<(Vote, bool)>, StoreError> {
-    sqlx::query(&format!("SELECT {VOTE_COLUMNS} FROM votes WHERE round = $1 ORDER BY verifier"))
-        .bind(to_i64("round", round)?)
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(vote_from_row)
-        .collect()
+pub async fn votes_of_round(
+    conn: &mut PgConnection,
+    round: u64,
+) -> Result<Vec<(Vote, bool)>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {VOTE_COLUMNS} FROM votes WHERE round = $1 ORDER BY verifier"
+    ))
+    .bind(to_i64("round", round)?)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(vote_from_row)
+    .collect()
 }
 
 /// Stores an accepted first vote.
-pub async fn insert_vote(conn: &mut PgConnection, v: &Vote, agrees: bool) -> Result<(), StoreError> {
+pub async fn insert_vote(
+    conn: &mut PgConnection,
+    v: &Vote,
+    agrees: bool,
+) -> Result<(), StoreError> {
     let aunts: Vec<Vec<u8>> = v.proof.aunts.iter().map(|a| a.to_vec()).collect();
     sqlx::query(
         "INSERT INTO votes (round, verifier, round_hash, public_randomness, proof_index, \

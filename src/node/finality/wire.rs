@@ -178,9 +178,15 @@ mod tests {
     fn each_malformed_vote_field_is_named() {
         let good = vote_to_pb(&sample());
         let cases: Vec<(&str, Box<dyn Fn(&mut pb::FinalityVote)>)> = vec![
-            ("vote.verifier_btc_pk", Box::new(|v| v.verifier_btc_pk.pop().map(drop).unwrap_or(()))),
+            (
+                "vote.verifier_btc_pk",
+                Box::new(|v| v.verifier_btc_pk.pop().map(drop).unwrap_or(())),
+            ),
             ("vote.round_hash", Box::new(|v| v.round_hash.push(0))),
-            ("vote.public_randomness", Box::new(|v| v.public_randomness.clear())),
+            (
+                "vote.public_randomness",
+                Box::new(|v| v.public_randomness.clear()),
+            ),
             ("vote.signature", Box::new(|v| v.signature.truncate(31))),
             ("vote.proof", Box::new(|v| v.proof = None)),
             (
