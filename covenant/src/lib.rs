@@ -8,12 +8,15 @@
 //! - [`verification`]: checking a member's full signature set.
 //! - [`slashing`]: the slasher side, turning an extracted verifier key into a complete
 //!   slashing witness.
+//! - [`evidence`]: the reverse, recovering a verifier's key from a slashing witness it
+//!   broadcast itself (selective slashing).
 //!
 //! Everything here is pure: values in, values or typed errors out; randomness is passed in by
 //! the caller.
 
 pub mod adaptor;
 pub mod delegation;
+pub mod evidence;
 pub mod signing;
 pub mod slashing;
 pub mod verification;

@@ -11,6 +11,7 @@ use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, TxIn, Txid, Witness};
 use common::{babylon_delegations, consensus_verify, BabylonDelegation};
 use fiamma_covenant::adaptor::{AdaptorSignature, DecryptionKey};
 use fiamma_covenant::delegation::{DelegationSighashes, DelegationTxs, SlashingTx};
+use fiamma_covenant::evidence::{extract_verifier_key, EvidenceError};
 use fiamma_covenant::signing::{sign_delegation, CovenantSignatures, VerifierAdaptorSig};
 use fiamma_covenant::slashing::{signed_slashing_tx, SlashError};
 use fiamma_covenant::verification::{verify_covenant_signatures, CovenantSignaturesError};
@@ -190,6 +191,15 @@ fn slasher_completes_babylon_slashing_transactions() {
                 .unwrap_or_else(|e| panic!("{}, {which}: {e}", d.name));
                 consensus_verify(&signed, sighashes.slashed_prevout(which))
                     .unwrap_or_else(|e| panic!("{}, {which}: script rejected: {e}", d.name));
+                // The broadcast witness reveals the key again (selective-slashing evidence).
+                let revealed = extract_verifier_key(
+                    &d.keys,
+                    &verifier,
+                    &covenant_sigs,
+                    &signed.input[0].witness,
+                )
+                .unwrap();
+                assert_eq!(revealed.x_only_public_key(), verifier);
             }
         }
     }
@@ -375,6 +385,25 @@ fn signed_delegation_spends_on_chain() {
         assert!(matches!(
             slash(&verifier_keys[0]),
             Err(SlashError::CovenantQuorum { valid: 0, .. })
+        ));
+        // Evidence: this witness reveals verifier 1's key, not verifier 0's, and a witness of
+        // another shape is refused.
+        let witness = &signed.input[0].witness;
+        assert_eq!(
+            extract_verifier_key(&keys, &verifier, &covenant_sigs, witness)
+                .unwrap()
+                .x_only_public_key(),
+            verifier
+        );
+        let other = x(&verifier_keys[0]);
+        assert_eq!(
+            extract_verifier_key(&keys, &other, &sigs_for(&members, which, &other), witness)
+                .unwrap_err(),
+            EvidenceError::NoReveal(other)
+        );
+        assert!(matches!(
+            extract_verifier_key(&keys, &verifier, &covenant_sigs, &Witness::new()),
+            Err(EvidenceError::WitnessShape { found: 0, .. })
         ));
         // The interpreter does reject: a witness with the staker signature altered fails.
         let mut items: Vec<Vec<u8>> = signed.input[0].witness.iter().map(<[u8]>::to_vec).collect();
