@@ -71,7 +71,7 @@ pub async fn call(
                 .ok_or_else(|| RpcError::not_found("Block not found"))?;
             match verbosity {
                 0 => Ok(json!(serialize_hex(&block))),
-                1 | 2 | 3 => Ok(views::block(&block, pos, verbosity, NETWORK)),
+                1..=3 => Ok(views::block(&block, pos, verbosity, NETWORK)),
                 other => Err(RpcError::invalid_parameter(format!(
                     "Verbosity must be in range 0 to 3 (not {other})"
                 ))),
