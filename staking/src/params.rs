@@ -393,89 +393,91 @@ pub(crate) mod tests {
 
     #[test]
     fn each_rule_has_its_error() {
-        assert_eq!(
-            invalid(|p| p.covenant_pks.clear()),
-            ParamsError::NoCovenantKeys
-        );
-        assert_eq!(
-            invalid(|p| p.covenant_pks[1] = key(11)),
-            ParamsError::DuplicateCovenantKey(key(11))
-        );
-        assert_eq!(
-            invalid(|p| p.covenant_quorum = 2),
-            ParamsError::CovenantQuorum { quorum: 2, keys: 5 }
-        );
-        assert_eq!(
-            invalid(|p| p.covenant_quorum = 6),
-            ParamsError::CovenantQuorum { quorum: 6, keys: 5 }
-        );
-        assert_eq!(
-            invalid(|p| p.min_staking_value_sat = 0),
-            ParamsError::StakingValueBounds {
-                min: 0,
-                max: 10_000_000_000
-            }
-        );
-        assert_eq!(
-            invalid(|p| p.max_staking_value_sat = 9_999),
-            ParamsError::StakingValueBounds {
-                min: 10_000,
-                max: 9_999
-            }
-        );
-        assert_eq!(
-            invalid(|p| p.max_staking_time_blocks = 65_536),
-            ParamsError::StakingTimeBounds {
-                min: 10,
-                max: 65_536
-            }
-        );
-        assert_eq!(
-            invalid(|p| p.min_staking_time_blocks = 0),
-            ParamsError::StakingTimeBounds {
-                min: 0,
-                max: 65_535
-            }
-        );
-        assert_eq!(
-            invalid(|p| p.unbonding_time_blocks = 0),
-            ParamsError::UnbondingTime(0)
-        );
-        assert_eq!(
-            invalid(|p| p.unbonding_fee_sat = 10_000),
-            ParamsError::UnbondingFee {
-                fee: 10_000,
-                min_value: 10_000
-            }
-        );
-        assert_eq!(
-            invalid(|p| p.unbonding_fee_sat = 0),
-            ParamsError::UnbondingFee {
-                fee: 0,
-                min_value: 10_000
-            }
-        );
-        assert_eq!(
-            invalid(|p| p.slashing_pk_script = ScriptBuf::new()),
-            ParamsError::EmptySlashingScript
-        );
-        assert_eq!(
-            invalid(|p| p.min_slashing_tx_fee_sat = 0),
-            ParamsError::ZeroSlashingFee
-        );
-        assert_eq!(
-            invalid(|p| p.btc_confirmation_depth = 0),
-            ParamsError::ZeroConfirmationDepth
-        );
-        assert_eq!(
-            invalid(|p| p.max_active_verifiers = 0),
-            ParamsError::ZeroActiveVerifiers
-        );
-        assert_eq!(invalid(|p| p.min_pub_rand = 0), ParamsError::ZeroPubRand);
-        assert_eq!(
-            invalid(|p| p.max_verifiers_per_delegation = 0),
-            ParamsError::ZeroVerifiersPerDelegation
-        );
+        let cases: Vec<(fn(&mut Params), ParamsError)> = vec![
+            (|p| p.covenant_pks.clear(), ParamsError::NoCovenantKeys),
+            (
+                |p| p.covenant_pks[1] = key(11),
+                ParamsError::DuplicateCovenantKey(key(11)),
+            ),
+            (
+                |p| p.covenant_quorum = 2,
+                ParamsError::CovenantQuorum { quorum: 2, keys: 5 },
+            ),
+            (
+                |p| p.covenant_quorum = 6,
+                ParamsError::CovenantQuorum { quorum: 6, keys: 5 },
+            ),
+            (
+                |p| p.min_staking_value_sat = 0,
+                ParamsError::StakingValueBounds {
+                    min: 0,
+                    max: 10_000_000_000,
+                },
+            ),
+            (
+                |p| p.max_staking_value_sat = 9_999,
+                ParamsError::StakingValueBounds {
+                    min: 10_000,
+                    max: 9_999,
+                },
+            ),
+            (
+                |p| p.max_staking_time_blocks = 65_536,
+                ParamsError::StakingTimeBounds {
+                    min: 10,
+                    max: 65_536,
+                },
+            ),
+            (
+                |p| p.min_staking_time_blocks = 0,
+                ParamsError::StakingTimeBounds {
+                    min: 0,
+                    max: 65_535,
+                },
+            ),
+            (
+                |p| p.unbonding_time_blocks = 0,
+                ParamsError::UnbondingTime(0),
+            ),
+            (
+                |p| p.unbonding_fee_sat = 10_000,
+                ParamsError::UnbondingFee {
+                    fee: 10_000,
+                    min_value: 10_000,
+                },
+            ),
+            (
+                |p| p.unbonding_fee_sat = 0,
+                ParamsError::UnbondingFee {
+                    fee: 0,
+                    min_value: 10_000,
+                },
+            ),
+            (
+                |p| p.slashing_pk_script = ScriptBuf::new(),
+                ParamsError::EmptySlashingScript,
+            ),
+            (
+                |p| p.min_slashing_tx_fee_sat = 0,
+                ParamsError::ZeroSlashingFee,
+            ),
+            (
+                |p| p.btc_confirmation_depth = 0,
+                ParamsError::ZeroConfirmationDepth,
+            ),
+            (
+                |p| p.max_active_verifiers = 0,
+                ParamsError::ZeroActiveVerifiers,
+            ),
+            (|p| p.min_pub_rand = 0, ParamsError::ZeroPubRand),
+            (
+                |p| p.max_verifiers_per_delegation = 0,
+                ParamsError::ZeroVerifiersPerDelegation,
+            ),
+        ];
+        for (change, expected) in cases {
+            assert_eq!(invalid(change), expected);
+        }
     }
 
     fn at(height: u32) -> Params {
