@@ -222,7 +222,7 @@ async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool)
     );
 
     // Expiry: start 103 + T 20 = 123; tip + U (5) reaches it at 118.
-    chain.mine(12, &anyone()).await.expect("mines");
+    chain.mine(11, &anyone()).await.expect("mines");
     follower.step().await.expect("follows");
     assert_eq!(
         status(&mut node, &expires).await,
