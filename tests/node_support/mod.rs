@@ -268,3 +268,23 @@ pub fn covenant_request(
         }),
     }
 }
+
+/// The sequence number of the newest event, read through the Events stream (replay).
+pub async fn last_event(client: &mut StakingClient<Channel>) -> u64 {
+    use tokio_stream::StreamExt;
+    let mut stream = client
+        .events(pb::EventsRequest { from_sequence: 1 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut last = 0;
+    // Replay ends when no event arrives for a while; sequences must be consecutive.
+    while let Ok(Some(e)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), stream.next()).await
+    {
+        let e = e.expect("event");
+        assert_eq!(e.sequence, last + 1, "gap in the event log");
+        last = e.sequence;
+    }
+    last
+}
