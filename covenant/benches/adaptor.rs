@@ -17,10 +17,10 @@ fn bench_adaptor(c: &mut Criterion) {
     let signer = SignerKey::new(signer_x);
     let msg = [0x33; 32];
     let aux = [0x44; 32];
-    let presig = enc_sign(&signing_key, &encryption_key, &msg, &aux).expect("signs");
+    let keypair = Keypair::from_secret_key(SECP256K1, &signing_key);
+    let presig = enc_sign(&keypair, &encryption_key, &msg, &aux).expect("signs");
     let encoded = presig.to_bytes();
 
-    let keypair = Keypair::from_secret_key(SECP256K1, &signing_key);
     let message = Message::from_digest(msg);
     let bip340 = SECP256K1.sign_schnorr_with_aux_rand(&message, &keypair, &aux);
 
@@ -71,7 +71,7 @@ fn bench_adaptor(c: &mut Criterion) {
     group.bench_function("enc_sign", |b| {
         b.iter(|| {
             enc_sign(
-                black_box(&signing_key),
+                black_box(&keypair),
                 black_box(&encryption_key),
                 black_box(&msg),
                 black_box(&aux),

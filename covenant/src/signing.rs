@@ -77,15 +77,12 @@ pub fn adaptor_sign_slashing<R: RngCore + CryptoRng + ?Sized>(
     verifier: &XOnlyPublicKey,
     rng: &mut R,
 ) -> Result<AdaptorSignature, EncSignError> {
-    let mut signing_key = keypair.secret_key();
-    let presig = enc_sign(
-        &signing_key,
+    enc_sign(
+        keypair,
         &EncryptionKey::from_verifier_key(verifier),
         &sighash.to_byte_array(),
         &aux(rng),
-    );
-    signing_key.non_secure_erase();
-    presig
+    )
 }
 
 /// All of one member's signatures for a delegation: adaptor signatures on both slashing

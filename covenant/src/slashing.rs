@@ -202,7 +202,13 @@ mod tests {
         let presig = |sk: &SecretKey| {
             (
                 x(sk),
-                enc_sign(sk, &t, &sighash.to_byte_array(), &[0; 32]).unwrap(),
+                enc_sign(
+                    &Keypair::from_secret_key(SECP256K1, sk),
+                    &t,
+                    &sighash.to_byte_array(),
+                    &[0; 32],
+                )
+                .unwrap(),
             )
         };
         let outsider = secret(9);

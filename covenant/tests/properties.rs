@@ -4,7 +4,7 @@ use fiamma_covenant::adaptor::{
     enc_sign, AdaptorSignature, DecryptionKey, EncryptionKey, SignerKey,
 };
 use proptest::prelude::*;
-use secp256k1::{Message, SecretKey, SECP256K1};
+use secp256k1::{Keypair, Message, SecretKey, SECP256K1};
 
 fn secret_key() -> impl Strategy<Value = SecretKey> {
     any::<[u8; 32]>().prop_filter_map("not a valid secret key", |b| SecretKey::from_slice(&b).ok())
@@ -38,7 +38,7 @@ proptest! {
     #[test]
     fn decrypted_pre_signature_is_a_valid_bip340_signature((d, v, msg, aux) in inputs()) {
         let (t_pub, t) = verifier_keys(&v);
-        let presig = enc_sign(&d, &t_pub, &msg, &aux).unwrap();
+        let presig = enc_sign(&Keypair::from_secret_key(SECP256K1, &d), &t_pub, &msg, &aux).unwrap();
         prop_assert!(presig.enc_verify(&signer(&d), &msg, &t_pub).is_ok());
         let sig = presig.decrypt(&t).unwrap();
         let (p, _) = d.x_only_public_key(SECP256K1);
@@ -48,7 +48,7 @@ proptest! {
     #[test]
     fn extract_recovers_the_verifier_key((d, v, msg, aux) in inputs()) {
         let (t_pub, t) = verifier_keys(&v);
-        let presig = enc_sign(&d, &t_pub, &msg, &aux).unwrap();
+        let presig = enc_sign(&Keypair::from_secret_key(SECP256K1, &d), &t_pub, &msg, &aux).unwrap();
         let extracted = presig.extract(&presig.decrypt(&t).unwrap()).unwrap();
         // Equal as x-only keys: the secret is v or n − v.
         prop_assert_eq!(extracted.x_only_public_key(), v.x_only_public_key(SECP256K1).0);
@@ -61,7 +61,7 @@ proptest! {
         // The general scheme: T = tG exactly, t not normalized.
         let t = DecryptionKey::from_secret_key(v);
         let t_pub = t.encryption_key();
-        let presig = enc_sign(&d, &t_pub, &msg, &aux).unwrap();
+        let presig = enc_sign(&Keypair::from_secret_key(SECP256K1, &d), &t_pub, &msg, &aux).unwrap();
         prop_assert!(presig.enc_verify(&signer(&d), &msg, &t_pub).is_ok());
         let sig = presig.decrypt(&t).unwrap();
         let (p, _) = d.x_only_public_key(SECP256K1);
@@ -76,7 +76,7 @@ proptest! {
         other_msg in any::<[u8; 32]>(),
     ) {
         let (t_pub, _) = verifier_keys(&v);
-        let presig = enc_sign(&d, &t_pub, &msg, &aux).unwrap();
+        let presig = enc_sign(&Keypair::from_secret_key(SECP256K1, &d), &t_pub, &msg, &aux).unwrap();
         prop_assume!(other.x_only_public_key(SECP256K1).0 != d.x_only_public_key(SECP256K1).0);
         prop_assume!(other.x_only_public_key(SECP256K1).0 != v.x_only_public_key(SECP256K1).0);
         prop_assume!(other_msg != msg);
@@ -92,7 +92,7 @@ proptest! {
     #[test]
     fn any_flipped_bit_fails_parsing_or_enc_verify((d, v, msg, aux) in inputs(), bit in 0usize..520) {
         let (t_pub, _) = verifier_keys(&v);
-        let mut bytes = enc_sign(&d, &t_pub, &msg, &aux).unwrap().to_bytes();
+        let mut bytes = enc_sign(&Keypair::from_secret_key(SECP256K1, &d), &t_pub, &msg, &aux).unwrap().to_bytes();
         bytes[bit / 8] ^= 1 << (bit % 8);
         if let Ok(tampered) = AdaptorSignature::from_bytes(&bytes) {
             prop_assert!(tampered.enc_verify(&signer(&d), &msg, &t_pub).is_err());
@@ -102,7 +102,7 @@ proptest! {
     #[test]
     fn both_encodings_round_trip((d, v, msg, aux) in inputs()) {
         let (t_pub, _) = verifier_keys(&v);
-        let presig = enc_sign(&d, &t_pub, &msg, &aux).unwrap();
+        let presig = enc_sign(&Keypair::from_secret_key(SECP256K1, &d), &t_pub, &msg, &aux).unwrap();
         prop_assert_eq!(AdaptorSignature::from_slice(&presig.to_bytes()).unwrap(), presig);
         prop_assert_eq!(AdaptorSignature::from_slice(&presig.to_legacy_bytes()).unwrap(), presig);
     }

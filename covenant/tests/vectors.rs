@@ -17,7 +17,7 @@ use fiamma_covenant::adaptor::{
     enc_sign, AdaptorSignature, DecryptionKey, EncryptionKey, SignerKey,
 };
 use secp256k1::schnorr::Signature;
-use secp256k1::{Message, PublicKey, SecretKey, XOnlyPublicKey, SECP256K1};
+use secp256k1::{Keypair, Message, PublicKey, SecretKey, XOnlyPublicKey, SECP256K1};
 
 /// The data rows of a vector CSV: `columns` fields each (the last, a free-text comment, may
 /// contain commas). The header and the explanatory row with an empty index are skipped.
@@ -223,7 +223,7 @@ fn presig_vectors_rows_0_and_1_verify_and_reproduce() {
         let t = EncryptionKey::from_point(
             PublicKey::from_slice(&hex::decode(&row[5]).unwrap()).unwrap(),
         );
-        let presig = enc_sign(&sk, &t, &msg, &aux).unwrap();
+        let presig = enc_sign(&Keypair::from_secret_key(SECP256K1, &sk), &t, &msg, &aux).unwrap();
         assert_eq!(
             hex::encode(presig.to_bytes()),
             row[6].to_ascii_lowercase(),

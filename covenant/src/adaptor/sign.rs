@@ -1,6 +1,6 @@
 //! EncSign: a covenant member's pre-signature, encrypted to a verifier's key.
 
-use secp256k1::{Parity, PublicKey, Scalar, SecretKey, SECP256K1};
+use secp256k1::{Keypair, Parity, PublicKey, Scalar, SECP256K1};
 use zeroize::Zeroizing;
 
 use super::hashes::{aux_mask, challenge, nonce_hash};
@@ -36,16 +36,19 @@ pub enum EncSignError {
 /// encrypted to `encryption_key` (§5).
 ///
 /// Deterministic in its inputs; production callers pass 32 fresh random bytes as `aux`.
-/// Secret intermediates (the even-y key, the masked key, the nonce) are erased before return.
+/// Takes a `Keypair` so that P = d'G is not recomputed per signature. Secret intermediates
+/// (the even-y key, the masked key, the nonce) are erased before return.
 pub fn enc_sign(
-    signing_key: &SecretKey,
+    signing_key: &Keypair,
     encryption_key: &EncryptionKey,
     msg: &[u8; 32],
     aux: &[u8; 32],
 ) -> Result<AdaptorSignature, EncSignError> {
-    let (signer, parity) = signing_key.x_only_public_key(SECP256K1);
+    let (signer, parity) = signing_key.x_only_public_key();
     let signer_x = signer.serialize();
-    let d = SecretScalar::new(*signing_key);
+    let mut secret = signing_key.secret_key();
+    let d = SecretScalar::new(secret);
+    secret.non_secure_erase();
     let d = match parity {
         Parity::Even => d,
         Parity::Odd => d.negate(),
@@ -93,10 +96,14 @@ pub fn enc_sign(
 mod tests {
     use super::*;
     use crate::adaptor::{DecryptionKey, SignerKey};
-    use secp256k1::Message;
+    use secp256k1::{Message, SecretKey};
 
     fn key(byte: u8) -> SecretKey {
         SecretKey::from_slice(&[byte; 32]).unwrap()
+    }
+
+    fn pair(byte: u8) -> Keypair {
+        Keypair::from_secret_key(SECP256K1, &key(byte))
     }
 
     #[test]
@@ -106,12 +113,12 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let d = key(d);
+            let d = pair(d);
             let t = DecryptionKey::from_secret_key(key(t));
             let encryption_key = t.encryption_key();
             let msg = [i as u8; 32];
             let presig = enc_sign(&d, &encryption_key, &msg, &[0xAA; 32]).unwrap();
-            let signer = SignerKey::new(d.x_only_public_key(SECP256K1).0);
+            let signer = SignerKey::new(d.x_only_public_key().0);
             presig.enc_verify(&signer, &msg, &encryption_key).unwrap();
 
             let sig = presig.decrypt(&t).unwrap();
@@ -125,7 +132,7 @@ mod tests {
 
     #[test]
     fn signing_is_deterministic_in_aux() {
-        let d = key(1);
+        let d = pair(1);
         let t = EncryptionKey::from_point(key(2).public_key(SECP256K1));
         let a = enc_sign(&d, &t, &[0; 32], &[1; 32]).unwrap();
         assert_eq!(a, enc_sign(&d, &t, &[0; 32], &[1; 32]).unwrap());

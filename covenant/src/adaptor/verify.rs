@@ -77,7 +77,7 @@ impl AdaptorSignature {
 mod tests {
     use super::*;
     use crate::adaptor::enc_sign;
-    use secp256k1::SecretKey;
+    use secp256k1::{Keypair, SecretKey};
 
     #[test]
     fn names_the_key_it_found() {
@@ -92,7 +92,13 @@ mod tests {
                 .unwrap()
                 .public_key(SECP256K1),
         );
-        let presig = enc_sign(&d, &t, &[0; 32], &[0; 32]).unwrap();
+        let presig = enc_sign(
+            &Keypair::from_secret_key(SECP256K1, &d),
+            &t,
+            &[0; 32],
+            &[0; 32],
+        )
+        .unwrap();
         let signer = SignerKey::new(d.x_only_public_key(SECP256K1).0);
         let err = presig.enc_verify(&signer, &[0; 32], &other).unwrap_err();
         assert_eq!(
