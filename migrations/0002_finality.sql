@@ -68,7 +68,7 @@ CREATE TABLE finality_verifiers (
     status      TEXT NOT NULL CHECK (status IN ('ACTIVE', 'JAILED', 'SLASHED')),
     since_round BIGINT CHECK (since_round >= 0),
     -- The liveness window, oldest round first: TRUE signed, FALSE missed.
-    window      BOOLEAN[] NOT NULL DEFAULT '{}',
+    signed_window BOOLEAN[] NOT NULL DEFAULT '{}',
     CHECK ((status = 'ACTIVE') = (since_round IS NULL))
 );
 

@@ -2,7 +2,6 @@
 
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::XOnlyPublicKey;
-use fiamma_finality::rounds::tally::CERTIFICATE_ENTRY_LEN;
 use fiamma_proto::finality::v1 as pb;
 use prost::Message;
 use sqlx::Row;
@@ -11,6 +10,9 @@ use super::errors::FinalityQueryError;
 use super::store::{self, to_u64, Commitments, RoundRow};
 use super::{wire, FinalityModule};
 use crate::node::store::StoreError;
+
+/// One certificate entry as `Certificate::encode` writes it: key (32) ‖ pr (32) ‖ s (32).
+const CERTIFICATE_ENTRY_LEN: usize = 96;
 
 /// Default number of rounds per Rounds page.
 pub const DEFAULT_ROUNDS: u32 = 100;

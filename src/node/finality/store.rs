@@ -219,7 +219,7 @@ pub async fn verifier_record(
     rules: &LivenessRules,
 ) -> Result<Option<VerifierRecord>, StoreError> {
     let Some(row) = sqlx::query(
-        "SELECT status, since_round, window FROM finality_verifiers WHERE verifier = $1 FOR UPDATE",
+        "SELECT status, since_round, signed_window FROM finality_verifiers WHERE verifier = $1 FOR UPDATE",
     )
     .bind(pk.serialize().as_slice())
     .fetch_optional(&mut *conn)
@@ -228,7 +228,7 @@ pub async fn verifier_record(
         return Ok(None);
     };
     let status = status(row.try_get("status")?, row.try_get("since_round")?)?;
-    let window: Vec<bool> = row.try_get("window")?;
+    let window: Vec<bool> = row.try_get("signed_window")?;
     let list = match commitments {
         Commitments::None => Vec::new(),
         Commitments::All => {
@@ -271,7 +271,7 @@ pub async fn all_records(
 ) -> Result<Vec<(XOnlyPublicKey, VerifierRecord)>, StoreError> {
     let round = to_i64("round", round)?;
     let rows = sqlx::query(
-        "SELECT f.verifier, f.status, f.since_round, f.window, c.start_round, c.num, c.root \
+        "SELECT f.verifier, f.status, f.since_round, f.signed_window, c.start_round, c.num, c.root \
          FROM finality_verifiers f LEFT JOIN randomness_commitments c \
            ON c.verifier = f.verifier AND c.start_round <= $1 AND c.start_round + c.num - 1 >= $1 \
          ORDER BY f.verifier",
@@ -283,7 +283,7 @@ pub async fn all_records(
         .map(|row| {
             let pk = xonly("verifier", row.try_get("verifier")?)?;
             let status = status(row.try_get("status")?, row.try_get("since_round")?)?;
-            let window: Vec<bool> = row.try_get("window")?;
+            let window: Vec<bool> = row.try_get("signed_window")?;
             let start: Option<i64> = row.try_get("start_round")?;
             let commitments = match start {
                 Some(_) => vec![commitment_from_row(row)?],
@@ -309,7 +309,7 @@ pub async fn save_record(
 ) -> Result<(), StoreError> {
     let window: Vec<bool> = record.signing_window().flags().collect();
     sqlx::query(
-        "UPDATE finality_verifiers SET status = $2, since_round = $3, window = $4 WHERE verifier = $1",
+        "UPDATE finality_verifiers SET status = $2, since_round = $3, signed_window = $4 WHERE verifier = $1",
     )
     .bind(pk.serialize().as_slice())
     .bind(record.status().as_str())
