@@ -92,6 +92,7 @@ fn four_verifiers_final_just_over_two_thirds_and_not_at_exactly_two_thirds() {
         );
     }
     assert_eq!(cert.encode().len(), 3 * 96);
+    assert_eq!(cert.verify(r2.table(), &contexts()), Ok(()));
 }
 
 #[test]

@@ -80,6 +80,7 @@ proptest! {
             prop_assert!(tally.is_final());
             let cert = tally.certificate().expect("final");
             prop_assert_eq!(cert.entries.len(), voted.iter().filter(|v| **v).count());
+            prop_assert_eq!(cert.verify(round.table(), &contexts()), Ok(()));
         }
     }
 

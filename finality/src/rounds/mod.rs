@@ -7,6 +7,7 @@
 //! one typed error per operation. Every collection that reaches an output is ordered (`BTreeMap`
 //! or a sorted `Vec`), so the same inputs give the same outputs on every node.
 
+pub mod certificate;
 pub mod commit;
 pub mod evidence;
 pub mod liveness;
@@ -18,6 +19,7 @@ pub mod tally;
 mod testkit;
 pub mod vote;
 
+pub use certificate::{Certificate, CertificateEntry, CertificateError};
 pub use commit::{check_commitment, CommitRandomnessError, CommitmentRules};
 pub use evidence::{
     equivocation, selective_slashing, Equivocation, EquivocationError, KeyMismatch, Slashing,
@@ -27,5 +29,5 @@ pub use liveness::{LivenessRules, LivenessRulesError, SigningWindow};
 pub use power::{Candidate, PowerTable, PowerTableError, VerifierStatus};
 pub use registry::{RegisterError, SlashError, UnjailError, VerifierRecord, Verifiers};
 pub use round_votes::{RoundVotes, RoundVotesError};
-pub use tally::{tally, Certificate, CertificateEntry, Tally};
+pub use tally::{has_quorum, tally, Tally};
 pub use vote::{check_vote, ClosedRound, Vote, VoteEnv, VoteError, VoteOutcome, VoterInRound};

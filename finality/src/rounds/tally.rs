@@ -2,59 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use bitcoin::hashes::{sha256, Hash, HashEngine};
-use secp256k1::XOnlyPublicKey;
-
-use crate::eots::{PublicRandomness, Signature};
 use crate::merkle::Digest;
 
+use super::certificate::{Certificate, CertificateEntry};
 use super::power::PowerTable;
 use super::vote::Vote;
 
-/// One signature of a finality certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CertificateEntry {
-    /// The verifier's BTC key.
-    pub verifier: XOnlyPublicKey,
-    /// Its public randomness of the round.
-    pub public_randomness: PublicRandomness,
-    /// Its EOTS signature `s` on the vote message.
-    pub signature: Signature,
-}
-
-/// Bytes of one encoded certificate entry: key, `pr`, `s`.
-pub const CERTIFICATE_ENTRY_LEN: usize = 96;
-
-/// The network's signature on a final round: the counted votes, ordered by verifier key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Certificate {
-    /// The round.
-    pub round: u64,
-    /// The round hash every entry signed.
-    pub round_hash: Digest,
-    /// The signatures, ordered by verifier key (ascending bytes).
-    pub entries: Vec<CertificateEntry>,
-}
-
-impl Certificate {
-    /// The entries as `key ‖ pr ‖ s` (96 bytes each), in order. The round and round hash are
-    /// not repeated: every signature already commits to them.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * CERTIFICATE_ENTRY_LEN);
-        for e in &self.entries {
-            out.extend_from_slice(&e.verifier.serialize());
-            out.extend_from_slice(e.public_randomness.as_bytes());
-            out.extend_from_slice(&e.signature.to_byte_array());
-        }
-        out
-    }
-
-    /// `sha256` of [`Certificate::encode`], the digest the Bitcoin anchor carries.
-    pub fn digest(&self) -> [u8; 32] {
-        let mut engine = sha256::Hash::engine();
-        engine.input(&self.encode());
-        sha256::Hash::from_engine(engine).to_byte_array()
-    }
+/// The strict two-thirds rule: `voted_power × 3 > total_power × 2`. Exactly two thirds is not
+/// enough, and zero total power never has a quorum.
+pub fn has_quorum(voted_power: u128, total_power: u128) -> bool {
+    // Saturating: powers are sums of u64 over the members of a set that fits in memory, far
+    // below u128::MAX / 3; should a caller pass more, a saturated product still compares
+    // conservatively (a saturated total is never exceeded).
+    voted_power.saturating_mul(3) > total_power.saturating_mul(2)
 }
 
 /// The votes of a round weighed by the round's power table.
@@ -72,12 +32,9 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Whether the round is final: voted power × 3 > total power × 2. Exactly two thirds is
-    /// not enough, and an empty active set never finalises.
+    /// Whether the round is final ([`has_quorum`]).
     pub fn is_final(&self) -> bool {
-        // Both sides fit: powers are sums of u64 over at most usize::MAX members, far below
-        // u128::MAX / 3 for any set that fits in memory.
-        self.voted_power * 3 > self.total_power * 2
+        has_quorum(self.voted_power, self.total_power)
     }
 
     /// The finality certificate, when the round is final.
@@ -134,8 +91,10 @@ pub fn tally<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rounds::certificate::CERTIFICATE_ENTRY_LEN;
     use crate::rounds::power::{Candidate, VerifierStatus};
     use crate::rounds::testkit::TestVerifier;
+    use bitcoin::hashes::{sha256, Hash};
 
     const HASH: Digest = [0xcc; 32];
 
