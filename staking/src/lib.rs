@@ -4,6 +4,7 @@
 //! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
 
 pub mod account;
+pub mod bip322;
 pub mod context;
 pub mod delegation;
 pub mod identifiable;

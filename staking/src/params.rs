@@ -393,7 +393,8 @@ pub(crate) mod tests {
 
     #[test]
     fn each_rule_has_its_error() {
-        let cases: Vec<(fn(&mut Params), ParamsError)> = vec![
+        type Change = fn(&mut Params);
+        let cases: Vec<(Change, ParamsError)> = vec![
             (|p| p.covenant_pks.clear(), ParamsError::NoCovenantKeys),
             (
                 |p| p.covenant_pks[1] = key(11),

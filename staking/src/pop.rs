@@ -1,10 +1,14 @@
 //! Proof of possession (PROTOCOL §6): a registrant proves control of its BTC key with a
-//! BIP-0340 signature over `sha256(ctx(op) ‖ account bytes)`, op `staker_pop` or `fp_pop`.
+//! BIP-0340 signature over `sha256(ctx(op) ‖ account bytes)`, op `staker_pop` or `fp_pop`, or
+//! with a BIP-0322 signature of those same 32 bytes by a P2WPKH or P2TR (key path) address of
+//! that key.
 
 use bitcoin::hashes::{sha256, Hash, HashEngine};
-use bitcoin::secp256k1::{schnorr, Keypair, Message, XOnlyPublicKey, SECP256K1};
+use bitcoin::secp256k1::{schnorr, Keypair, Message, PublicKey, XOnlyPublicKey, SECP256K1};
+use bitcoin::{Script, Witness};
 
 use crate::account::Account;
+use crate::bip322::{p2tr_script, verify_simple, Bip322Error};
 use crate::context::{SigningContexts, SigningOp};
 
 /// Who proves possession: selects the signing context.
@@ -35,6 +39,22 @@ pub enum PopError {
         key: XOnlyPublicKey,
         /// The account it was bound to.
         account: Account,
+    },
+    /// The BIP-0322 address is not a P2WPKH or BIP-0086 P2TR address of the key.
+    #[error("address script {script} does not belong to key {key}")]
+    AddressNotOfKey {
+        /// The address script, hex.
+        script: String,
+        /// The BTC key.
+        key: XOnlyPublicKey,
+    },
+    /// The BIP-0322 signature is rejected.
+    #[error("bip-0322 proof of possession of {key}: {error}")]
+    Bip322 {
+        /// The BTC key.
+        key: XOnlyPublicKey,
+        /// Why the signature was rejected.
+        error: Bip322Error,
     },
 }
 
@@ -75,6 +95,39 @@ pub fn verify_pop(
         })
 }
 
+/// Checks a BIP-0322 proof of possession: `witness` signs [`pop_message`] for
+/// `address_script`, which must be the P2WPKH address (of either parity of `key`) or the
+/// BIP-0086 P2TR address of `key`.
+pub fn verify_pop_bip322(
+    contexts: &SigningContexts,
+    role: PopRole,
+    account: &Account,
+    key: &XOnlyPublicKey,
+    address_script: &Script,
+    witness: &Witness,
+) -> Result<(), PopError> {
+    let of_key = if address_script.is_p2tr() {
+        address_script == p2tr_script(*key).as_script()
+    } else if address_script.is_p2wpkh() {
+        // The witness carries the compressed key; its x coordinate must be the staker's key.
+        witness
+            .nth(1)
+            .and_then(|pk| PublicKey::from_slice(pk).ok())
+            .is_some_and(|pk| pk.x_only_public_key().0 == *key)
+    } else {
+        false
+    };
+    if !of_key {
+        return Err(PopError::AddressNotOfKey {
+            script: hex::encode(address_script.as_bytes()),
+            key: *key,
+        });
+    }
+    let message = pop_message(contexts, role, account);
+    verify_simple(address_script, &message, witness)
+        .map_err(|error| PopError::Bip322 { key: *key, error })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +161,34 @@ mod tests {
         let other = Account([8; 20]);
         assert!(verify_pop(&contexts(), PopRole::Staker, &other, &key(1), &sig).is_err());
         assert!(verify_pop(&contexts(), PopRole::Staker, &account, &key(2), &sig).is_err());
+    }
+
+    #[test]
+    fn bip322_pop_binds_the_address_to_the_key() {
+        use crate::bip322::{p2wpkh_script, sign_p2tr, sign_p2wpkh};
+        let account = Account([7; 20]);
+        let kp = keypair(1);
+        let message = pop_message(&contexts(), PopRole::Staker, &account);
+        for (script, witness) in [
+            (p2wpkh_script(&kp), sign_p2wpkh(&kp, &message)),
+            (p2tr_script(key(1)), sign_p2tr(&kp, &message)),
+        ] {
+            let check = |k: &XOnlyPublicKey, a: &Account| {
+                verify_pop_bip322(&contexts(), PopRole::Staker, a, k, &script, &witness)
+            };
+            assert_eq!(check(&key(1), &account), Ok(()));
+            assert!(matches!(
+                check(&key(2), &account),
+                Err(PopError::AddressNotOfKey { .. })
+            ));
+            assert!(matches!(
+                check(&key(1), &Account([8; 20])),
+                Err(PopError::Bip322 {
+                    error: Bip322Error::Invalid,
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]
