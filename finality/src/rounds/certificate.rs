@@ -153,25 +153,15 @@ impl Certificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rounds::power::{Candidate, VerifierStatus};
     use crate::rounds::tally::tally;
-    use crate::rounds::testkit::{contexts, TestVerifier};
+    use crate::rounds::testkit::{self, contexts, TestVerifier};
 
     const HASH: Digest = [0x5e; 32];
 
     fn setup() -> (Vec<TestVerifier>, PowerTable, Certificate) {
         let vs: Vec<TestVerifier> = (1..=4).map(|i| TestVerifier::new(i, 0, 8)).collect();
-        let candidates: Vec<Candidate<'_>> = vs
-            .iter()
-            .take(3)
-            .map(|v| Candidate {
-                key: v.key(),
-                status: VerifierStatus::Active,
-                power: 10,
-                commitments: std::slice::from_ref(v.commitment()),
-            })
-            .collect();
-        let table = PowerTable::compute(6, &candidates, 10).expect("distinct keys");
+        let powers: Vec<(&TestVerifier, u64)> = vs.iter().take(3).map(|v| (v, 10)).collect();
+        let table = testkit::table(6, &powers);
         let votes: Vec<_> = vs.iter().take(3).map(|v| v.vote(6, HASH)).collect();
         let cert = tally(&table, &HASH, &votes).certificate().expect("final");
         (vs, table, cert)

@@ -109,23 +109,14 @@ impl RoundVotes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rounds::power::{Candidate, VerifierStatus};
-    use crate::rounds::testkit::{contexts, TestVerifier};
+    use crate::rounds::testkit::{self, contexts, TestVerifier};
     use fiamma_staking::context::SigningContexts;
 
     const HASH: [u8; 32] = [0x42; 32];
 
     fn round_of(vs: &[TestVerifier], round: u64) -> RoundVotes {
-        let candidates: Vec<Candidate<'_>> = vs
-            .iter()
-            .map(|v| Candidate {
-                key: v.key(),
-                status: VerifierStatus::Active,
-                power: 10,
-                commitments: std::slice::from_ref(v.commitment()),
-            })
-            .collect();
-        let table = PowerTable::compute(round, &candidates, 10).expect("distinct keys");
+        let powers: Vec<(&TestVerifier, u64)> = vs.iter().map(|v| (v, 10)).collect();
+        let table = testkit::table(round, &powers);
         RoundVotes::new(
             ClosedRound {
                 round,

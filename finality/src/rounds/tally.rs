@@ -92,23 +92,14 @@ pub fn tally<'a>(
 mod tests {
     use super::*;
     use crate::rounds::certificate::CERTIFICATE_ENTRY_LEN;
-    use crate::rounds::power::{Candidate, VerifierStatus};
-    use crate::rounds::testkit::TestVerifier;
+    use crate::rounds::testkit::{self, TestVerifier};
     use bitcoin::hashes::{sha256, Hash};
 
     const HASH: Digest = [0xcc; 32];
 
     fn table(verifiers: &[(TestVerifier, u64)]) -> PowerTable {
-        let candidates: Vec<Candidate<'_>> = verifiers
-            .iter()
-            .map(|(v, power)| Candidate {
-                key: v.key(),
-                status: VerifierStatus::Active,
-                power: *power,
-                commitments: std::slice::from_ref(v.commitment()),
-            })
-            .collect();
-        PowerTable::compute(3, &candidates, 100).expect("distinct keys")
+        let refs: Vec<(&TestVerifier, u64)> = verifiers.iter().map(|(v, p)| (v, *p)).collect();
+        testkit::table(3, &refs)
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::commitment::RandomnessCommitment;
 use crate::committed::CommittedRandomness;
 use crate::merkle::Digest;
 
+use super::power::{Candidate, PowerTable, VerifierStatus};
 use super::vote::Vote;
 
 pub(crate) const CHAIN: &str = "fiamma-test";
@@ -44,4 +45,18 @@ impl TestVerifier {
         let r = self.randomness.for_round(round).expect("committed round");
         Vote::sign(&self.keypair, r, &contexts(), round, round_hash)
     }
+}
+
+/// The power table of `round` over ACTIVE verifiers with the given powers.
+pub(crate) fn table(round: u64, verifiers: &[(&TestVerifier, u64)]) -> PowerTable {
+    let candidates: Vec<Candidate<'_>> = verifiers
+        .iter()
+        .map(|(v, power)| Candidate {
+            key: v.key(),
+            status: VerifierStatus::Active,
+            power: *power,
+            commitments: std::slice::from_ref(v.commitment()),
+        })
+        .collect();
+    PowerTable::compute(round, &candidates, 100).expect("distinct keys")
 }
