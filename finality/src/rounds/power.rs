@@ -178,6 +178,7 @@ impl PowerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use secp256k1::{Keypair, SECP256K1};
 
     fn key(seed: u8) -> XOnlyPublicKey {
@@ -277,6 +278,45 @@ mod tests {
         )
         .expect("distinct keys");
         assert_eq!(table.total_power(), 2 * u128::from(u64::MAX));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn the_active_set_is_the_top_by_power_whatever_the_input_order(
+            powers in proptest::collection::vec(0u64..5, 1..12),
+            cap in 0u32..12,
+            order in Just((0..12usize).collect::<Vec<_>>()).prop_shuffle(),
+        ) {
+            let c = commitments();
+            let candidates: Vec<Candidate<'_>> = powers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| candidate(i as u8 + 1, *p, &c))
+                .collect();
+            let shuffled: Vec<Candidate<'_>> = order
+                .iter()
+                .filter_map(|&i| candidates.get(i).copied())
+                .collect();
+            let table = PowerTable::compute(10, &candidates, cap).expect("distinct keys");
+            prop_assert_eq!(
+                &table,
+                &PowerTable::compute(10, &shuffled, cap).expect("distinct keys")
+            );
+            let eligible = powers.iter().filter(|p| **p > 0).count();
+            prop_assert_eq!(table.len(), eligible.min(cap as usize));
+            // Every member outranks every eligible non-member: more power, or equal power
+            // and a lower key.
+            for out in candidates.iter().filter(|c| c.power > 0 && !table.contains(&c.key)) {
+                for (key, power) in table.members() {
+                    prop_assert!(
+                        power > out.power
+                            || (power == out.power && key.serialize() < out.key.serialize())
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -227,6 +227,10 @@ impl Verifiers {
     /// Records, for every ACTIVE member of `table`, whether it is among `signers` of that
     /// round, and jails those that missed too many rounds (their window starts afresh).
     /// Returns the newly jailed verifiers, ordered by key.
+    ///
+    /// Call it once per round, when votes on the round are no longer accepted, with the
+    /// voters whose vote counted ([`super::RoundVotes::signers`]); a second call for the same
+    /// round would count it twice.
     pub fn record_round(
         &mut self,
         table: &PowerTable,
