@@ -317,3 +317,34 @@ fn timelock_path_of_the_unbonding_output() {
         );
     }
 }
+
+#[test]
+fn timelock_path_of_the_slashing_change_output() {
+    let s = setup();
+    let sl = slashing_of(&s, s.staking.clone(), s.staking_outpoint, VALUE);
+    let change_output =
+        TaprootOutput::slashing_change(&s.keys.staker(), UNBONDING_TIME).expect("change output");
+    let prevout = sl.tx.output[1].clone();
+    assert_eq!(prevout.script_pubkey, change_output.script_pubkey());
+    let outpoint = OutPoint::new(sl.tx.compute_txid(), 1);
+    for (sequence, accepted) in [(UNBONDING_TIME, true), (UNBONDING_TIME - 1, false)] {
+        let tx = spend(
+            outpoint,
+            Sequence::from_height(sequence as u16),
+            Amount::from_sat(800_000),
+        );
+        let sig = leaf_sig(
+            &tx,
+            &prevout,
+            &change_output,
+            Leaf::Timelock,
+            &keypair(STAKER),
+        );
+        let witness = timelock_witness(&change_output, &sig).expect("witness");
+        assert_eq!(
+            kernel_accepts(&with_witness(tx, witness), &prevout),
+            accepted,
+            "nSequence {sequence}"
+        );
+    }
+}

@@ -8,7 +8,9 @@ use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{Keypair, SecretKey, XOnlyPublicKey, SECP256K1};
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use common::kernel_accepts;
+use fiamma_staking::identifiable::IdentifiableStaking;
 use fiamma_staking::keys::{parse_xonly, KeyError, StakingKeys};
+use fiamma_staking::rate::SlashingRate;
 use fiamma_staking::sighash::{sign, tapscript_sighash};
 use fiamma_staking::taproot::{Leaf, TaprootOutput};
 use fiamma_staking::unbonding::build_unbonding_tx;
@@ -194,5 +196,28 @@ proptest! {
         items[filled].clear();
         slash.input[0].witness = bitcoin::Witness::from_slice(&items);
         prop_assert!(!kernel_accepts(&slash, &prevout));
+    }
+
+    #[test]
+    fn slashing_rates_round_trip_and_round_half_up(bps in 1u16..=9999, value in 0u64..=2_100_000_000_000_000) {
+        let rate = SlashingRate::from_ten_thousandths(bps).unwrap();
+        prop_assert_eq!(rate.to_string().parse::<SlashingRate>().unwrap(), rate);
+        let padded = format!("0.{:04}00000000000000", bps);
+        prop_assert_eq!(padded.parse::<SlashingRate>().unwrap(), rate);
+        // round_half_up(value × bps / 10^4): the remainder decides, exactly.
+        let exact = u128::from(value) * u128::from(bps);
+        let floor = exact / 10_000;
+        let expected = if exact % 10_000 >= 5_000 { floor + 1 } else { floor };
+        prop_assert_eq!(u128::from(rate.slashed_amount(Amount::from_sat(value)).to_sat()), expected);
+    }
+
+    #[test]
+    fn identifiable_op_returns_round_trip((seed, _, _, _, pick) in setup(), time in 1u16..=u16::MAX) {
+        let keys = xonly(&keypairs(&seed, 3, 2));
+        let tag = pick.to_be_bytes()[..4].try_into().unwrap();
+        let data = IdentifiableStaking { tag, staker: keys[0], verifier: keys[1], staking_time: time };
+        let script = data.script();
+        prop_assert_eq!(script.len(), 73);
+        prop_assert_eq!(IdentifiableStaking::parse(&script, &tag), Ok(data));
     }
 }
