@@ -288,6 +288,7 @@ impl ParamsVersions {
         let after = self
             .versions
             .partition_point(|p| p.btc_activation_height <= height);
+        // `versions` is never empty: `new` refuses an empty list and `push` only adds.
         match after.checked_sub(1) {
             Some(index) => Ok((index as u32, &self.versions[index])),
             None => Err(ParamsVersionsError::BeforeActivation {
@@ -304,6 +305,7 @@ impl ParamsVersions {
 
     /// The newest version and its number.
     pub fn latest(&self) -> (u32, &Params) {
+        // Never empty (see `at_height`), so the last index exists.
         let index = self.versions.len() - 1;
         (index as u32, &self.versions[index])
     }
