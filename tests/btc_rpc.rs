@@ -207,6 +207,13 @@ async fn bad_input_gets_core_error_codes_and_changes_nothing() {
             call(&client, "getrawmempool", &[]).expect("mempool"),
             json!([])
         );
+        refused(
+            &client,
+            "sendrawtransaction",
+            &[json!(serialize_hex(&spend)), json!(0.00000001)],
+            -25,
+            "Fee exceeds maximum configured by user",
+        );
         let txid = client.send_raw_transaction(&spend).expect("accepted");
 
         let double = wallet.spend(coin1, value1, wallet.script(), FEE * 3);

@@ -84,6 +84,8 @@ pub enum RejectionKind {
     Rejected,
     /// Its outputs are already in the UTXO set: it is mined (JSON-RPC -27).
     AlreadyConfirmed,
+    /// Its fee rate is above the caller's `maxfeerate` (JSON-RPC -25).
+    FeeAboveMaximum,
 }
 
 impl RejectionKind {
@@ -91,16 +93,20 @@ impl RejectionKind {
     pub fn rpc_code(self) -> i64 {
         match self {
             RejectionKind::Decode => -22,
-            RejectionKind::MissingOrSpentInputs => -25,
+            RejectionKind::MissingOrSpentInputs | RejectionKind::FeeAboveMaximum => -25,
             RejectionKind::Rejected => -26,
             RejectionKind::AlreadyConfirmed => -27,
         }
     }
 
-    /// The kind for a Bitcoin Core JSON-RPC error code, if it is a transaction rejection.
-    pub fn from_rpc_code(code: i64) -> Option<Self> {
+    /// The kind for a Bitcoin Core JSON-RPC error, if it is a transaction rejection. Core
+    /// uses -25 for both missing inputs and a fee above `maxfeerate`; the message tells them apart.
+    pub fn from_rpc_error(code: i64, message: &str) -> Option<Self> {
         match code {
             -22 => Some(RejectionKind::Decode),
+            -25 if message.starts_with("Fee exceeds maximum") => {
+                Some(RejectionKind::FeeAboveMaximum)
+            }
             -25 => Some(RejectionKind::MissingOrSpentInputs),
             -26 => Some(RejectionKind::Rejected),
             -27 => Some(RejectionKind::AlreadyConfirmed),
@@ -185,4 +191,35 @@ pub trait Backend: Send + Sync {
 
     /// Submits a transaction to the node's mempool; returns its txid once accepted.
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_codes_round_trip_and_minus_25_is_told_apart_by_message() {
+        for kind in [
+            RejectionKind::Decode,
+            RejectionKind::MissingOrSpentInputs,
+            RejectionKind::Rejected,
+            RejectionKind::AlreadyConfirmed,
+        ] {
+            assert_eq!(
+                RejectionKind::from_rpc_error(kind.rpc_code(), "x"),
+                Some(kind)
+            );
+        }
+        assert_eq!(
+            RejectionKind::from_rpc_error(
+                -25,
+                "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)"
+            ),
+            Some(RejectionKind::FeeAboveMaximum)
+        );
+        assert_eq!(
+            RejectionKind::from_rpc_error(-5, "No such transaction"),
+            None
+        );
+    }
 }

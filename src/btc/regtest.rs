@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bitcoin::{Block, BlockHash, MerkleBlock, OutPoint, ScriptBuf, Transaction, Txid};
+use bitcoin::{Block, BlockHash, FeeRate, MerkleBlock, OutPoint, ScriptBuf, Transaction, Txid};
 use tokio::sync::RwLock;
 
 use super::backend::{
@@ -37,6 +37,9 @@ pub enum ChainError {
     /// Bitcoin Core refused a block that holds no mempool transaction to blame.
     #[error(transparent)]
     BlockRejected(#[from] BlockRejected),
+    /// The blocking task that ran the chain panicked or was cancelled.
+    #[error("chain task failed: {0}")]
+    Task(String),
 }
 
 impl From<ChainError> for BackendError {
@@ -168,6 +171,16 @@ impl RegtestChain {
     /// in the mempool is accepted again; one whose outputs are in the UTXO set is
     /// `AlreadyConfirmed`; anything else must pass every policy check.
     pub fn submit_transaction(&mut self, tx: &Transaction) -> Result<Txid, Rejection> {
+        self.submit_transaction_capped(tx, None)
+    }
+
+    /// [`RegtestChain::submit_transaction`], refusing a fee rate above `max_fee_rate`
+    /// (`sendrawtransaction`'s `maxfeerate`) with Bitcoin Core's message.
+    pub fn submit_transaction_capped(
+        &mut self,
+        tx: &Transaction,
+        max_fee_rate: Option<FeeRate>,
+    ) -> Result<Txid, Rejection> {
         let txid = tx.compute_txid();
         if self.mempool.contains(&txid) {
             return Ok(txid);
@@ -184,6 +197,16 @@ impl RegtestChain {
             kind: e.kind(),
             reason: e.to_string(),
         })?;
+        if let Some(max) = max_fee_rate {
+            if fee_rate(&accepted) > max {
+                return Err(Rejection {
+                    txid,
+                    kind: RejectionKind::FeeAboveMaximum,
+                    reason: "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)"
+                        .into(),
+                });
+            }
+        }
         self.mempool.insert(MempoolEntry {
             tx: tx.clone(),
             fee: accepted.fee,
@@ -359,6 +382,11 @@ impl RegtestChain {
     }
 }
 
+/// The fee rate of an accepted transaction.
+pub fn fee_rate(accepted: &Accepted) -> FeeRate {
+    FeeRate::from_sat_per_kwu(accepted.fee.to_sat().saturating_mul(250) / accepted.vsize.max(1))
+}
+
 /// The transaction Bitcoin Core's reason names first. Reasons name the failing transaction
 /// before any parent it spends (`input 0 of <txid> ..., spending <parent>:0`).
 fn offender(txs: &[Transaction], reason: &str) -> Option<Txid> {
@@ -401,8 +429,20 @@ impl EmbeddedBackend {
 
     /// Mines `count` blocks paying `payout`, timestamped from the system clock.
     pub async fn mine(&self, count: u32, payout: &ScriptBuf) -> Result<Mined, ChainError> {
-        self.chain.write().await.mine(count, payout, unix_now())
+        mine_shared(&self.chain, count, payout.clone()).await
     }
+}
+
+/// Mines on tokio's blocking pool, since block validation is CPU-bound work in the kernel.
+pub async fn mine_shared(
+    chain: &SharedChain,
+    count: u32,
+    payout: ScriptBuf,
+) -> Result<Mined, ChainError> {
+    let chain = chain.clone();
+    tokio::task::spawn_blocking(move || chain.blocking_write().mine(count, &payout, unix_now()))
+        .await
+        .map_err(|e| ChainError::Task(e.to_string()))?
 }
 
 #[async_trait::async_trait]

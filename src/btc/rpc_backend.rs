@@ -302,7 +302,7 @@ impl Backend for RpcBackend {
         match sent {
             Ok(accepted) => Ok(accepted),
             Err(bitcoincore_rpc::Error::JsonRpc(jsonrpc::Error::Rpc(rpc))) => {
-                match RejectionKind::from_rpc_code(i64::from(rpc.code)) {
+                match RejectionKind::from_rpc_error(i64::from(rpc.code), &rpc.message) {
                     Some(kind) => Err(Rejection {
                         txid,
                         kind,

@@ -4,13 +4,13 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use bitcoin::consensus::encode::{deserialize, serialize_hex};
-use bitcoin::{Address, BlockHash, MerkleBlock, Network, OutPoint, Transaction, Txid};
+use bitcoin::{Address, BlockHash, FeeRate, MerkleBlock, Network, OutPoint, Transaction, Txid};
 use serde_json::{json, Value};
 
 use super::super::backend::RejectionKind;
-use super::super::regtest::{unix_now, RegtestChain, SharedChain};
+use super::super::regtest::{mine_shared, RegtestChain, SharedChain};
 use super::error::{code, RpcError};
-use super::params::{parse_hash, Params};
+use super::params::{parse_hash, type_name, Params};
 use super::views::{self, ChainPosition};
 
 const NETWORK: Network = Network::Regtest;
@@ -90,9 +90,10 @@ pub async fn call(
         "sendrawtransaction" => {
             let p = p(&["hexstring", "maxfeerate", "maxburnamount"], 1)?;
             let tx = decode_tx(p.str(0)?)?;
+            let max = max_fee_rate(&p, 1)?;
             let mut chain = chain.write().await;
             chain
-                .submit_transaction(&tx)
+                .submit_transaction_capped(&tx, max)
                 .map(|txid| json!(txid.to_string()))
                 .map_err(|r| RpcError::new(r.kind.rpc_code(), r.reason))
         }
@@ -110,7 +111,10 @@ pub async fn call(
                     Value::String(s) => decode_tx(s),
                     other => Err(RpcError::new(
                         code::TYPE_ERROR,
-                        format!("JSON value of type {other} is not of expected type string"),
+                        format!(
+                            "JSON value of type {} is not of expected type string",
+                            type_name(other)
+                        ),
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -202,10 +206,7 @@ pub async fn call(
                 .and_then(|a| a.require_network(NETWORK).ok())
                 .ok_or_else(|| RpcError::not_found("Error: Invalid address"))?;
             let count = u32::try_from(count).unwrap_or(0);
-            let mined = chain
-                .write()
-                .await
-                .mine(count, &address.script_pubkey(), unix_now())?;
+            let mined = mine_shared(chain, count, address.script_pubkey()).await?;
             Ok(json!(mined
                 .hashes
                 .iter()
@@ -214,6 +215,40 @@ pub async fn call(
         }
         _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
     }
+}
+
+/// Bitcoin Core's default `maxfeerate`: 0.10 BTC/kvB.
+const DEFAULT_MAX_FEE_RATE_SAT_PER_KVB: u64 = 10_000_000;
+
+/// `maxfeerate` in BTC/kvB (number or string); 0 means no limit.
+fn max_fee_rate(p: &Params, i: usize) -> Result<Option<FeeRate>, RpcError> {
+    let invalid = |v: &Value| RpcError::new(code::TYPE_ERROR, format!("Invalid amount {v}"));
+    let amount = match p.get(i) {
+        None => return Ok(Some(per_kvb(DEFAULT_MAX_FEE_RATE_SAT_PER_KVB))),
+        Some(v @ Value::Number(n)) => n
+            .as_f64()
+            .and_then(|btc| bitcoin::Amount::from_btc(btc).ok())
+            .ok_or_else(|| invalid(v))?,
+        Some(v @ Value::String(s)) => {
+            bitcoin::Amount::from_str_in(s, bitcoin::Denomination::Bitcoin)
+                .map_err(|_| invalid(v))?
+        }
+        Some(other) => {
+            return Err(RpcError::new(
+                code::TYPE_ERROR,
+                format!(
+                    "JSON value of type {} is not of expected type number",
+                    type_name(other)
+                ),
+            ))
+        }
+    };
+    let sats = amount.to_sat();
+    Ok((sats > 0).then(|| per_kvb(sats)))
+}
+
+fn per_kvb(sats: u64) -> FeeRate {
+    FeeRate::from_sat_per_kwu(sats / 4)
 }
 
 fn decode_tx(hex_str: &str) -> Result<Transaction, RpcError> {

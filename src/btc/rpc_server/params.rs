@@ -12,7 +12,8 @@ pub struct Params {
     values: Vec<Value>,
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// Bitcoin Core's name for the JSON type of `v`.
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
