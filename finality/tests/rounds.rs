@@ -5,15 +5,19 @@ mod rounds_support;
 
 use std::collections::BTreeSet;
 
+use bitcoin::hashes::Hash;
+use bitcoin::Txid;
+use fiamma_covenant::adaptor::{enc_sign, DecryptionKey, EncryptionKey};
 use fiamma_finality::eots;
 use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
 use fiamma_finality::rounds::{
-    equivocation, SlashingEvidence, UnjailError, VerifierStatus, VoteError, VoteOutcome,
+    equivocation, selective_slashing, KeyMismatch, SlashingEvidence, UnjailError, VerifierStatus,
+    VoteError, VoteOutcome,
 };
 use fiamma_finality::vote::vote_message;
 use fiamma_finality::zk::{ProofId, Verdict};
 use rounds_support::{close, contexts, env, liveness, network, powers, Verifier};
-use secp256k1::SECP256K1;
+use secp256k1::{Keypair, SECP256K1};
 
 /// The round hash of §10 over two results, chained to `prev`.
 fn hash_of(round: u64, prev: [u8; 32]) -> [u8; 32] {
@@ -218,4 +222,54 @@ fn votes_on_a_round_are_accepted_until_it_expires() {
             vote_expiry: rounds_support::VOTE_EXPIRY
         })
     );
+}
+
+#[test]
+fn a_key_revealed_by_selective_slashing_slashes_the_verifier() {
+    let (vs, mut registry) = network(4, 16);
+    let p = powers(&vs, &[10, 10, 10, 10]);
+    let verifier = &vs[1];
+    // A covenant member's pre-signature on a slashing sighash, encrypted to the verifier.
+    let covenant = Keypair::from_seckey_slice(SECP256K1, &[0xc0; 32]).expect("valid key");
+    let presig = enc_sign(
+        &covenant,
+        &EncryptionKey::from_verifier_key(&verifier.key()),
+        &[0x3d; 32],
+        &[1; 32],
+    )
+    .expect("pre-signature");
+    // The verifier decrypts it to broadcast the slashing transaction itself; the signature
+    // lands on Bitcoin and anyone extracts the key.
+    let signature = presig
+        .decrypt(&DecryptionKey::from_verifier_secret(
+            &verifier.keypair.secret_key(),
+        ))
+        .expect("decrypts");
+    let revealed = presig
+        .extract(&signature)
+        .expect("extracts")
+        .to_secret_key();
+    let txid = Txid::from_byte_array([0x51; 32]);
+
+    assert_eq!(
+        selective_slashing(&vs[0].key(), revealed, txid),
+        Err(KeyMismatch {
+            got: verifier.key()
+        })
+    );
+    let slashing = selective_slashing(&verifier.key(), revealed, txid).expect("its key");
+    assert_eq!(
+        slashing.secret_key.x_only_public_key(SECP256K1).0,
+        verifier.key()
+    );
+    assert_eq!(
+        slashing.evidence,
+        SlashingEvidence::SelectiveSlashing {
+            slashing_txid: txid
+        }
+    );
+    registry.slash(&slashing, 3).expect("first slashing");
+    let next = close(&registry, &p, 4, hash_of(4, [0; 32]));
+    assert!(!next.table().contains(&verifier.key()));
+    assert_eq!(next.table().total_power(), 30);
 }
