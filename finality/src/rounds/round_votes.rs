@@ -63,7 +63,9 @@ impl RoundVotes {
 
     /// Checks `vote` ([`check_vote`]) against this round, the voter's `commitment` covering
     /// the round and the voter's earlier vote here, and records it when it is a first vote.
-    /// On equivocation the first vote stays recorded and the evidence is returned.
+    /// On equivocation the first vote stays recorded and the evidence is returned; this
+    /// round's power table is fixed, so an equivocator's first vote still counts here and its
+    /// power is gone from the next table on (`PROTOCOL.md` §11).
     ///
     /// # Errors
     /// [`VoteError`]; nothing is recorded on error.
