@@ -403,3 +403,108 @@ async fn the_timer_closes_rounds_every_interval(pool: PgPool) {
     task.await.expect("the closer stops cleanly");
     assert!(seen >= 3, "only {seen} rounds closed");
 }
+
+#[sqlx::test]
+async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool: PgPool) {
+    use bitcoin::secp256k1::Message;
+    use fiamma::node::finality::messages::unjail_message;
+    use fiamma_finality::rounds::LivenessRules;
+
+    let mut params = finality_params();
+    params.vote_expiry = 1;
+    // Jailed when missing more than 2 of the last 4 rounds; 3 rounds in jail.
+    params.liveness = LivenessRules::new(4, 2, 3).expect("valid rules");
+    let mut node = start_with(pool, params).await;
+    let store = node.staking_module.store().clone();
+    let mut verifiers = Vec::new();
+    for (i, seed) in [1u8, 2, 3, 4].into_iter().enumerate() {
+        create_verifier(&mut node, seed).await;
+        let v = TestVerifier::new(seed, 1, 50);
+        stake(&store, v.key(), 1_000, u32::try_from(i).expect("small")).await;
+        node.finality
+            .commit_pub_rand_list(v.commit_request())
+            .await
+            .expect("commitment accepted");
+        verifiers.push(v);
+    }
+    let silent = &verifiers[3];
+    let status = |node: &mut Node| {
+        let mut client = node.finality.clone();
+        let pk = silent.key().serialize().to_vec();
+        async move {
+            client
+                .verifier(fpb::VerifierRequest {
+                    verifier_btc_pk: pk,
+                })
+                .await
+                .expect("known")
+                .into_inner()
+                .verifier
+                .expect("set")
+        }
+    };
+
+    // Rounds 1..=4: everyone but the silent verifier votes. Round r's liveness is recorded
+    // when round r + 2 closes, so the third miss (round 3) jails it when round 5 closes.
+    let mut jailed_at = None;
+    for round in 1..=5u64 {
+        let closed = node.module.close_round().await.expect("round closes");
+        assert_eq!(closed.round, round);
+        if !closed.jailed.is_empty() {
+            assert_eq!(closed.jailed, vec![silent.key()]);
+            jailed_at = Some(round);
+            assert_eq!(closed.active_set.len(), 3, "jailed before the new table");
+            break;
+        }
+        assert_eq!(closed.active_set.len(), 4);
+        for v in &verifiers[..3] {
+            vote(&mut node, v, round, closed.round_hash).await;
+        }
+    }
+    assert_eq!(jailed_at, Some(5));
+    let record = status(&mut node).await;
+    assert_eq!(record.status(), fpb::VerifierStatus::Jailed);
+    assert_eq!(record.since_round, 3);
+
+    let sign = |since: u64| {
+        silent
+            .keypair
+            .sign_schnorr(Message::from_digest(unjail_message(&silent.key(), since)))
+            .as_ref()
+            .to_vec()
+    };
+    let request = |signature: Vec<u8>| fpb::UnjailVerifierRequest {
+        verifier_btc_pk: silent.key().serialize().to_vec(),
+        signature,
+    };
+    // Too early: round 5 < 3 + 3.
+    let early = node
+        .finality
+        .unjail_verifier(request(sign(3)))
+        .await
+        .expect_err("too early");
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        early.message().contains("from round 6"),
+        "{}",
+        early.message()
+    );
+    node.module.close_round().await.expect("round 6 closes");
+    // A signature binding another jailing is refused.
+    let wrong = node
+        .finality
+        .unjail_verifier(request(sign(2)))
+        .await
+        .expect_err("wrong message");
+    assert_eq!(wrong.code(), tonic::Code::PermissionDenied);
+    node.finality
+        .unjail_verifier(request(sign(3)))
+        .await
+        .expect("unjailed");
+    assert_eq!(
+        status(&mut node).await.status(),
+        fpb::VerifierStatus::Active
+    );
+    let r7 = node.module.close_round().await.expect("round 7 closes");
+    assert!(r7.active_set.iter().any(|(k, _)| *k == silent.key()));
+}
