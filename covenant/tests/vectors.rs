@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use bitcoin::hashes::Hash as _;
 
 use fiamma_covenant::adaptor::{
-    enc_sign, AdaptorSignature, DecryptionKey, EncryptionKey, SignerKey,
+    enc_sign, AdaptorSignature, DecryptionKey, EncVerifyError, EncryptionKey, ParseError, SignerKey,
 };
 use secp256k1::schnorr::Signature;
 use secp256k1::{Keypair, Message, PublicKey, SecretKey, XOnlyPublicKey, SECP256K1};
@@ -199,6 +199,52 @@ fn presig_vectors_rows_2_to_14() {
     }
     assert_eq!(rows.len(), 15);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Rows 12–14 must fail for the reason their comments give, not merely fail: row 12 has
+/// s'G − eP at infinity; rows 13–14 give the adaptor as 33 zero bytes (the point at infinity,
+/// which does not parse as a point). Row 13's pre-signature commits to the point at infinity
+/// for any encryption key; row 14's nonce point R0 is itself 33 zero bytes and does not parse.
+#[test]
+fn presig_vectors_rows_12_to_14_fail_for_the_stated_reason() {
+    let rows = csv_rows(&data_path("babylon/asig_presig_vectors.csv"), 9);
+    for row in rows
+        .iter()
+        .filter(|r| ["12", "13", "14"].contains(&r[0].as_str()))
+    {
+        let key = XOnlyPublicKey::from_slice(&hex::decode(&row[2]).unwrap()).unwrap();
+        let msg = bytes32(&row[4]).unwrap();
+        let presig = match AdaptorSignature::from_slice(&hex::decode(&row[6]).unwrap()) {
+            Ok(presig) => presig,
+            Err(e) => {
+                assert_eq!(row[0], "14");
+                assert_eq!(e, ParseError::ParityByte(0));
+                continue;
+            }
+        };
+        let adaptor = hex::decode(&row[5]).unwrap();
+        let t = match PublicKey::from_slice(&adaptor) {
+            Ok(t) => t,
+            Err(_) => {
+                assert!(adaptor.iter().all(|b| *b == 0), "row {}", row[0]);
+                // Any point: the pre-signature's adaptor point is infinity whatever T is.
+                SecretKey::from_slice(&[1; 32])
+                    .unwrap()
+                    .public_key(SECP256K1)
+            }
+        };
+        let err = presig
+            .enc_verify(&SignerKey::new(key), &msg, &EncryptionKey::from_point(t))
+            .unwrap_err();
+        match row[0].as_str() {
+            "12" => assert!(matches!(err, EncVerifyError::NonceInfinity { .. }), "{err}"),
+            _ => assert!(
+                matches!(err, EncVerifyError::AdaptorInfinity { .. }),
+                "row {}: {err}",
+                row[0]
+            ),
+        }
+    }
 }
 
 /// Rows 0–1 are the only rows with a secret key and aux randomness, i.e. signing vectors.
