@@ -127,14 +127,40 @@ fn leaf_sighash(
     .expect("sighash")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn staking_timelock_and_unbonding_paths_under_core_validation() {
+/// A chain with 101 blocks mined to `wallet`, and the parties' staking output.
+struct Setup {
+    backend: EmbeddedBackend,
+    wallet: KeyWallet,
+    p: Parties,
+    staking_output: TaprootOutput,
+    staking_txout: TxOut,
+}
+
+async fn setup(wallet_seed: u8) -> Setup {
     let backend = EmbeddedBackend::new(RegtestChain::in_memory().expect("chain"));
-    let wallet = KeyWallet::new(5);
+    let wallet = KeyWallet::new(wallet_seed);
     let p = parties();
     let staking_output = TaprootOutput::staking(&p.keys, u32::from(STAKING_TIME)).expect("output");
     let staking_txout = staking_output.txout(STAKE);
     mine(&backend, &wallet, 101).await;
+    Setup {
+        backend,
+        wallet,
+        p,
+        staking_output,
+        staking_txout,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staking_timelock_and_unbonding_paths_under_core_validation() {
+    let Setup {
+        backend,
+        wallet,
+        p,
+        staking_output,
+        staking_txout,
+    } = setup(5).await;
 
     // Two staking transactions: one for the timelock story, one for unbonding.
     let for_timelock = stake(&backend, &wallet, 1, &staking_output).await;
@@ -263,12 +289,13 @@ async fn staking_timelock_and_unbonding_paths_under_core_validation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equivocation_slashes_the_stake_under_core_validation() {
-    let backend = EmbeddedBackend::new(RegtestChain::in_memory().expect("chain"));
-    let wallet = KeyWallet::new(6);
-    let p = parties();
-    let staking_output = TaprootOutput::staking(&p.keys, u32::from(STAKING_TIME)).expect("output");
-    let staking_txout = staking_output.txout(STAKE);
-    mine(&backend, &wallet, 101).await;
+    let Setup {
+        backend,
+        wallet,
+        p,
+        staking_output,
+        staking_txout,
+    } = setup(6).await;
     let staked = stake(&backend, &wallet, 1, &staking_output).await;
     mine(&backend, &wallet, 1).await;
 
