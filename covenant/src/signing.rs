@@ -86,8 +86,9 @@ pub fn adaptor_sign_slashing<R: RngCore + CryptoRng + ?Sized>(
 }
 
 /// All of one member's signatures for a delegation: adaptor signatures on both slashing
-/// transactions for every verifier key of the delegation (ascending key order), and the
-/// unbonding signature.
+/// transactions for each key of `verifiers`, in that order (the delegation's verifier keys:
+/// `StakingKeys::verifiers()`, or the order of the registration message), and the unbonding
+/// signature. The result passes [`crate::verification::verify_covenant_signatures`].
 pub fn sign_delegation<R: RngCore + CryptoRng + ?Sized>(
     keypair: &Keypair,
     sighashes: &DelegationSighashes,
