@@ -48,19 +48,7 @@ async fn send(node: &mut Node, call: Call) -> Result<(), Status> {
 
 /// Everything a client can read back, to compare before and after a rejected request.
 async fn snapshot(node: &mut Node) -> (Vec<pb::Delegation>, Vec<pb::Verifier>, u64) {
-    let delegations = node
-        .client
-        .delegations(pb::DelegationsRequest {
-            page: Some(pb::PageRequest {
-                page_token: String::new(),
-                page_size: 1000,
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .delegations;
+    let delegations = all_delegations(&mut node.client).await;
     let verifiers = node
         .client
         .verifiers(pb::VerifiersRequest { page: None })

@@ -186,18 +186,7 @@ async fn a_killed_node_keeps_every_acknowledged_message_and_no_half(pool: PgPool
         );
     }
     // Nothing is half applied: status agrees with the stored signatures everywhere.
-    let all = client
-        .delegations(pb::DelegationsRequest {
-            page: Some(pb::PageRequest {
-                page_token: String::new(),
-                page_size: 1000,
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .delegations;
+    let all = all_delegations(&mut client).await;
     let mut status_changes = 0;
     for d in &all {
         let n = d.covenant_sigs.len() as u32;

@@ -14,7 +14,7 @@ use fiamma::btc::{Backend, EmbeddedBackend, RegtestChain};
 use fiamma::node::follower::Follower;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::keys::StakingKeys;
-use fiamma_staking::registration::{build_registration, Registration, StakerChoices};
+use fiamma_staking::registration::Registration;
 use fiamma_staking::sighash::sign;
 use fiamma_staking::taproot::TaprootOutput;
 use fiamma_staking::witness::unbonding_witness;
@@ -64,40 +64,8 @@ fn funded_staking_tx(
     }
 }
 
-fn register(
-    staker_seed: u8,
-    verifier: bitcoin::secp256k1::XOnlyPublicKey,
-    tx: Transaction,
-    time: u32,
-) -> Registration {
-    let staker = keypair(staker_seed);
-    build_registration(
-        &params(),
-        &contexts(),
-        StakerChoices {
-            staker: &staker,
-            account: account(staker_seed),
-            verifier_pks: vec![verifier],
-            staking_tx: tx,
-            staking_output_index: 0,
-            staking_time: time,
-            slashing_fee: Amount::from_sat(2_000),
-        },
-    )
-    .expect("registration builds")
-}
-
 async fn status(node: &mut Node, reg: &Registration) -> pb::DelegationStatus {
-    node.client
-        .delegation(pb::DelegationRequest {
-            staking_txid: reg.staking_tx.compute_txid().to_string(),
-        })
-        .await
-        .expect("query")
-        .into_inner()
-        .delegation
-        .expect("present")
-        .status()
+    status_of(&mut node.client, &reg.staking_tx.compute_txid().to_string()).await
 }
 
 #[sqlx::test]
@@ -122,13 +90,13 @@ async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool)
         .await
         .expect("verifier");
     let (s1, s2) = (keypair(20), keypair(21));
-    let unbonds = register(
+    let unbonds = registration_of(
         20,
         xonly(&verifier),
         funded_staking_tx(coinbases[0].0, coinbases[0].1, &s1, xonly(&verifier), 1000),
         1000,
     );
-    let expires = register(
+    let expires = registration_of(
         21,
         xonly(&verifier),
         funded_staking_tx(coinbases[1].0, coinbases[1].1, &s2, xonly(&verifier), 20),

@@ -22,20 +22,6 @@ fn tip(height: u32) -> ChainUpdate {
     }
 }
 
-async fn status_of(node: &mut Node, txid: &str) -> pb::DelegationStatus {
-    let d = node
-        .client
-        .delegation(pb::DelegationRequest {
-            staking_txid: txid.to_owned(),
-        })
-        .await
-        .expect("delegation query")
-        .into_inner()
-        .delegation
-        .expect("present");
-    d.status()
-}
-
 async fn power_at(node: &mut Node, h: u32) -> Vec<(Vec<u8>, i64)> {
     node.client
         .voting_power_table(pb::VotingPowerTableRequest { btc_height: h })
@@ -90,7 +76,7 @@ async fn a_delegation_lives_through_active_unbonded_and_expired(pool: PgPool) {
         assert_eq!(r.staking_txid, reg.staking_tx.compute_txid().to_string());
         assert_eq!(r.params_version, 0);
         assert_eq!(
-            status_of(&mut node, &r.staking_txid).await,
+            status_of(&mut node.client, &r.staking_txid).await,
             pb::DelegationStatus::Pending
         );
         txids.push(r.staking_txid);
@@ -147,7 +133,7 @@ async fn a_delegation_lives_through_active_unbonded_and_expired(pool: PgPool) {
         .await
         .expect("applied");
     assert_eq!(
-        status_of(&mut node, &txids[0]).await,
+        status_of(&mut node.client, &txids[0]).await,
         pb::DelegationStatus::Verified,
         "1-deep only"
     );
@@ -158,7 +144,10 @@ async fn a_delegation_lives_through_active_unbonded_and_expired(pool: PgPool) {
         .await
         .expect("applied");
     for t in &txids {
-        assert_eq!(status_of(&mut node, t).await, pb::DelegationStatus::Active);
+        assert_eq!(
+            status_of(&mut node.client, t).await,
+            pb::DelegationStatus::Active
+        );
     }
     let pk = xonly(&verifier).serialize().to_vec();
     assert_eq!(
@@ -176,7 +165,7 @@ async fn a_delegation_lives_through_active_unbonded_and_expired(pool: PgPool) {
         .await
         .expect("applied");
     assert_eq!(
-        status_of(&mut node, &txids[0]).await,
+        status_of(&mut node.client, &txids[0]).await,
         pb::DelegationStatus::Unbonded
     );
     assert_eq!(
@@ -190,7 +179,7 @@ async fn a_delegation_lives_through_active_unbonded_and_expired(pool: PgPool) {
         .await
         .expect("applied");
     assert_eq!(
-        status_of(&mut node, &txids[1]).await,
+        status_of(&mut node.client, &txids[1]).await,
         pb::DelegationStatus::Active
     );
     node.module
@@ -198,7 +187,7 @@ async fn a_delegation_lives_through_active_unbonded_and_expired(pool: PgPool) {
         .await
         .expect("applied");
     assert_eq!(
-        status_of(&mut node, &txids[1]).await,
+        status_of(&mut node.client, &txids[1]).await,
         pb::DelegationStatus::Expired
     );
     assert!(power_at(&mut node, 195).await.is_empty());

@@ -174,8 +174,14 @@ pub fn staking_tx(
     }
 }
 
-/// A complete registration by staker `staker_seed` to `verifier`.
-pub fn registration(staker_seed: u8, verifier: XOnlyPublicKey, nonce: u32) -> Registration {
+/// A complete registration by staker `staker_seed` to `verifier`, staking output at index 0
+/// of `staking_tx` with staking time `time`.
+pub fn registration_of(
+    staker_seed: u8,
+    verifier: XOnlyPublicKey,
+    staking_tx: Transaction,
+    time: u32,
+) -> Registration {
     let staker = keypair(staker_seed);
     build_registration(
         &params(),
@@ -184,13 +190,24 @@ pub fn registration(staker_seed: u8, verifier: XOnlyPublicKey, nonce: u32) -> Re
             staker: &staker,
             account: account(staker_seed),
             verifier_pks: vec![verifier],
-            staking_tx: staking_tx(xonly(&staker), verifier, VALUE, nonce),
+            staking_tx,
             staking_output_index: 0,
-            staking_time: STAKING_TIME,
+            staking_time: time,
             slashing_fee: Amount::from_sat(2_000),
         },
     )
     .expect("registration builds")
+}
+
+/// A complete registration by staker `staker_seed` to `verifier` from made-up outpoint `nonce`.
+pub fn registration(staker_seed: u8, verifier: XOnlyPublicKey, nonce: u32) -> Registration {
+    let staker = xonly(&keypair(staker_seed));
+    registration_of(
+        staker_seed,
+        verifier,
+        staking_tx(staker, verifier, VALUE, nonce),
+        STAKING_TIME,
+    )
 }
 
 /// The CreateDelegation request carrying `reg`.
@@ -287,4 +304,37 @@ pub async fn last_event(client: &mut StakingClient<Channel>) -> u64 {
         last = e.sequence;
     }
     last
+}
+
+/// Every delegation, read through the Delegations query (one page of up to 1000).
+pub async fn all_delegations(client: &mut StakingClient<Channel>) -> Vec<pb::Delegation> {
+    client
+        .delegations(pb::DelegationsRequest {
+            page: Some(pb::PageRequest {
+                page_token: String::new(),
+                page_size: 1000,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .delegations
+}
+
+/// The status of one delegation, read through the Delegation query.
+pub async fn status_of(
+    client: &mut StakingClient<Channel>,
+    staking_txid: &str,
+) -> pb::DelegationStatus {
+    client
+        .delegation(pb::DelegationRequest {
+            staking_txid: staking_txid.to_owned(),
+        })
+        .await
+        .expect("delegation query")
+        .into_inner()
+        .delegation
+        .expect("present")
+        .status()
 }

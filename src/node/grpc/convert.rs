@@ -60,8 +60,8 @@ pub fn key(field: &'static str, bytes: &[u8]) -> Result<XOnlyPublicKey, FieldErr
     parse_xonly(bytes).map_err(|e| bad(field, e.to_string()))
 }
 
-/// A transaction id: 64 hex characters, display order.
-pub fn txid(field: &'static str, text: &str) -> Result<Txid, FieldError> {
+/// A 32-byte hash written as 64 hex characters in display order (txid, block hash).
+fn display_hash<T: FromStr>(field: &'static str, text: &str) -> Result<T, FieldError> {
     if text.len() != 64 {
         return Err(bad(
             field,
@@ -72,22 +72,17 @@ pub fn txid(field: &'static str, text: &str) -> Result<Txid, FieldError> {
             ),
         ));
     }
-    Txid::from_str(text).map_err(|_| bad(field, format!("{text:?} is not hex")))
+    T::from_str(text).map_err(|_| bad(field, format!("{text:?} is not hex")))
+}
+
+/// A transaction id: 64 hex characters, display order.
+pub fn txid(field: &'static str, text: &str) -> Result<Txid, FieldError> {
+    display_hash(field, text)
 }
 
 /// A block hash: 64 hex characters, display order.
 pub fn block_hash(field: &'static str, text: &str) -> Result<BlockHash, FieldError> {
-    if text.len() != 64 {
-        return Err(bad(
-            field,
-            format!(
-                "{:?} has {} characters, expected 64 hex characters",
-                text,
-                text.len()
-            ),
-        ));
-    }
-    BlockHash::from_str(text).map_err(|_| bad(field, format!("{text:?} is not hex")))
+    display_hash(field, text)
 }
 
 /// A consensus-encoded transaction of at most [`MAX_TX_BYTES`], with nothing after it.

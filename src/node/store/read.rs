@@ -168,6 +168,13 @@ async fn delegations_with_sigs(
         .collect()
 }
 
+/// The keyset-pagination key for "after this txid": empty sorts before every txid.
+fn txid_page_key(after: Option<&Txid>) -> Vec<u8> {
+    after
+        .map(|t| t.as_byte_array().to_vec())
+        .unwrap_or_default()
+}
+
 /// One verifier by key.
 pub(crate) async fn verifier(
     conn: &mut PgConnection,
@@ -221,9 +228,7 @@ pub(crate) async fn delegations(
     after: Option<&Txid>,
     limit: u32,
 ) -> Result<Vec<Delegation>, StoreError> {
-    let after = after
-        .map(|t| t.as_byte_array().to_vec())
-        .unwrap_or_default();
+    let after = txid_page_key(after);
     let rows = sqlx::query(&format!(
         "SELECT {DELEGATION_COLUMNS} FROM delegations \
          WHERE staking_txid > $1 \
@@ -250,9 +255,7 @@ pub(crate) async fn pending_for_covenant(
     after: Option<&Txid>,
     limit: u32,
 ) -> Result<Vec<Delegation>, StoreError> {
-    let after = after
-        .map(|t| t.as_byte_array().to_vec())
-        .unwrap_or_default();
+    let after = txid_page_key(after);
     let versions = params_versions
         .iter()
         .map(|v| int("params_version", *v))
