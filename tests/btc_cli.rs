@@ -36,10 +36,10 @@ fn start(datadir: &std::path::Path) -> (Child, String) {
     (child, format!("http://{addr}"))
 }
 
-/// Stops the binary the way a user does (Ctrl-C) and waits for it.
-fn stop(mut child: Child) {
+/// Stops the binary with `signal` (INT: Ctrl-C; TERM: a service manager) and waits for it.
+fn stop(mut child: Child, signal: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -69,7 +69,7 @@ async fn regtest_binary_serves_rpc_and_keeps_its_chain() {
     .expect("join");
     let tip = backend.tip().await.expect("tip");
     assert_eq!((tip.height, tip.hash), (5, hashes[4]));
-    stop(child);
+    stop(child, "-INT");
 
     let (child, url) = start(&dir);
     let backend = RpcBackend::new(&url, USER, PASSWORD).expect("client");
@@ -80,6 +80,12 @@ async fn regtest_binary_serves_rpc_and_keeps_its_chain() {
         .expect("block")
         .expect("kept");
     assert_eq!(block.block_hash(), hashes[2]);
-    stop(child);
+    stop(child, "-TERM");
+
+    // Stopped by SIGTERM, it kept the chain as well.
+    let (child, url) = start(&dir);
+    let backend = RpcBackend::new(&url, USER, PASSWORD).expect("client");
+    assert_eq!(backend.tip().await.expect("tip"), tip);
+    stop(child, "-INT");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,7 +20,7 @@ use super::mining::{
     assemble_block, next_block_time, AssembleError, BlockTemplate, COINBASE_WEIGHT_RESERVE,
     MAX_BLOCK_WEIGHT,
 };
-use super::policy::{check_transaction, Accepted, NextBlock, SpentCoin, TxReject};
+use super::policy::{check_transaction, is_final, Accepted, NextBlock, SpentCoin, TxReject};
 
 /// The embedded chain failed in storage, assembly or indexing.
 #[derive(Debug, thiserror::Error)]
@@ -216,8 +216,18 @@ impl RegtestChain {
     }
 
     /// Submits a block. It becomes the tip only if Bitcoin Core connects it; the mempool
-    /// then loses the block's transactions and whatever conflicts with them.
+    /// then loses the block's transactions and whatever conflicts with them. Only blocks on
+    /// the tip are taken: the embedded chain has a single miner and never reorganizes, which
+    /// keeps the index in step with the kernel.
     pub fn submit_block(&mut self, block: &Block) -> Result<u32, ChainError> {
+        let tip = self.index.tip().hash;
+        if block.header.prev_blockhash != tip {
+            return Err(NotOnTip {
+                hash: block.block_hash(),
+                tip,
+            }
+            .into());
+        }
         self.kernel.submit_block(block)?;
         let height = self.index.connect(block)?;
         self.mempool.remove_for_block(block);
@@ -258,10 +268,11 @@ impl RegtestChain {
         loop {
             let (txs, fees) = self.select_transactions();
             let tip = self.index.tip();
+            let median_time_past = tip.median_time_past;
             let template = BlockTemplate {
                 prev_hash: tip.hash,
                 height: self.index.tip_height() + 1,
-                time: next_block_time(now, tip.median_time_past),
+                time: next_block_time(now, median_time_past),
                 payout_script: payout.clone(),
                 fees,
             };
@@ -277,11 +288,8 @@ impl RegtestChain {
                 }
                 Err(rejected) if !txs.is_empty() => {
                     tracing::warn!("{rejected}; dropping the offending transaction");
-                    let offender = offender(&txs, &rejected.reason);
-                    let victims: Vec<Txid> = match offender {
-                        Some(txid) => vec![txid],
-                        None => txs.iter().map(Transaction::compute_txid).collect(),
-                    };
+                    let victims =
+                        offenders(&txs, &rejected.reason, template.height, median_time_past);
                     for victim in victims {
                         for txid in self.mempool.remove_with_descendants(&victim) {
                             dropped.push(DroppedTx {
@@ -387,14 +395,36 @@ pub fn fee_rate(accepted: &Accepted) -> FeeRate {
     FeeRate::from_sat_per_kwu(accepted.fee.to_sat().saturating_mul(250) / accepted.vsize.max(1))
 }
 
-/// The transaction Bitcoin Core's reason names first. Reasons name the failing transaction
-/// before any parent it spends (`input 0 of <txid> ..., spending <parent>:0`).
-fn offender(txs: &[Transaction], reason: &str) -> Option<Txid> {
-    txs.iter()
+/// The transactions to blame for Bitcoin Core refusing a block of `txs` at `height`.
+///
+/// Most reasons name the failing transaction, before any parent it spends (`input 0 of
+/// <txid> ..., spending <parent>:0`): the first named one is the offender. The nLockTime
+/// check (`bad-txns-nonfinal, non-final transaction`) names none, so the non-final ones are
+/// found with the same rule. Failing both, every candidate is blamed.
+fn offenders(txs: &[Transaction], reason: &str, height: u32, median_time_past: u32) -> Vec<Txid> {
+    let named = txs
+        .iter()
         .map(Transaction::compute_txid)
         .filter_map(|txid| reason.find(&txid.to_string()).map(|at| (at, txid)))
         .min_by_key(|(at, _)| *at)
-        .map(|(_, txid)| txid)
+        .map(|(_, txid)| txid);
+    if let Some(txid) = named {
+        return vec![txid];
+    }
+    let next = NextBlock {
+        height,
+        median_time_past,
+    };
+    let non_final: Vec<Txid> = txs
+        .iter()
+        .filter(|tx| !is_final(tx, next))
+        .map(Transaction::compute_txid)
+        .collect();
+    if non_final.is_empty() {
+        txs.iter().map(Transaction::compute_txid).collect()
+    } else {
+        non_final
+    }
 }
 
 /// Seconds since the Unix epoch, saturated into a block time field.
@@ -608,6 +638,64 @@ mod tests {
         assert_eq!(block.txdata.len(), 2);
         assert_eq!(block.txdata[1].compute_txid(), good.compute_txid());
         assert!(chain.mempool().is_empty());
+    }
+
+    #[test]
+    fn non_final_offender_is_found_though_core_does_not_name_it() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(101, &anyone(), NOW).expect("mine");
+        let mut locked = spend(
+            coinbase_out(&chain, 1),
+            Amount::from_sat(49_0000_0000),
+            Sequence::ZERO,
+        );
+        locked.lock_time = bitcoin::absolute::LockTime::from_height(500).expect("height");
+        let good = spend(
+            coinbase_out(&chain, 2),
+            Amount::from_sat(49_0000_0000),
+            Sequence::MAX,
+        );
+        for tx in [&locked, &good] {
+            chain.mempool.insert(MempoolEntry {
+                tx: tx.clone(),
+                fee: Amount::ZERO,
+                vsize: 0,
+            });
+        }
+        let mined = chain.mine(1, &anyone(), NOW).expect("mine");
+        assert_eq!(mined.dropped.len(), 1);
+        assert_eq!(mined.dropped[0].txid, locked.compute_txid());
+        assert!(
+            mined.dropped[0].reason.starts_with("bad-txns-nonfinal"),
+            "{}",
+            mined.dropped[0].reason
+        );
+        let block = chain.block(&mined.hashes[0]).expect("read").expect("block");
+        assert_eq!(block.txdata[1].compute_txid(), good.compute_txid());
+    }
+
+    #[test]
+    fn a_block_off_the_tip_never_reaches_the_kernel() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(2, &anyone(), NOW).expect("mine");
+        let genesis = chain.block_at(0).expect("read").expect("genesis");
+        let fork = assemble_block(
+            &BlockTemplate {
+                prev_hash: genesis.block_hash(),
+                height: 1,
+                time: NOW + 1,
+                payout_script: anyone(),
+                fees: Amount::ZERO,
+            },
+            vec![],
+        )
+        .expect("assemble");
+        let tip = chain.tip();
+        assert!(matches!(
+            chain.submit_block(&fork),
+            Err(ChainError::Index(_))
+        ));
+        assert_eq!(chain.tip(), tip);
     }
 
     #[test]

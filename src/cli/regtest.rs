@@ -26,7 +26,7 @@ pub struct RegtestArgs {
     pub rpc_password: String,
 }
 
-/// Runs `fiamma regtest` until the server stops or the process is interrupted.
+/// Runs `fiamma regtest` until the server stops or the process gets SIGINT or SIGTERM.
 pub async fn run(args: RegtestArgs) -> Result<(), super::CliError> {
     let chain = match &args.datadir {
         Some(dir) => RegtestChain::open(dir)?,
@@ -43,9 +43,22 @@ pub async fn run(args: RegtestArgs) -> Result<(), super::CliError> {
     // The port line goes to stdout so scripts (and tests using port 0) can read it.
     println!("fiamma regtest: height {} tip {}", tip.height, tip.hash);
     println!("fiamma regtest: JSON-RPC listening on {}", server.addr);
+    // Returning drops the chain, which flushes Bitcoin Core's chainstate to the data dir.
     tokio::select! {
         served = server.task => served??,
         _ = tokio::signal::ctrl_c() => {}
+        _ = terminated() => {}
     }
     Ok(())
+}
+
+/// Resolves on SIGTERM (how service managers stop a process); never elsewhere.
+async fn terminated() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        term.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
 }
