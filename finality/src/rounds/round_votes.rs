@@ -171,7 +171,7 @@ mod tests {
             Err(VoteError::Duplicate { .. })
         ));
         assert!(matches!(
-            round.add_vote(vs[0].vote(5, HASH), None, &env(&c)),
+            round.add_vote(vs[1].vote(5, HASH), None, &env(&c)),
             Err(VoteError::NoCommitment { .. })
         ));
         assert_eq!(round, before);

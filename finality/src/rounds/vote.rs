@@ -197,9 +197,10 @@ pub enum VoteError {
 }
 
 /// Checks `vote` for `round` (the closed round with the vote's number, `None` when the node
-/// has none), in the order: round known and not expired, voter in the active set, a commitment
-/// covering the round, the Merkle proof of `pr`, the EOTS signature, then the voter's earlier
-/// vote in the round (same message: duplicate; different message: equivocation).
+/// has none), in the order: round known and not expired, not a resubmission of the recorded
+/// vote, voter in the active set, a commitment covering the round, the Merkle proof of `pr`,
+/// the EOTS signature, then the voter's earlier vote in the round (same message: duplicate;
+/// different message: equivocation).
 ///
 /// # Errors
 /// [`VoteError`] naming the first rule broken.
@@ -221,6 +222,14 @@ pub fn check_vote(
             round: h,
             latest_round: env.latest_round,
             vote_expiry: env.vote_expiry,
+        });
+    }
+    if voter.earlier_vote == Some(vote) {
+        // A resubmission of the recorded vote: refused without paying for verification again.
+        return Err(VoteError::Duplicate {
+            voter: vote.voter,
+            round: h,
+            round_hash: vote.round_hash,
         });
     }
     if !voter.in_active_set {
@@ -463,14 +472,30 @@ mod tests {
     fn the_same_vote_twice_is_a_duplicate() {
         let v = TestVerifier::new(1, 10, 8);
         let first = v.vote(12, HASH);
+        let duplicate = Err(VoteError::Duplicate {
+            voter: v.key(),
+            round: 12,
+            round_hash: HASH,
+        });
+        // Byte for byte the recorded vote: refused before verification, even if forged.
         assert_eq!(
             check(&v.vote(12, HASH), &voter(&v, Some(&first))),
-            Err(VoteError::Duplicate {
-                voter: v.key(),
-                round: 12,
-                round_hash: HASH
-            })
+            duplicate
         );
+        let mut forged = first.clone();
+        forged.signature = Signature::from_byte_array([3; 32]);
+        assert_eq!(check(&forged, &voter(&v, Some(&forged))), duplicate);
+        // The same message in other bytes (here: a recorded copy without proof aunts) is
+        // verified first, then refused as the same vote.
+        let mut recorded = first.clone();
+        recorded.proof.aunts.clear();
+        assert_eq!(check(&first, &voter(&v, Some(&recorded))), duplicate);
+        let mut bad = first.clone();
+        bad.signature = Signature::from_byte_array([3; 32]);
+        assert!(matches!(
+            check(&bad, &voter(&v, Some(&recorded))),
+            Err(VoteError::BadSignature { .. })
+        ));
     }
 
     #[test]
