@@ -85,7 +85,12 @@ impl SigningContexts {
 
 /// `ctx(op)` for the given chain id and module address: always 64 lower-case hex characters.
 pub fn signing_context(op: SigningOp, chain_id: &str, module_address: &str) -> String {
-    let preimage = format!("btcstaking/0/{}/{}/{}", op.as_str(), chain_id, module_address);
+    let preimage = format!(
+        "btcstaking/0/{}/{}/{}",
+        op.as_str(),
+        chain_id,
+        module_address
+    );
     hex::encode(sha256::Hash::hash(preimage.as_bytes()).to_byte_array())
 }
 
