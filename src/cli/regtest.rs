@@ -38,6 +38,9 @@ pub async fn run(args: RegtestArgs) -> Result<(), super::CliError> {
         user: args.rpc_user,
         password: args.rpc_password,
     };
+    // Handlers go in before the address is announced, so a client that stops the process
+    // as soon as it connects still gets a clean shutdown.
+    let mut stop = StopSignals::install()?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.rpc_port));
     let server = rpc_server::spawn(addr, backend.shared(), &auth).await?;
     // The port line goes to stdout so scripts (and tests using port 0) can read it.
@@ -46,19 +49,47 @@ pub async fn run(args: RegtestArgs) -> Result<(), super::CliError> {
     // Returning drops the chain, which flushes Bitcoin Core's chainstate to the data dir.
     tokio::select! {
         served = server.task => served??,
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated() => {}
+        _ = stop.recv() => {}
     }
     Ok(())
 }
 
-/// Resolves on SIGTERM (how service managers stop a process); never elsewhere.
-async fn terminated() {
-    #[cfg(unix)]
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        term.recv().await;
-        return;
+/// SIGINT (Ctrl-C) and SIGTERM (service managers), registered when created.
+#[cfg(unix)]
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    std::future::pending::<()>().await
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Ctrl-C where Unix signals do not exist.
+#[cfg(not(unix))]
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(StopSignals)
+    }
+
+    async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
