@@ -215,6 +215,15 @@ async fn bad_input_gets_core_error_codes_and_changes_nothing() {
             "Fee exceeds maximum configured by user",
         );
         let txid = client.send_raw_transaction(&spend).expect("accepted");
+        let verbose = call(&client, "getrawmempool", &[json!(true)]).expect("mempool");
+        assert_eq!(
+            verbose[txid.to_string()]["fees"]["base"],
+            json!(FEE.to_btc())
+        );
+        let decoded = client
+            .get_raw_transaction_info(&txid, None)
+            .expect("verbose tx");
+        assert_eq!((decoded.txid, decoded.blockhash), (txid, None));
 
         let double = wallet.spend(coin1, value1, wallet.script(), FEE * 3);
         refused(
@@ -308,6 +317,34 @@ async fn bad_input_gets_core_error_codes_and_changes_nothing() {
         let out = call(&client, "gettxout", &[json!(txid.to_string()), json!(0)]).expect("txout");
         assert_eq!(out["confirmations"], 2);
         assert_eq!(out["scriptPubKey"]["type"], "witness_v1_taproot");
+
+        // Result shapes that typed clients parse.
+        let info = client.get_blockchain_info().expect("getblockchaininfo");
+        assert_eq!((info.chain, info.blocks), (bitcoin::Network::Regtest, 103));
+        let best = client.get_best_block_hash().expect("best");
+        let header = client.get_block_header_info(&best).expect("header");
+        assert_eq!(
+            (header.height, header.confirmations, header.n_tx),
+            (103, 1, 1)
+        );
+        let mined_in = client
+            .get_raw_transaction_info(&txid, None)
+            .expect("tx")
+            .blockhash
+            .expect("mined");
+        let block = call(
+            &client,
+            "getblock",
+            &[json!(mined_in.to_string()), json!(2)],
+        )
+        .expect("block");
+        assert!(block["tx"]
+            .as_array()
+            .expect("txs")
+            .iter()
+            .any(|t| t["txid"] == json!(txid.to_string())));
+        let block_info = client.get_block_info(&mined_in).expect("getblock 1");
+        assert!(block_info.tx.contains(&txid));
 
         // One more block and the CSV spend is valid.
         client

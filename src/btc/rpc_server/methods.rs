@@ -8,6 +8,7 @@ use bitcoin::{Address, BlockHash, FeeRate, MerkleBlock, Network, OutPoint, Trans
 use serde_json::{json, Value};
 
 use super::super::backend::RejectionKind;
+use super::super::policy::MIN_RELAY_FEE_SAT_PER_VB;
 use super::super::regtest::{mine_shared, RegtestChain, SharedChain};
 use super::error::{code, RpcError};
 use super::params::{parse_hash, type_name, Params};
@@ -29,6 +30,10 @@ pub async fn call(
         "getblockchaininfo" => {
             p(&[], 0)?;
             Ok(blockchain_info(&*chain.read().await))
+        }
+        "getnetworkinfo" => {
+            p(&[], 0)?;
+            Ok(network_info())
         }
         "getblockcount" => {
             p(&[], 0)?;
@@ -276,6 +281,32 @@ fn position<'a>(chain: &'a RegtestChain, hash: &BlockHash) -> Result<ChainPositi
         height,
         confirmations: index.confirmations(height),
         next: index.entry(height + 1).map(|e| e.hash),
+    })
+}
+
+/// The Bitcoin Core version whose consensus engine (libbitcoinkernel) validates the chain.
+const KERNEL_CLIENT_VERSION: u32 = 319_900;
+
+/// `getnetworkinfo`: a node without peers. Clients read `version` to pick result formats.
+fn network_info() -> Value {
+    let relay_fee_per_kvb = bitcoin::Amount::from_sat(MIN_RELAY_FEE_SAT_PER_VB * 1000);
+    json!({
+        "version": KERNEL_CLIENT_VERSION,
+        "subversion": format!("/fiamma-regtest:{}/", env!("CARGO_PKG_VERSION")),
+        "protocolversion": 70016,
+        "localservices": "0000000000000000",
+        "localservicesnames": [],
+        "localrelay": true,
+        "timeoffset": 0,
+        "networkactive": false,
+        "connections": 0,
+        "connections_in": 0,
+        "connections_out": 0,
+        "networks": [],
+        "relayfee": views::btc(relay_fee_per_kvb),
+        "incrementalfee": views::btc(relay_fee_per_kvb),
+        "localaddresses": [],
+        "warnings": [],
     })
 }
 
