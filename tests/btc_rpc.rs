@@ -196,13 +196,28 @@ async fn bad_input_gets_core_error_codes_and_changes_nothing() {
         // A valid spend, then the refused variants of it.
         let (coin1, value1) = coinbase(1);
         let spend = wallet.spend(coin1, value1, other.script(), FEE);
+        // A parent and its child, tested together, are both allowed; the child alone is not.
+        let child = other.spend(
+            OutPoint::new(spend.compute_txid(), 0),
+            value1 - FEE,
+            wallet.script(),
+            FEE,
+        );
         let checked = call(
             &client,
             "testmempoolaccept",
-            &[json!([serialize_hex(&spend)])],
+            &[json!([serialize_hex(&spend), serialize_hex(&child)])],
         )
         .expect("test");
         assert_eq!(checked[0]["allowed"], true, "{checked}");
+        assert_eq!(checked[1]["allowed"], true, "{checked}");
+        let alone = call(
+            &client,
+            "testmempoolaccept",
+            &[json!([serialize_hex(&child)])],
+        )
+        .expect("test");
+        assert_eq!(alone[0]["reject-reason"], "missing-inputs", "{alone}");
         assert_eq!(
             call(&client, "getrawmempool", &[]).expect("mempool"),
             json!([])

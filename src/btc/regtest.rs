@@ -136,26 +136,50 @@ impl RegtestChain {
                 prev_median_time_past: prev_mtp,
             });
         }
+        self.mempool
+            .output(outpoint)
+            .map(|output| unconfirmed_coin(output, self.next_block()))
+    }
+
+    fn check_in(&self, tx: &Transaction, package: &PackageView) -> Result<Accepted, TxReject> {
+        if self.mempool.contains(&tx.compute_txid()) {
+            return Err(TxReject::AlreadyInMempool);
+        }
         let next = self.next_block();
-        self.mempool.output(outpoint).map(|output| SpentCoin {
-            output: output.clone(),
-            height: next.height,
-            is_coinbase: false,
-            prev_median_time_past: next.median_time_past,
-        })
+        check_transaction(
+            tx,
+            next,
+            |op| {
+                self.spent_coin(op)
+                    .or_else(|| package.outputs.get(op).map(|o| unconfirmed_coin(o, next)))
+            },
+            |op| {
+                self.mempool
+                    .spender(op)
+                    .map(|(txid, _)| txid)
+                    .or_else(|| package.spends.get(op).copied())
+            },
+        )
     }
 
     /// Runs every mempool check on `tx` without adding it (`testmempoolaccept`).
     pub fn test_accept(&self, tx: &Transaction) -> Result<Accepted, TxReject> {
-        if self.mempool.contains(&tx.compute_txid()) {
-            return Err(TxReject::AlreadyInMempool);
+        self.check_in(tx, &PackageView::default())
+    }
+
+    /// [`RegtestChain::test_accept`] for a list in which a transaction may spend outputs of
+    /// earlier accepted ones (a parent-and-child package); nothing is added.
+    pub fn test_accept_package(&self, txs: &[Transaction]) -> Vec<Result<Accepted, TxReject>> {
+        let mut package = PackageView::default();
+        let mut results = Vec::with_capacity(txs.len());
+        for tx in txs {
+            let result = self.check_in(tx, &package);
+            if result.is_ok() {
+                package.add(tx);
+            }
+            results.push(result);
         }
-        check_transaction(
-            tx,
-            self.next_block(),
-            |op| self.spent_coin(op),
-            |op| self.mempool.spender(op).map(|(txid, _)| txid),
-        )
+        results
     }
 
     /// Whether some output of the mined transaction `txid` is still unspent.
@@ -387,6 +411,38 @@ impl RegtestChain {
             return OutPointStatus::Unspent { confirmations: 0 };
         }
         OutPointStatus::Unknown
+    }
+}
+
+/// An unconfirmed output as a coin: it would be mined in the next block at the earliest.
+fn unconfirmed_coin(output: &bitcoin::TxOut, next: NextBlock) -> SpentCoin {
+    SpentCoin {
+        output: output.clone(),
+        height: next.height,
+        is_coinbase: false,
+        prev_median_time_past: next.median_time_past,
+    }
+}
+
+/// Outputs created and outpoints spent by the accepted transactions of a package under test.
+#[derive(Default)]
+struct PackageView {
+    outputs: std::collections::BTreeMap<OutPoint, bitcoin::TxOut>,
+    spends: std::collections::BTreeMap<OutPoint, Txid>,
+}
+
+impl PackageView {
+    fn add(&mut self, tx: &Transaction) {
+        let txid = tx.compute_txid();
+        for input in &tx.input {
+            self.spends.insert(input.previous_output, txid);
+        }
+        for (vout, output) in tx.output.iter().enumerate() {
+            if let Ok(vout) = u32::try_from(vout) {
+                self.outputs
+                    .insert(OutPoint::new(txid, vout), output.clone());
+            }
+        }
     }
 }
 

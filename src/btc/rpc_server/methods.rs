@@ -8,7 +8,7 @@ use bitcoin::{Address, BlockHash, FeeRate, MerkleBlock, Network, OutPoint, Trans
 use serde_json::{json, Value};
 
 use super::super::backend::RejectionKind;
-use super::super::policy::MIN_RELAY_FEE_SAT_PER_VB;
+use super::super::policy::{Accepted, TxReject, MIN_RELAY_FEE_SAT_PER_VB};
 use super::super::regtest::{mine_shared, RegtestChain, SharedChain};
 use super::error::{code, RpcError};
 use super::params::{parse_hash, type_name, Params};
@@ -123,10 +123,11 @@ pub async fn call(
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let chain = chain.read().await;
+            let results = chain.read().await.test_accept_package(&txs);
             Ok(json!(txs
                 .iter()
-                .map(|tx| test_accept(&chain, tx))
+                .zip(results)
+                .map(|(tx, result)| test_accept(tx, result))
                 .collect::<Vec<_>>()))
         }
         "gettxout" => {
@@ -376,10 +377,10 @@ fn raw_transaction(
     Ok(obj)
 }
 
-fn test_accept(chain: &RegtestChain, tx: &Transaction) -> Value {
+fn test_accept(tx: &Transaction, result: Result<Accepted, TxReject>) -> Value {
     let txid = tx.compute_txid().to_string();
     let wtxid = tx.compute_wtxid().to_string();
-    match chain.test_accept(tx) {
+    match result {
         Ok(accepted) => {
             let vsize = accepted.vsize.max(1);
             let rate = bitcoin::Amount::from_sat(accepted.fee.to_sat() * 1000 / vsize);
