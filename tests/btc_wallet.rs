@@ -3,8 +3,6 @@
 
 mod btc_support;
 
-use std::sync::Arc;
-
 use bdk_bitcoind_rpc::{bitcoincore_rpc::RpcApi, Emitter, NO_EXPECTED_MEMPOOL_TXS};
 use bdk_wallet::{KeychainKind, SignOptions, Wallet};
 use bitcoin::bip32::Xpriv;
@@ -39,16 +37,11 @@ async fn bdk_wallet_receives_mined_coins_and_spends_them() {
     let served = serve().await;
     let url = served.url.clone();
     tokio::task::spawn_blocking(move || {
-        let client = Arc::new(
-            Client::new(
-                &url,
-                bitcoincore_rpc::Auth::UserPass(
-                    btc_support::USER.into(),
-                    btc_support::PASSWORD.into(),
-                ),
-            )
-            .expect("client"),
-        );
+        let client = Client::new(
+            &url,
+            bitcoincore_rpc::Auth::UserPass(btc_support::USER.into(), btc_support::PASSWORD.into()),
+        )
+        .expect("client");
         let mut wallet = Wallet::create(descriptor(1, 0), descriptor(1, 1))
             .network(Network::Regtest)
             .create_wallet_no_persist()

@@ -140,6 +140,68 @@ mod tests {
         }
     }
 
+    /// Builds conflict-free transactions where tx `i` spends output `i` of a confirmed
+    /// transaction (`None`) or of an earlier tx; each tx has an output for every later one.
+    fn build_dag(parents: &[Option<usize>]) -> Vec<Transaction> {
+        let mut txs: Vec<Transaction> = Vec::new();
+        for (i, parent) in parents.iter().enumerate() {
+            let vout = u32::try_from(i).expect("small");
+            let prev = match parent {
+                Some(p) => OutPoint::new(txs[*p].compute_txid(), vout),
+                None => OutPoint::new(Txid::all_zeros(), vout),
+            };
+            let mut tx = spend(prev, Amount::from_sat(u64::from(vout)), Sequence::MAX);
+            tx.output = vec![tx.output[0].clone(); parents.len()];
+            txs.push(tx);
+        }
+        txs
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn removal_takes_exactly_the_descendants(
+            shape in proptest::collection::vec(proptest::option::of(0usize..32), 1..24),
+            victim in 0usize..24,
+        ) {
+            // A parent index must point backwards; the first tx spends a confirmed coin.
+            let parents: Vec<Option<usize>> = shape
+                .iter()
+                .enumerate()
+                .map(|(i, p)| if i == 0 { None } else { p.map(|p| p % i) })
+                .collect();
+            let txs = build_dag(&parents);
+            let mut pool = Mempool::default();
+            for tx in &txs {
+                pool.insert(entry(tx.clone()));
+            }
+            let victim = victim % txs.len();
+            // The model: a tx goes when its parent goes.
+            let mut gone = vec![false; txs.len()];
+            gone[victim] = true;
+            for i in 0..txs.len() {
+                if let Some(p) = parents[i] {
+                    gone[i] |= gone[p];
+                }
+            }
+            let removed: std::collections::BTreeSet<Txid> =
+                pool.remove_with_descendants(&txs[victim].compute_txid()).into_iter().collect();
+            let expected: std::collections::BTreeSet<Txid> = txs
+                .iter()
+                .zip(&gone)
+                .filter(|(_, g)| **g)
+                .map(|(t, _)| t.compute_txid())
+                .collect();
+            proptest::prop_assert_eq!(&removed, &expected);
+            proptest::prop_assert_eq!(pool.len(), txs.len() - expected.len());
+            for tx in &txs {
+                let spender = pool.spender(&tx.input[0].previous_output);
+                let kept = !expected.contains(&tx.compute_txid());
+                proptest::prop_assert_eq!(spender.map(|(t, _)| t), kept.then(|| tx.compute_txid()));
+            }
+        }
+    }
+
     #[test]
     fn descendants_leave_with_their_parent() {
         let mut pool = Mempool::default();
