@@ -358,6 +358,29 @@ async fn bad_input_gets_core_error_codes_and_changes_nothing() {
             .expect("txs")
             .iter()
             .any(|t| t["txid"] == json!(txid.to_string())));
+        // Verbosity 3 adds each input's prevout from Bitcoin Core's undo data; 2 and 3 the fee.
+        let block = call(
+            &client,
+            "getblock",
+            &[json!(mined_in.to_string()), json!(3)],
+        )
+        .expect("block");
+        let mined_spend = block["tx"]
+            .as_array()
+            .expect("txs")
+            .iter()
+            .find(|t| t["txid"] == json!(txid.to_string()))
+            .expect("spend in block");
+        assert_eq!(mined_spend["fee"], json!(FEE.to_btc()));
+        let prevout = &mined_spend["vin"][0]["prevout"];
+        assert_eq!(
+            (
+                prevout["generated"].clone(),
+                prevout["height"].clone(),
+                prevout["value"].clone()
+            ),
+            (json!(true), json!(1), json!(value1.to_btc()))
+        );
         let block_info = client.get_block_info(&mined_in).expect("getblock 1");
         assert!(block_info.tx.contains(&txid));
 

@@ -39,6 +39,17 @@ pub enum KernelError {
     },
 }
 
+/// An output spent by a block, from Bitcoin Core's undo data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentOutput {
+    /// The spent output.
+    pub output: TxOut,
+    /// Height of the block that created it.
+    pub height: u32,
+    /// Whether a coinbase created it.
+    pub is_coinbase: bool,
+}
+
 /// Bitcoin Core refused a block; `reason` is its reject reason and debug message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("block {hash} rejected: {reason}")]
@@ -210,6 +221,50 @@ impl Kernel {
             .consensus_encode()
             .map_err(|e| read_err(e.to_string()))?;
         deserialize(&bytes).map_err(|e| read_err(e.to_string()))
+    }
+
+    /// The outputs spent by the active-chain block at `height`, read from Bitcoin Core's undo
+    /// data: one list per non-coinbase transaction, in block order, each in input order.
+    pub fn spent_outputs_at(&self, height: u32) -> Result<Vec<Vec<SpentOutput>>, KernelError> {
+        if height == 0 {
+            // The genesis block spends nothing and has no undo data.
+            return Ok(Vec::new());
+        }
+        let read_err = |message: String| KernelError::ReadBlock { height, message };
+        let entry = usize::try_from(height)
+            .ok()
+            .and_then(|h| self.chainman.active_chain().at_height(h))
+            .ok_or_else(|| read_err("not in the active chain".into()))?;
+        let undo = self
+            .chainman
+            .read_spent_outputs(&entry)
+            .map_err(|e| read_err(e.to_string()))?;
+        (0..undo.count())
+            .map(|tx| {
+                let spent = undo
+                    .transaction_spent_outputs(tx)
+                    .map_err(|e| read_err(e.to_string()))?;
+                (0..spent.count())
+                    .map(|i| {
+                        let coin = spent.coin(i).map_err(|e| read_err(e.to_string()))?;
+                        let out = coin.output();
+                        let value = u64::try_from(out.value()).map_err(|_| {
+                            read_err(format!("negative spent value {}", out.value()))
+                        })?;
+                        Ok(SpentOutput {
+                            output: TxOut {
+                                value: bitcoin::Amount::from_sat(value),
+                                script_pubkey: bitcoin::ScriptBuf::from_bytes(
+                                    out.script_pubkey().to_bytes(),
+                                ),
+                            },
+                            height: coin.confirmation_height(),
+                            is_coinbase: coin.is_coinbase(),
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Submits a block. `Ok` means Bitcoin Core connected it and it is the new tip; on

@@ -14,7 +14,7 @@ use super::backend::{
     RejectionKind, TxStatus,
 };
 use super::index::{ChainIndex, NotOnTip, TxLocation};
-use super::kernel::{BlockRejected, Kernel, KernelError};
+use super::kernel::{BlockRejected, Kernel, KernelError, SpentOutput};
 use super::mempool::{Mempool, MempoolEntry};
 use super::mining::{
     assemble_block, next_block_time, AssembleError, BlockTemplate, COINBASE_WEIGHT_RESERVE,
@@ -343,6 +343,18 @@ impl RegtestChain {
     pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, ChainError> {
         match self.index.height_of(hash) {
             Some(height) => Ok(Some(self.kernel.block_at(height)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The outputs an active-chain block spends (Bitcoin Core's undo data): one list per
+    /// non-coinbase transaction, in input order.
+    pub fn spent_outputs(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<Vec<Vec<SpentOutput>>>, ChainError> {
+        match self.index.height_of(hash) {
+            Some(height) => Ok(Some(self.kernel.spent_outputs_at(height)?)),
             None => Ok(None),
         }
     }

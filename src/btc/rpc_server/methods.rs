@@ -76,7 +76,11 @@ pub async fn call(
                 .ok_or_else(|| RpcError::not_found("Block not found"))?;
             match verbosity {
                 0 => Ok(json!(serialize_hex(&block))),
-                1..=3 => Ok(views::block(&block, pos, verbosity, NETWORK)),
+                1 => Ok(views::block(&block, pos, verbosity, &[], NETWORK)),
+                2 | 3 => {
+                    let spent = chain.spent_outputs(&hash)?.unwrap_or_default();
+                    Ok(views::block(&block, pos, verbosity, &spent, NETWORK))
+                }
                 other => Err(RpcError::invalid_parameter(format!(
                     "Verbosity must be in range 0 to 3 (not {other})"
                 ))),

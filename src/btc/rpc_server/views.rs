@@ -6,6 +6,7 @@ use bitcoin::{Address, Amount, Block, BlockHash, Network, Script, Transaction};
 use serde_json::{json, Map, Value};
 
 use super::super::index::BlockEntry;
+use super::super::kernel::SpentOutput;
 
 /// An amount as Bitcoin Core prints it: a JSON number of BTC.
 pub fn btc(amount: Amount) -> Value {
@@ -166,8 +167,16 @@ pub fn header(pos: ChainPosition<'_>) -> Value {
     obj
 }
 
-/// A verbose block (`getblock` verbosity 1: txids; 2: decoded transactions).
-pub fn block(block: &Block, pos: ChainPosition<'_>, verbosity: i64, network: Network) -> Value {
+/// A verbose block (`getblock` verbosity 1: txids; 2: decoded transactions with their fee;
+/// 3: also each input's `prevout`). `spent` is the block's undo data, one list per
+/// non-coinbase transaction; fees and prevouts are left out where it is missing.
+pub fn block(
+    block: &Block,
+    pos: ChainPosition<'_>,
+    verbosity: i64,
+    spent: &[Vec<SpentOutput>],
+    network: Network,
+) -> Value {
     let mut obj = header(pos);
     obj["strippedsize"] = json!(pos.entry.stripped_size);
     obj["size"] = json!(pos.entry.size);
@@ -176,7 +185,29 @@ pub fn block(block: &Block, pos: ChainPosition<'_>, verbosity: i64, network: Net
         block
             .txdata
             .iter()
-            .map(|tx| transaction(tx, network))
+            .enumerate()
+            .map(|(i, tx)| {
+                let mut view = transaction(tx, network);
+                let prevouts = i.checked_sub(1).and_then(|u| spent.get(u));
+                if let Some(prevouts) = prevouts.filter(|p| p.len() == tx.input.len()) {
+                    let value_in: Amount = prevouts.iter().map(|p| p.output.value).sum();
+                    let value_out: Amount = tx.output.iter().map(|o| o.value).sum();
+                    if let Some(fee) = value_in.checked_sub(value_out) {
+                        view["fee"] = btc(fee);
+                    }
+                    if verbosity >= 3 {
+                        for (vin, prevout) in prevouts.iter().enumerate() {
+                            view["vin"][vin]["prevout"] = json!({
+                                "generated": prevout.is_coinbase,
+                                "height": prevout.height,
+                                "value": btc(prevout.output.value),
+                                "scriptPubKey": script_pubkey(&prevout.output.script_pubkey, network),
+                            });
+                        }
+                    }
+                }
+                view
+            })
             .collect()
     } else {
         block
