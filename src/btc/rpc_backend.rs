@@ -1,8 +1,12 @@
 //! The [`Backend`] trait over any Bitcoin Core node's JSON-RPC (or `fiamma regtest`).
 //!
 //! Calls go through `bitcoincore-rpc`, the client `bdk_bitcoind_rpc` uses, on tokio's
-//! blocking pool. Spent-by lookups for mined spends need no index on the node: the funding
-//! transaction's block is found with `getrawtransaction` and later blocks are scanned.
+//! blocking pool. Spent-by lookups for mined spends need no spent index on the node: the
+//! funding transaction's block is found with `getrawtransaction` and later blocks are scanned.
+//!
+//! Node requirements: Bitcoin Core 24 or later (`gettxspendingprevout`) running with
+//! `-txindex=1`, since without it `getrawtransaction` only finds mempool transactions and
+//! mined ones would read as unknown. `fiamma regtest` indexes every transaction.
 
 use std::sync::Arc;
 
