@@ -10,13 +10,16 @@
 //!   [`unbonding`], [`slashing`] (with [`rate::SlashingRate`]), [`spend`] (their shared input
 //!   rules);
 //! - signing: [`sighash`] (BIP-0341 tapscript sighash, BIP-0340 sign/verify), [`witness`]
-//!   (witness assembly for every path), [`pop`] and [`bip322`] (proof of possession);
+//!   (witness assembly for every path), [`pop`] and [`bip322`] (proof of possession),
+//!   [`bip340`] (the challenge and mod-n reduction the covenant and finality crates' own
+//!   Schnorr schemes share);
 //! - registration: [`params`] (versioned by BTC height), [`registration`] (what a staker
 //!   submits, and how to build it), [`delegation::validate_delegation`] (every rule, shared by
 //!   the node, the covenant daemon and the staker).
 
 pub mod account;
 pub mod bip322;
+pub mod bip340;
 pub mod context;
 pub mod delegation;
 pub mod identifiable;

@@ -1,11 +1,11 @@
 //! The three BIP-0340-style tagged hashes of the scheme: `tagged(tag, m) =
 //! sha256(sha256(tag) ‖ sha256(tag) ‖ m)`, with the tag prefix precomputed as a SHA-256 midstate.
+//! The challenge itself is the one `fiamma_staking::bip340` computes for EOTS as well.
 
 use bitcoin::hashes::{sha256, sha256t, Hash, HashEngine};
+use fiamma_staking::bip340;
 use secp256k1::Scalar;
 use zeroize::Zeroizing;
-
-use super::scalar::reduce_public;
 
 macro_rules! tag {
     ($name:ident, $tag:literal) => {
@@ -23,7 +23,6 @@ macro_rules! tag {
 
 tag!(AuxTag, "SchnorrAdaptor/aux");
 tag!(NonceTag, "SchnorrAdaptor/nonce");
-tag!(ChallengeTag, "BIP0340/challenge");
 
 fn tagged<T: sha256t::Tag>(parts: &[&[u8]]) -> [u8; 32] {
     let mut engine = T::engine();
@@ -54,8 +53,8 @@ pub(crate) fn nonce_hash(
 }
 
 /// The BIP-0340 challenge `e = tagged("BIP0340/challenge", R.x ‖ P.x ‖ m) mod n`.
-pub(crate) fn challenge(nonce_x: &[u8], signer_x: &[u8; 32], msg: &[u8; 32]) -> Scalar {
-    reduce_public(tagged::<ChallengeTag>(&[nonce_x, signer_x, msg]))
+pub(crate) fn challenge(nonce_x: &[u8; 32], signer_x: &[u8; 32], msg: &[u8; 32]) -> Scalar {
+    bip340::challenge(nonce_x, signer_x, msg).map_or(Scalar::ZERO, Scalar::from)
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ mod tests {
     use secp256k1::Parity;
 
     fn scalar(bytes: [u8; 32]) -> Scalar {
-        super::super::scalar::reduce_public(bytes)
+        fiamma_staking::bip340::reduce_mod_n(&bytes).map_or(Scalar::ZERO, Scalar::from)
     }
 
     proptest! {

@@ -1,47 +1,16 @@
 //! Scalars modulo the group order n, and wrappers that erase secret ones on drop.
 //!
-//! The `secp256k1` crate parses scalars only when they are already below n. A 32-byte hash
-//! is reduced here without any arithmetic of our own: a value v ≥ n is split as
-//! v = hi·2^128 + lo (both halves < n) and recombined with the library's scalar
-//! multiply-and-add, which works mod n.
+//! Reduction of 32-byte hashes mod n is `fiamma_staking::bip340::reduce_mod_n`, shared with the
+//! finality crate's EOTS; this module only wraps its result.
 
+use fiamma_staking::bip340::reduce_mod_n;
 use secp256k1::{Scalar, SecretKey};
-
-/// 2^128 as a scalar.
-fn two_pow_128() -> Scalar {
-    let mut bytes = [0u8; 32];
-    bytes[15] = 1;
-    // Infallible: 2^128 < n.
-    Scalar::from_be_bytes(bytes).expect("2^128 is below the group order")
-}
 
 /// `bytes mod n` as a non-zero secret scalar, or `None` when it is zero.
 ///
 /// The common case (bytes < n, probability 1 − 2^-128) is a constant-time parse.
 pub(crate) fn reduce_secret(bytes: &[u8; 32]) -> Option<SecretScalar> {
-    if let Ok(key) = SecretKey::from_slice(bytes) {
-        return Some(SecretScalar(key));
-    }
-    // Either bytes == 0 or bytes ≥ n.
-    let mut hi = [0u8; 32];
-    hi[16..].copy_from_slice(&bytes[..16]);
-    let mut lo = [0u8; 32];
-    lo[16..].copy_from_slice(&bytes[16..]);
-    // Both halves are below 2^128 < n, so they parse; hi is zero only when bytes < 2^128,
-    // which (parsing having failed) means bytes == 0.
-    let hi = SecretKey::from_slice(&hi).ok()?;
-    let lo = Scalar::from_be_bytes(lo).ok()?;
-    // hi·2^128 is non-zero (n is prime); adding lo fails only when the sum is 0 mod n.
-    let sum = hi.mul_tweak(&two_pow_128()).ok()?.add_tweak(&lo).ok()?;
-    Some(SecretScalar(sum))
-}
-
-/// `bytes mod n` for public values such as the BIP-0340 challenge; may be zero.
-pub(crate) fn reduce_public(bytes: [u8; 32]) -> Scalar {
-    match Scalar::from_be_bytes(bytes) {
-        Ok(s) => s,
-        Err(_) => reduce_secret(&bytes).map_or(Scalar::ZERO, |s| s.to_tweak().0),
-    }
+    reduce_mod_n(bytes).map(SecretScalar)
 }
 
 /// A non-zero secret scalar; overwritten when dropped.
@@ -99,11 +68,7 @@ impl Drop for SecretTweak {
 mod tests {
     use super::*;
 
-    const N: [u8; 32] = [
-        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-        0xFE, 0xBA, 0xAE, 0xDC, 0xE6, 0xAF, 0x48, 0xA0, 0x3B, 0xBF, 0xD2, 0x5E, 0x8C, 0xD0, 0x36,
-        0x41, 0x41,
-    ];
+    use secp256k1::constants::CURVE_ORDER as N;
 
     fn hex32(s: &str) -> [u8; 32] {
         let mut out = [0u8; 32];
@@ -113,28 +78,16 @@ mod tests {
     }
 
     #[test]
-    fn values_below_n_are_unchanged() {
+    fn reduction_is_mod_n_and_zero_is_none() {
         let v = hex32("1234");
-        assert_eq!(reduce_public(v).to_be_bytes(), v);
         assert_eq!(reduce_secret(&v).unwrap().key().secret_bytes(), v);
-    }
-
-    #[test]
-    fn n_reduces_to_zero() {
-        assert_eq!(reduce_public(N), Scalar::ZERO);
         assert!(reduce_secret(&N).is_none());
         assert!(reduce_secret(&[0u8; 32]).is_none());
-    }
-
-    #[test]
-    fn values_above_n_wrap_once() {
         let mut n_plus_5 = N;
         n_plus_5[31] += 5;
-        assert_eq!(reduce_public(n_plus_5).to_be_bytes(), hex32("05"));
-        // (2^256 − 1) mod n = 2^256 − 1 − n.
         assert_eq!(
-            reduce_public([0xFF; 32]).to_be_bytes(),
-            hex32("014551231950b75fc4402da1732fc9bebe")
+            reduce_secret(&n_plus_5).unwrap().key().secret_bytes(),
+            hex32("05")
         );
     }
 

@@ -125,6 +125,14 @@ impl AdaptorSignature {
         &self.encoded[1..33]
     }
 
+    /// `R0.x` as an array, the form the BIP-0340 challenge takes.
+    pub(crate) fn nonce_x_array(&self) -> [u8; 32] {
+        let mut x = [0u8; 32];
+        // Both sides are 32 bytes by construction, so the copy cannot panic.
+        x.copy_from_slice(self.nonce_x());
+        x
+    }
+
     /// The scalar `s'`.
     pub fn s_hat(&self) -> &Scalar {
         &self.s_hat

@@ -47,7 +47,7 @@ impl AdaptorSignature {
         msg: &[u8; 32],
         encryption_key: &EncryptionKey,
     ) -> Result<(), EncVerifyError> {
-        let e = challenge(self.nonce_x(), signer.x_bytes(), msg);
+        let e = challenge(&self.nonce_x_array(), signer.x_bytes(), msg);
         let r = s_g_minus_e_p(self.s_hat(), &e, signer.even_point(), signer.recovery())
             .ok_or_else(|| EncVerifyError::NonceInfinity {
                 signature: self.to_string(),

@@ -1,10 +1,11 @@
 //! Key extraction from two EOTS signatures with the same randomness.
 
 use bitcoin::hashes::{sha256, Hash};
+use fiamma_staking::bip340::challenge;
 use secp256k1::{SecretKey, XOnlyPublicKey, SECP256K1};
 
 use super::scalar;
-use super::{challenge, PublicRandomness, Signature};
+use super::{PublicRandomness, Signature};
 
 /// Recovers the signer's secret key from two signatures with the same public randomness on
 /// different messages: x = (s1 − s2) / (e1 − e2) mod n.

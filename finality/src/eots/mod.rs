@@ -15,26 +15,9 @@ pub use derive::derive_secret_randomness;
 pub use extract::{extract, ExtractError};
 pub use sign::{sign, verify, VerifyError};
 
-use bitcoin::hashes::{sha256t_hash_newtype, Hash, HashEngine};
 use secp256k1::{PublicKey, SecretKey, SECP256K1};
 
 use crate::secret::Secret;
-
-sha256t_hash_newtype! {
-    pub(crate) struct ChallengeTag = hash_str("BIP0340/challenge");
-
-    /// BIP-0340 challenge hash `tagged("BIP0340/challenge", R.x ‖ P.x ‖ m)`.
-    pub(crate) struct ChallengeHash(_);
-}
-
-/// e = tagged("BIP0340/challenge", R.x ‖ P.x ‖ h) mod n.
-pub(crate) fn challenge(r_x: &[u8; 32], p_x: &[u8; 32], h: &[u8; 32]) -> scalar::ModN {
-    let mut engine = ChallengeHash::engine();
-    engine.input(r_x);
-    engine.input(p_x);
-    engine.input(h);
-    scalar::reduce(&ChallengeHash::from_engine(engine).to_byte_array())
-}
 
 /// The secret randomness k of one round (0 < k < n). Erased on drop; not `Clone`, because a
 /// value used for two different messages gives the key away.

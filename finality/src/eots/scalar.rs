@@ -1,5 +1,6 @@
 //! Arithmetic modulo the group order n, expressed through the `secp256k1` crate's secret-key
-//! tweaks so that every multiplication and addition runs in libsecp256k1.
+//! tweaks so that every multiplication and addition runs in libsecp256k1. Reducing a hash mod n
+//! is `fiamma_staking::bip340::reduce_mod_n`, whose `Option<SecretKey>` is this module's `ModN`.
 //!
 //! The crate's `SecretKey` cannot hold zero, so a scalar that may be zero is an
 //! `Option<SecretKey>` with `None` standing for zero. That makes every operation here total: the
@@ -16,34 +17,11 @@ const N_MINUS_2: [u8; 32] = [
     0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x3f,
 ];
 
-/// 2^255, which is below n and therefore a valid nonzero scalar.
-const TWO_POW_255: [u8; 32] = {
-    let mut b = [0u8; 32];
-    b[0] = 0x80;
-    b
-};
-
 /// Parses a big-endian scalar that must be below n (as BIP-0340 requires of `s`).
 /// Returns `None` when the value is n or above, `Some(None)` for zero.
 pub(crate) fn parse_canonical(bytes: &[u8; 32]) -> Option<ModN> {
     Scalar::from_be_bytes(*bytes).ok()?;
     Some(SecretKey::from_slice(bytes).ok())
-}
-
-/// Interprets 32 big-endian bytes as an integer and reduces it modulo n (as BIP-0340 does with
-/// the challenge hash).
-pub(crate) fn reduce(bytes: &[u8; 32]) -> ModN {
-    if let Some(canonical) = parse_canonical(bytes) {
-        return canonical;
-    }
-    // The value is in [n, 2^256), so its top bit is set: value = low + 2^255 with
-    // low = value − 2^255 in [n − 2^255, 2^255), a nonzero scalar below n.
-    let mut low = *bytes;
-    low[0] &= 0x7f;
-    add(
-        SecretKey::from_slice(&low).ok(),
-        SecretKey::from_slice(&TWO_POW_255).ok(),
-    )
 }
 
 /// The big-endian encoding; zero encodes as 32 zero bytes.
@@ -101,24 +79,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn scalar(bytes: [u8; 32]) -> ModN {
-        reduce(&bytes)
-    }
-
-    #[test]
-    fn reduce_wraps_values_at_and_above_n() {
-        let mut n = N_MINUS_2;
-        n[31] += 2;
-        assert_eq!(reduce(&n), None);
-        let mut n_plus_5 = n;
-        n_plus_5[31] += 5;
-        assert_eq!(to_bytes(reduce(&n_plus_5))[31], 5);
-        assert_eq!(to_bytes(reduce(&n_plus_5))[..31], [0u8; 31]);
-        let max = [0xff; 32];
-        // (2^256 − 1) mod n = 2^256 − 1 − n
-        let expected =
-            hex::decode("000000000000000000000000000000014551231950b75fc4402da1732fc9bebe")
-                .unwrap();
-        assert_eq!(to_bytes(reduce(&max)).to_vec(), expected);
+        fiamma_staking::bip340::reduce_mod_n(&bytes)
     }
 
     #[test]

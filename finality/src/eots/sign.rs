@@ -1,10 +1,11 @@
 //! EOTS signing and verification.
 
 use bitcoin::hashes::{sha256, Hash};
+use fiamma_staking::bip340::challenge;
 use secp256k1::{Keypair, Message, Parity, PublicKey, XOnlyPublicKey, SECP256K1};
 
 use super::scalar::{self, ModN};
-use super::{challenge, PublicRandomness, SecretRandomness, Signature};
+use super::{PublicRandomness, SecretRandomness, Signature};
 
 /// Signs `msg` with the verifier key and one round's secret randomness:
 /// h = sha256(msg); d and k are negated where P or R = kG has odd y;
