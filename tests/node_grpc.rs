@@ -310,3 +310,48 @@ async fn health_and_reflection_are_served(pool: PgPool) {
         "{names:?}"
     );
 }
+
+#[sqlx::test]
+async fn concurrent_covenant_signatures_reach_quorum_exactly_once(pool: PgPool) {
+    let mut node = start(pool).await;
+    let verifier = keypair(10);
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("verifier");
+    let reg = registration(20, xonly(&verifier), 1);
+    node.client
+        .create_delegation(delegation_request(&reg))
+        .await
+        .expect("registered");
+    // All nine members at once: the ones below the quorum take the row lock only, the one
+    // that reaches it takes the ordered path; exactly one VERIFIED transition results.
+    let tasks: Vec<_> = (0..COMMITTEE)
+        .map(|m| {
+            let mut client = node.client.clone();
+            let request = covenant_request(&reg, &covenant(m), xonly(&verifier));
+            tokio::spawn(async move { client.add_covenant_sigs(request).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(
+            t.await
+                .expect("task")
+                .expect("accepted")
+                .into_inner()
+                .signatures,
+        );
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=u32::from(COMMITTEE)).collect::<Vec<_>>());
+    let txid = reg.staking_tx.compute_txid().to_string();
+    assert_eq!(
+        status_of(&mut node.client, &txid).await,
+        pb::DelegationStatus::Verified
+    );
+    let stored = all_delegations(&mut node.client).await;
+    assert_eq!(stored[0].covenant_sigs.len(), usize::from(COMMITTEE));
+    // Events: verifier, registration, one PENDING -> VERIFIED.
+    assert_eq!(last_event(&mut node.client).await, 3);
+}

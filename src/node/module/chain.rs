@@ -36,7 +36,7 @@ impl StakingModule {
         .await?;
         let tip = update.tip_height;
         for (staking_txid, spender) in &update.spends {
-            let Some(mut d) = tx.delegation(staking_txid).await? else {
+            let Some(mut d) = tx.lock_delegation(staking_txid).await? else {
                 continue;
             };
             if let Some(t) = d.state.observe_spend(tip) {
@@ -46,7 +46,7 @@ impl StakingModule {
             }
         }
         for (staking_txid, height) in &update.inclusions {
-            let Some(mut d) = tx.delegation(staking_txid).await? else {
+            let Some(mut d) = tx.lock_delegation(staking_txid).await? else {
                 continue;
             };
             if d.state.start_height().is_some() || d.state.status().is_terminal() {

@@ -136,25 +136,35 @@ impl StakingModule {
             .clone()
             .add_covenant_signatures(sigs.covenant_pk, &rules(params), tip)?;
         self.verify_covenant_sigs(&d, params, &sigs)?;
-
-        let mut tx = self.store.begin().await?;
+        let stored = CovenantSigs {
+            covenant_pk: sigs.covenant_pk,
+            slashing_adaptor_sig: sigs.slashing.to_bytes().to_vec(),
+            unbonding_sig: sigs.unbonding.as_ref().to_vec(),
+            unbonding_slashing_adaptor_sig: sigs.unbonding_slashing.to_bytes().to_vec(),
+        };
+        // A signature that changes no status commutes with every other message: apply it
+        // under the delegation's row lock only. One that does (the quorum) needs the ordered
+        // path, taken afresh so the locks follow the global order (node_state, then row).
+        let mut tx = self.store.begin_unordered().await?;
         let mut d = tx
-            .delegation(staking_txid)
+            .lock_delegation(staking_txid)
             .await?
             .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
-        let added = d
-            .state
-            .add_covenant_signatures(sigs.covenant_pk, &rules(params), tx.tip())?;
-        tx.insert_covenant_sigs(
-            staking_txid,
-            &CovenantSigs {
-                covenant_pk: sigs.covenant_pk,
-                slashing_adaptor_sig: sigs.slashing.to_bytes().to_vec(),
-                unbonding_sig: sigs.unbonding.as_ref().to_vec(),
-                unbonding_slashing_adaptor_sig: sigs.unbonding_slashing.to_bytes().to_vec(),
-            },
-        )
-        .await?;
+        let mut added =
+            d.state
+                .add_covenant_signatures(sigs.covenant_pk, &rules(params), tx.tip())?;
+        if !added.transitions.is_empty() {
+            drop(tx);
+            tx = self.store.begin().await?;
+            d = tx
+                .lock_delegation(staking_txid)
+                .await?
+                .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
+            added = d
+                .state
+                .add_covenant_signatures(sigs.covenant_pk, &rules(params), tx.tip())?;
+        }
+        tx.insert_covenant_sigs(staking_txid, &stored).await?;
         tx.save_state(staking_txid, &d.state, None).await?;
         tx.record_transitions(
             staking_txid,
@@ -265,7 +275,7 @@ impl StakingModule {
     ) -> Result<(DelegationStatus, Option<u32>, Option<u32>), InclusionProofError> {
         let mut tx = self.store.begin().await?;
         let mut d = tx
-            .delegation(staking_txid)
+            .lock_delegation(staking_txid)
             .await?
             .ok_or(InclusionProofError::UnknownDelegation(*staking_txid))?;
         let registered = d.registration.params_version;

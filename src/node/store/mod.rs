@@ -55,6 +55,12 @@ pub enum StoreError {
         /// What was looked for.
         what: String,
     },
+    /// An unordered write tried to append events (a bug in the caller).
+    #[error("an unordered write transaction tried to append {events} events")]
+    EventsWithoutOrder {
+        /// How many.
+        events: usize,
+    },
     /// The params file changed a version the database already holds.
     #[error(
         "params version {version} differs from the one recorded in the database; a recorded \
@@ -142,9 +148,14 @@ impl Store {
         Ok(())
     }
 
-    /// Begins a write transaction; it waits for any other writer to finish.
+    /// Begins an ordered write transaction; it waits for any other ordered writer to finish.
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
         WriteTx::begin(&self.pool).await
+    }
+
+    /// Begins an unordered write transaction: no node-wide lock, no events (see [`WriteTx`]).
+    pub async fn begin_unordered(&self) -> Result<WriteTx, StoreError> {
+        WriteTx::begin_unordered(&self.pool).await
     }
 
     /// The node's recorded BTC tip (height 0 and no hash before the first block is followed).

@@ -276,13 +276,14 @@ pub(crate) async fn pending_for_covenant(
     delegations_with_sigs(conn, rows).await
 }
 
-/// Every delegation that has not ended, ordered by staking txid.
+/// Every delegation that has not ended, ordered by staking txid; inside a transaction their
+/// rows stay locked until it ends.
 pub(crate) async fn open_delegations(
     conn: &mut PgConnection,
 ) -> Result<Vec<Delegation>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {DELEGATION_COLUMNS} FROM delegations \
-         WHERE status IN ('PENDING', 'VERIFIED', 'ACTIVE') ORDER BY staking_txid"
+         WHERE status IN ('PENDING', 'VERIFIED', 'ACTIVE') ORDER BY staking_txid FOR UPDATE"
     ))
     .fetch_all(&mut *conn)
     .await?;

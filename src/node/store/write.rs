@@ -1,8 +1,12 @@
 //! One message applied as one database transaction.
 //!
-//! [`WriteTx`] locks the single `node_state` row when it begins, so writers apply one at a
-//! time in a single order, and the events they append get consecutive sequence numbers in
-//! commit order. Dropping a [`WriteTx`] without [`WriteTx::commit`] rolls everything back.
+//! An *ordered* [`WriteTx`] locks the single `node_state` row when it begins, so ordered
+//! writers apply one at a time in a single order, and the events they append get consecutive
+//! sequence numbers in commit order. An *unordered* one takes no node-wide lock and may not
+//! append events: it serves changes that commute with everything else except writes to the
+//! same delegation, which its row lock ([`WriteTx::lock_delegation`]) serializes. Locks are
+//! always taken `node_state` first, then delegation rows, so the two kinds cannot deadlock.
+//! Dropping a [`WriteTx`] without [`WriteTx::commit`] rolls everything back.
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::XOnlyPublicKey;
@@ -23,6 +27,7 @@ pub struct WriteTx {
     tip: u32,
     last_seq: u64,
     events: Vec<Event>,
+    ordered: bool,
 }
 
 impl WriteTx {
@@ -38,6 +43,19 @@ impl WriteTx {
             tip,
             last_seq,
             events: Vec::new(),
+            ordered: true,
+        })
+    }
+
+    pub(super) async fn begin_unordered(pool: &sqlx::PgPool) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await?;
+        let tip = read_tip(&mut tx).await?;
+        Ok(WriteTx {
+            tx,
+            tip,
+            last_seq: 0,
+            events: Vec::new(),
+            ordered: false,
         })
     }
 
@@ -57,6 +75,27 @@ impl WriteTx {
         &mut self,
         staking_txid: &Txid,
     ) -> Result<Option<Delegation>, StoreError> {
+        read::delegation(&mut self.tx, staking_txid).await
+    }
+
+    /// Locks one delegation's row until commit and reads it with its signatures as committed
+    /// by then. In an unordered transaction the tip is re-read too, since waiting for the
+    /// lock may have let a chain update commit.
+    pub async fn lock_delegation(
+        &mut self,
+        staking_txid: &Txid,
+    ) -> Result<Option<Delegation>, StoreError> {
+        let found =
+            sqlx::query("SELECT 1 AS one FROM delegations WHERE staking_txid = $1 FOR UPDATE")
+                .bind(staking_txid.as_byte_array().as_slice())
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        if !self.ordered {
+            self.tip = read_tip(&mut self.tx).await?;
+        }
         read::delegation(&mut self.tx, staking_txid).await
     }
 
@@ -285,7 +324,18 @@ impl WriteTx {
     }
 
     /// Writes the events and commits; returns the events, now durable, for publishing.
+    /// An unordered transaction with events is refused (and rolled back): events need the
+    /// node-wide order.
     pub async fn commit(mut self) -> Result<Vec<Event>, StoreError> {
+        if !self.ordered {
+            if !self.events.is_empty() {
+                return Err(StoreError::EventsWithoutOrder {
+                    events: self.events.len(),
+                });
+            }
+            self.tx.commit().await?;
+            return Ok(Vec::new());
+        }
         for e in &self.events {
             insert_event(&mut self.tx, e).await?;
         }
@@ -296,6 +346,13 @@ impl WriteTx {
         self.tx.commit().await?;
         Ok(self.events)
     }
+}
+
+async fn read_tip(tx: &mut Transaction<'static, Postgres>) -> Result<u32, StoreError> {
+    let row = sqlx::query("SELECT tip_height FROM node_state")
+        .fetch_one(&mut **tx)
+        .await?;
+    uint("tip_height", row.try_get("tip_height")?)
 }
 
 fn seq_column(value: u64) -> Result<i64, StoreError> {
