@@ -115,4 +115,15 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn an_unusable_prefix_is_refused_by_name() {
+        let account = Account([7; 20]);
+        for hrp in ["", "b b", "bbn\u{e9}"] {
+            assert_eq!(
+                account.to_bech32(hrp),
+                Err(AccountError::BadHrp(hrp.to_owned()))
+            );
+        }
+    }
 }

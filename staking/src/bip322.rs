@@ -297,4 +297,39 @@ mod tests {
             Err(Bip322Error::UnsupportedAddress(_))
         ));
     }
+
+    #[test]
+    fn unparsable_items_name_the_item() {
+        let kp = keypair(4);
+        let msg = b"m";
+        let what = |result: Result<(), Bip322Error>| match result {
+            Err(Bip322Error::Malformed { what, .. }) => what,
+            other => panic!("expected a malformed item, got {other:?}"),
+        };
+        let wpkh = p2wpkh_script(&kp);
+        let good = sign_p2wpkh(&kp, msg);
+        let good_sig = good.nth(0).unwrap().to_vec();
+        let bad_key = Witness::from_slice(&[good_sig, vec![0x05; 33]]);
+        assert_eq!(what(verify_simple(&wpkh, msg, &bad_key)), "public key");
+        let bad_sig =
+            Witness::from_slice(&[vec![0x30, 0x01], kp.public_key().serialize().to_vec()]);
+        assert_eq!(what(verify_simple(&wpkh, msg, &bad_sig)), "ecdsa signature");
+
+        let tr = p2tr_script(kp.x_only_public_key().0);
+        let short = Witness::from_slice(&[vec![1u8; 63]]);
+        assert_eq!(what(verify_simple(&tr, msg, &short)), "schnorr signature");
+        // A 65-byte signature whose sighash-type byte is not a defined type.
+        let mut typed = sign_p2tr(&kp, msg).nth(0).unwrap().to_vec();
+        typed.push(0x04);
+        let typed = Witness::from_slice(&[typed]);
+        assert_eq!(what(verify_simple(&tr, msg, &typed)), "schnorr signature");
+        // A witness v1 program of 32 bytes that is not an x coordinate on the curve.
+        let mut off_curve = vec![0x51, 0x20];
+        off_curve.extend_from_slice(&[0xff; 32]);
+        let off_curve = ScriptBuf::from_bytes(off_curve);
+        assert_eq!(
+            what(verify_simple(&off_curve, msg, &sign_p2tr(&kp, msg))),
+            "output key"
+        );
+    }
 }
