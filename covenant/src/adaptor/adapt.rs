@@ -89,3 +89,79 @@ impl AdaptorSignature {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adaptor::enc_sign;
+    use secp256k1::{Keypair, SECP256K1};
+
+    /// Pre-signatures with an even and an odd R0 (keys chosen so that both parities occur).
+    fn presigs() -> Vec<(AdaptorSignature, DecryptionKey)> {
+        let mut out = Vec::new();
+        for byte in 1u8..=12 {
+            let d = Keypair::from_seckey_slice(SECP256K1, &[byte; 32]).unwrap();
+            let t = DecryptionKey::from_slice(&[byte + 100; 32]).unwrap();
+            let presig = enc_sign(&d, &t.encryption_key(), &[byte; 32], &[0; 32]).unwrap();
+            out.push((presig, t));
+        }
+        let parities: Vec<Parity> = out.iter().map(|(p, _)| p.r0_parity()).collect();
+        assert!(parities.contains(&Parity::Even) && parities.contains(&Parity::Odd));
+        out
+    }
+
+    fn schnorr(r: &[u8], s: &[u8]) -> Signature {
+        Signature::from_slice(&[r, s].concat()).unwrap()
+    }
+
+    #[test]
+    fn the_key_that_cancels_s_hat_is_refused() {
+        for (presig, _) in presigs() {
+            let s_hat = SecretKey::from_slice(&presig.s_hat().to_be_bytes()).unwrap();
+            // s = s' + t for even R0 and s' − t for odd: t = ∓s' gives s = 0.
+            let t = match presig.r0_parity() {
+                Parity::Even => s_hat.negate(),
+                Parity::Odd => s_hat,
+            };
+            assert_eq!(
+                presig.decrypt(&DecryptionKey::from_secret_key(t)),
+                Err(DecryptError::ScalarZero {
+                    signature: presig.to_string()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn extract_refuses_signatures_that_are_not_this_presignature_decrypted() {
+        let all = presigs();
+        let (presig, t) = &all[0];
+        let (other, other_t) = &all[1];
+        let sig = presig.decrypt(t).unwrap();
+        let s = &sig.as_ref()[32..];
+
+        let foreign = other.decrypt(other_t).unwrap();
+        assert_eq!(
+            presig.extract(&schnorr(&foreign.as_ref()[..32], s)).err(),
+            Some(ExtractError::NonceMismatch {
+                signature_r: hex::encode(&foreign.as_ref()[..32]),
+                presig_r: hex::encode(presig.nonce_x()),
+            })
+        );
+        assert_eq!(
+            presig
+                .extract(&schnorr(presig.nonce_x(), &[0xff; 32]))
+                .err(),
+            Some(ExtractError::ScalarOutOfRange(hex::encode([0xff; 32])))
+        );
+        let s_hat = presig.s_hat().to_be_bytes();
+        assert_eq!(
+            presig.extract(&schnorr(presig.nonce_x(), &s_hat)).err(),
+            Some(ExtractError::KeyZero(hex::encode(s_hat)))
+        );
+        assert_eq!(
+            presig.extract(&sig).unwrap().to_secret_key(),
+            t.to_secret_key()
+        );
+    }
+}
