@@ -252,6 +252,21 @@ fn slasher_refuses_what_would_not_confirm() {
         slash(&stranger, &covenant_sigs, &d.staker_slashing_sig),
         Err(SlashError::NotAVerifier(_))
     ));
+    let mut no_input = d.slashing_tx.clone();
+    no_input.input.clear();
+    assert_eq!(
+        signed_slashing_tx(
+            &d.verifier_secret,
+            &d.keys,
+            &sighashes,
+            which,
+            &no_input,
+            &covenant_sigs,
+            &d.staker_slashing_sig,
+            &mut rng(),
+        ),
+        Err(SlashError::NoInput(which))
+    );
 }
 
 fn key(i: u8) -> SecretKey {
