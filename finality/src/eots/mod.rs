@@ -127,3 +127,44 @@ impl Signature {
 }
 
 hex_formatting!(Signature);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secp256k1::constants::CURVE_ORDER;
+    use secp256k1::Scalar;
+
+    #[test]
+    fn secret_randomness_must_be_a_nonzero_scalar_below_n() {
+        let mut n_minus_1 = CURVE_ORDER;
+        n_minus_1[31] -= 1;
+        let mut n_plus_1 = CURVE_ORDER;
+        n_plus_1[31] += 1;
+        for bad in [[0; 32], CURVE_ORDER, n_plus_1, [0xff; 32]] {
+            assert_eq!(
+                SecretRandomness::from_byte_array(bad).map(|k| k.public()),
+                Err(InvalidSecretRandomness),
+                "{}",
+                hex::encode(bad)
+            );
+        }
+        let k = SecretRandomness::from_byte_array(n_minus_1).unwrap();
+        // n − 1 = −1, so kG = −G, whose x coordinate is G's.
+        let one = SecretRandomness::from_byte_array(Scalar::ONE.to_be_bytes()).unwrap();
+        assert_eq!(k.public(), one.public());
+    }
+
+    #[test]
+    fn the_schnorr_form_is_pr_then_s_and_the_hex_forms_name_the_type() {
+        let pr = PublicRandomness::from_byte_array([1; 32]);
+        let sig = Signature::from_byte_array([2; 32]);
+        let schnorr = sig.to_schnorr(&pr);
+        assert_eq!(schnorr.as_ref()[..32], [1; 32]);
+        assert_eq!(schnorr.as_ref()[32..], [2; 32]);
+        assert_eq!(format!("{pr}"), "01".repeat(32));
+        assert_eq!(
+            format!("{sig:?}"),
+            format!("Signature({})", "02".repeat(32))
+        );
+    }
+}
