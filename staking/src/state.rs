@@ -314,15 +314,14 @@ impl DelegationState {
             && self.record.ended_height.is_none_or(|e| h < e)
     }
 
-    /// Counts `member`'s signatures, which the caller has verified against the delegation's
-    /// transactions. At the quorum the delegation becomes VERIFIED and, if its inclusion is
-    /// already recorded, is advanced at `tip` at once.
-    pub fn add_covenant_signatures(
-        &mut self,
+    /// Whether [`add_covenant_signatures`](Self::add_covenant_signatures) would count
+    /// `member`: still PENDING or VERIFIED, a committee member, not signed yet. Lets a caller
+    /// refuse before it spends time verifying signatures.
+    pub fn check_covenant_signer(
+        &self,
         member: XOnlyPublicKey,
         rules: &Rules<'_>,
-        tip: u32,
-    ) -> Result<CovenantSigsAdded, AddCovenantSigsError> {
+    ) -> Result<(), AddCovenantSigsError> {
         let status = self.record.status;
         if !matches!(
             status,
@@ -333,9 +332,24 @@ impl DelegationState {
         if !rules.covenant_pks.contains(&member) {
             return Err(AddCovenantSigsError::NotInCommittee { member });
         }
-        if !self.record.covenant_signers.insert(member) {
+        if self.record.covenant_signers.contains(&member) {
             return Err(AddCovenantSigsError::AlreadySigned { member });
         }
+        Ok(())
+    }
+
+    /// Counts `member`'s signatures, which the caller has verified against the delegation's
+    /// transactions. At the quorum the delegation becomes VERIFIED and, if its inclusion is
+    /// already recorded, is advanced at `tip` at once.
+    pub fn add_covenant_signatures(
+        &mut self,
+        member: XOnlyPublicKey,
+        rules: &Rules<'_>,
+        tip: u32,
+    ) -> Result<CovenantSigsAdded, AddCovenantSigsError> {
+        self.check_covenant_signer(member, rules)?;
+        let status = self.record.status;
+        self.record.covenant_signers.insert(member);
         let signatures = u32::try_from(self.record.covenant_signers.len()).unwrap_or(u32::MAX);
         let mut transitions = Vec::new();
         if status == DelegationStatus::Pending && signatures >= rules.covenant_quorum {

@@ -131,10 +131,8 @@ impl StakingModule {
             .await?
             .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
         let params = self.params_of(&d)?;
-        let (tip, _) = self.store.tip().await?;
         d.state
-            .clone()
-            .add_covenant_signatures(sigs.covenant_pk, &rules(params), tip)?;
+            .check_covenant_signer(sigs.covenant_pk, &rules(params))?;
         self.verify_covenant_sigs(&d, params, &sigs)?;
         let stored = CovenantSigs {
             covenant_pk: sigs.covenant_pk,
