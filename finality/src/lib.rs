@@ -8,6 +8,5 @@ pub mod eots;
 pub mod merkle;
 pub mod round;
 pub mod rounds;
-mod secret;
 pub mod vote;
 pub mod zk;

@@ -17,17 +17,18 @@ pub use sign::{sign, verify, VerifyError};
 
 use secp256k1::{PublicKey, SecretKey, SECP256K1};
 
-use crate::secret::Secret;
-
 /// The secret randomness k of one round (0 < k < n). Erased on drop; not `Clone`, because a
-/// value used for two different messages gives the key away.
-#[derive(Debug)]
-pub struct SecretRandomness(Secret);
+/// value used for two different messages gives the key away; `Debug` does not print it.
+///
+/// `SecretKey` is `Copy` and has no `zeroize`, so the erase on drop uses the `secp256k1`
+/// crate's volatile `non_secure_erase`; copies handed to libsecp256k1 calls are short-lived
+/// locals, erased by the callers where they hold them.
+pub struct SecretRandomness(SecretKey);
 
 impl SecretRandomness {
     /// Wraps k. Any valid secret key is valid randomness.
     pub fn new(k: SecretKey) -> Self {
-        SecretRandomness(Secret::new(k))
+        SecretRandomness(k)
     }
 
     /// Parses k from 32 big-endian bytes.
@@ -42,12 +43,24 @@ impl SecretRandomness {
 
     /// The public randomness `pr = x(kG)` that commits to this value.
     pub fn public(&self) -> PublicRandomness {
-        let (x, _) = PublicKey::from_secret_key(SECP256K1, self.0.key()).x_only_public_key();
+        let (x, _) = PublicKey::from_secret_key(SECP256K1, &self.0).x_only_public_key();
         PublicRandomness(x.serialize())
     }
 
     pub(crate) fn key(&self) -> &SecretKey {
-        self.0.key()
+        &self.0
+    }
+}
+
+impl Drop for SecretRandomness {
+    fn drop(&mut self) {
+        self.0.non_secure_erase();
+    }
+}
+
+impl std::fmt::Debug for SecretRandomness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretRandomness(..)")
     }
 }
 
@@ -152,6 +165,12 @@ mod tests {
         // n − 1 = −1, so kG = −G, whose x coordinate is G's.
         let one = SecretRandomness::from_byte_array(Scalar::ONE.to_be_bytes()).unwrap();
         assert_eq!(k.public(), one.public());
+    }
+
+    #[test]
+    fn debug_does_not_print_the_secret() {
+        let k = SecretRandomness::from_byte_array([0x2a; 32]).unwrap();
+        assert_eq!(format!("{k:?}"), "SecretRandomness(..)");
     }
 
     #[test]
