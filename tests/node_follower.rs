@@ -254,3 +254,98 @@ async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool)
     chain.mine(1, &anyone()).await.expect("mines");
     assert_eq!(again.step().await.expect("follows"), Some(119));
 }
+
+#[sqlx::test]
+async fn an_inclusion_proof_activates_against_the_followed_header_chain(pool: PgPool) {
+    let mut node = start(pool).await;
+    let chain = EmbeddedBackend::new(RegtestChain::in_memory().expect("embedded chain"));
+    let mined = chain.mine(101, &anyone()).await.expect("mines");
+    let block = chain
+        .block(&mined.hashes[0])
+        .await
+        .expect("backend")
+        .expect("block");
+    let coinbase = &block.txdata[0];
+    let verifier = keypair(10);
+    let staker = keypair(20);
+    let staking_tx = funded_staking_tx(
+        OutPoint::new(coinbase.compute_txid(), 0),
+        coinbase.output[0].value,
+        &staker,
+        xonly(&verifier),
+        1000,
+    );
+    // The staking transaction is mined (3 blocks deep) before the delegation registers, so
+    // the follower has synced the headers but has nothing to record.
+    chain.broadcast(&staking_tx).await.expect("accepted");
+    let included = chain.mine(3, &anyone()).await.expect("mines").hashes[0];
+    let follower = Follower::new(
+        Arc::new(chain.clone()) as Arc<dyn Backend>,
+        node.module.clone(),
+        bitcoin::Network::Regtest,
+    );
+    assert_eq!(follower.step().await.expect("follows"), Some(104));
+
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("verifier");
+    let reg = registration_of(20, xonly(&verifier), staking_tx, 1000);
+    node.client
+        .create_delegation(delegation_request(&reg))
+        .await
+        .expect("registered");
+    for member in 0..QUORUM as u8 {
+        node.client
+            .add_covenant_sigs(covenant_request(&reg, &covenant(member), xonly(&verifier)))
+            .await
+            .expect("co-signed");
+    }
+    let block = chain
+        .block(&included)
+        .await
+        .expect("backend")
+        .expect("block");
+    let txids: Vec<_> = block.txdata.iter().map(|t| t.compute_txid()).collect();
+    let index = txids
+        .iter()
+        .position(|t| *t == reg.staking_tx.compute_txid())
+        .expect("in the block");
+    let proof = |index: usize| {
+        let branch = fiamma_staking::light_client::MerkleBranch::from_txids(&txids, index as u32)
+            .expect("branch");
+        pb::AddInclusionProofRequest {
+            staking_txid: reg.staking_tx.compute_txid().to_string(),
+            proof: Some(pb::InclusionProof {
+                block_hash: included.to_string(),
+                tx_index: branch.index,
+                merkle_branch: branch
+                    .siblings
+                    .iter()
+                    .map(|h| bitcoin::hashes::Hash::to_byte_array(*h).to_vec())
+                    .collect(),
+            }),
+        }
+    };
+    // The coinbase's branch does not prove the staking transaction.
+    let wrong = node
+        .client
+        .add_inclusion_proof(proof(0))
+        .await
+        .expect_err("coinbase position");
+    assert_eq!(wrong.code(), tonic::Code::InvalidArgument, "{wrong:?}");
+    let r = node
+        .client
+        .add_inclusion_proof(proof(index))
+        .await
+        .expect("proof accepted")
+        .into_inner();
+    assert_eq!(r.status(), pb::DelegationStatus::Active);
+    assert_eq!((r.start_height, r.end_height), (102, 1102));
+    let again = node
+        .client
+        .add_inclusion_proof(proof(index))
+        .await
+        .expect_err("recorded already");
+    assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
+}
