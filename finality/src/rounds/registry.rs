@@ -24,6 +24,10 @@ pub struct VerifierRecord {
 
 impl VerifierRecord {
     /// Rebuilds a record from stored values; the commitments may come in any order.
+    ///
+    /// They must not overlap, as every commitment accepted through
+    /// [`Verifiers::commit_randomness`] does not: the values are trusted, not re-checked, and
+    /// [`VerifierRecord::commitment_covering`] assumes at most one commitment per round.
     pub fn restore(
         status: VerifierStatus,
         mut commitments: Vec<RandomnessCommitment>,
