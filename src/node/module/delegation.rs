@@ -86,7 +86,7 @@ impl StakingModule {
             }
             Some(_) => {}
         }
-        if tx.delegation(&staking_txid).await?.is_some() {
+        if tx.delegation_exists(&staking_txid).await? {
             return Err(CreateDelegationError::Duplicate(staking_txid));
         }
         let new = NewDelegation {

@@ -70,6 +70,17 @@ impl WriteTx {
         read::verifier(&mut self.tx, pk).await
     }
 
+    /// Whether a delegation with this staking txid exists, as seen inside this transaction.
+    pub async fn delegation_exists(&mut self, staking_txid: &Txid) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM delegations WHERE staking_txid = $1")
+                .bind(staking_txid.as_byte_array().as_slice())
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .is_some(),
+        )
+    }
+
     /// One delegation by staking txid, as seen inside this transaction.
     pub async fn delegation(
         &mut self,
@@ -146,14 +157,16 @@ impl WriteTx {
         state: &DelegationState,
     ) -> Result<(), StoreError> {
         let created = self.last_seq + 1;
+        let r = state.record();
         sqlx::query(
             "INSERT INTO delegations (staking_txid, staker_account, staker_btc_pk, pop_type, \
              pop_sig, verifier_btc_pk, staking_time_blocks, staking_value_sat, staking_tx, \
              staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
              unbonding_tx, unbonding_txid, unbonding_slashing_tx, \
-             staker_unbonding_slashing_sig, params_version, status, created_seq) \
+             staker_unbonding_slashing_sig, params_version, status, created_seq, \
+             verified_height, start_height, activated_height, ended_height) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20)",
+             $17, $18, $19, $20, $21, $22, $23, $24)",
         )
         .bind(d.staking_txid.as_byte_array().as_slice())
         .bind(&d.staker_account)
@@ -175,9 +188,12 @@ impl WriteTx {
         .bind(int("params_version", d.params_version)?)
         .bind(state.status().as_str())
         .bind(seq_column(created)?)
+        .bind(opt_int("verified_height", r.verified_height)?)
+        .bind(opt_int("start_height", r.start_height)?)
+        .bind(opt_int("activated_height", r.activated_height)?)
+        .bind(opt_int("ended_height", r.ended_height)?)
         .execute(&mut *self.tx)
         .await?;
-        self.save_state(&d.staking_txid, state, None).await?;
         self.push_event(
             self.tip,
             EventKind::DelegationStatusChanged {
@@ -336,13 +352,7 @@ impl WriteTx {
             self.tx.commit().await?;
             return Ok(Vec::new());
         }
-        for e in &self.events {
-            insert_event(&mut self.tx, e).await?;
-        }
-        sqlx::query("UPDATE node_state SET last_event_seq = $1")
-            .bind(seq_column(self.last_seq)?)
-            .execute(&mut *self.tx)
-            .await?;
+        write_events(&mut self.tx, &self.events, self.last_seq).await?;
         self.tx.commit().await?;
         Ok(self.events)
     }
@@ -362,48 +372,85 @@ fn seq_column(value: u64) -> Result<i64, StoreError> {
     })
 }
 
-async fn insert_event(
+/// The events' columns, one vector per column, for one multi-row insert.
+#[derive(Default)]
+struct EventColumns {
+    sequence: Vec<i64>,
+    kind: Vec<&'static str>,
+    staking_txid: Vec<Option<Vec<u8>>>,
+    verifier: Vec<Vec<u8>>,
+    from: Vec<Option<&'static str>>,
+    to: Vec<Option<&'static str>>,
+    btc_height: Vec<i32>,
+    reason: Vec<Option<&'static str>>,
+}
+
+impl EventColumns {
+    fn push(&mut self, e: &Event) -> Result<(), StoreError> {
+        let (kind, staking_txid, verifier, from, to, reason) = match &e.kind {
+            EventKind::DelegationStatusChanged {
+                staking_txid,
+                verifier,
+                from,
+                to,
+            } => (
+                "delegation_status_changed",
+                Some(staking_txid.as_byte_array().to_vec()),
+                verifier,
+                from.map(|s| s.as_str()),
+                Some(to.as_str()),
+                None,
+            ),
+            EventKind::VerifierCreated { verifier } => {
+                ("verifier_created", None, verifier, None, None, None)
+            }
+            EventKind::VerifierSlashed { verifier, reason } => (
+                "verifier_slashed",
+                None,
+                verifier,
+                None,
+                None,
+                Some(reason.as_str()),
+            ),
+        };
+        self.sequence.push(seq_column(e.sequence)?);
+        self.kind.push(kind);
+        self.staking_txid.push(staking_txid);
+        self.verifier.push(verifier.serialize().to_vec());
+        self.from.push(from);
+        self.to.push(to);
+        self.btc_height.push(int("btc_height", e.btc_height)?);
+        self.reason.push(reason);
+        Ok(())
+    }
+}
+
+/// Appends `events` and records `last_seq` in one statement (one round trip under the lock).
+async fn write_events(
     tx: &mut Transaction<'static, Postgres>,
-    e: &Event,
+    events: &[Event],
+    last_seq: u64,
 ) -> Result<(), StoreError> {
-    let (kind, staking_txid, verifier, from, to, reason) = match &e.kind {
-        EventKind::DelegationStatusChanged {
-            staking_txid,
-            verifier,
-            from,
-            to,
-        } => (
-            "delegation_status_changed",
-            Some(staking_txid.as_byte_array().to_vec()),
-            verifier,
-            from.map(|s| s.as_str()),
-            Some(to.as_str()),
-            None,
-        ),
-        EventKind::VerifierCreated { verifier } => {
-            ("verifier_created", None, verifier, None, None, None)
-        }
-        EventKind::VerifierSlashed { verifier, reason } => (
-            "verifier_slashed",
-            None,
-            verifier,
-            None,
-            None,
-            Some(reason.as_str()),
-        ),
-    };
+    let mut c = EventColumns::default();
+    for e in events {
+        c.push(e)?;
+    }
     sqlx::query(
-        "INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, from_status, \
-         to_status, btc_height, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "WITH appended AS (INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, \
+         from_status, to_status, btc_height, reason) \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BYTEA[], $4::BYTEA[], $5::TEXT[], \
+         $6::TEXT[], $7::INTEGER[], $8::TEXT[])) \
+         UPDATE node_state SET last_event_seq = $9",
     )
-    .bind(seq_column(e.sequence)?)
-    .bind(kind)
-    .bind(staking_txid)
-    .bind(verifier.serialize().as_slice())
-    .bind(from)
-    .bind(to)
-    .bind(int("btc_height", e.btc_height)?)
-    .bind(reason)
+    .bind(c.sequence)
+    .bind(c.kind)
+    .bind(c.staking_txid)
+    .bind(c.verifier)
+    .bind(c.from)
+    .bind(c.to)
+    .bind(c.btc_height)
+    .bind(c.reason)
+    .bind(seq_column(last_seq)?)
     .execute(&mut **tx)
     .await?;
     Ok(())
