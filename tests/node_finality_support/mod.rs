@@ -52,6 +52,8 @@ pub fn finality_params() -> FinalityParams {
 
 /// A node with both services on a loopback port.
 pub struct Node {
+    /// The server's address, `http://127.0.0.1:port`.
+    pub addr: String,
     pub finality: FinalityClient<Channel>,
     pub staking: StakingClient<Channel>,
     pub module: FinalityModule,
@@ -101,6 +103,7 @@ pub async fn start_with(pool: PgPool, params: FinalityParams) -> Node {
         .await
         .expect("connects");
     Node {
+        addr: format!("http://{addr}"),
         finality: FinalityClient::new(channel.clone()),
         staking: StakingClient::new(channel),
         module,
