@@ -18,7 +18,7 @@ use fiamma_finality::rounds::Vote;
 use fiamma_proto::finality::v1 as fpb;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
-use support::{contexts, stake, start, vote_request, Node, TestVerifier};
+use support::{contexts, finality_params, stake, start_with, vote_request, Node, TestVerifier};
 use tokio::runtime::Runtime;
 
 /// Votes in flight at once.
@@ -81,7 +81,9 @@ fn verifier(i: u32, start: u64) -> TestVerifier {
 }
 
 async fn setup(n: u32) -> Bench {
-    let node = start(scratch_pool().await).await;
+    let mut params = finality_params();
+    params.max_active_verifiers = n;
+    let node = start_with(scratch_pool().await, params).await;
     let store: Store = node.staking_module.store().clone();
     let mut verifiers = Vec::new();
     for i in 0..n {
