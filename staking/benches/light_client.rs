@@ -34,12 +34,18 @@ fn accept(c: &mut Criterion) {
 }
 
 fn inclusion(c: &mut Criterion) {
-    let txids: Vec<Txid> = (0u32..4_000).map(|i| Txid::hash(&i.to_le_bytes())).collect();
+    let txids: Vec<Txid> = (0u32..4_000)
+        .map(|i| Txid::hash(&i.to_le_bytes()))
+        .collect();
     let root = bitcoin::merkle_tree::calculate_root(
-        txids.iter().map(|t| TxMerkleNode::from_raw_hash(t.to_raw_hash())),
+        txids
+            .iter()
+            .map(|t| TxMerkleNode::from_raw_hash(t.to_raw_hash())),
     );
     let root = root.unwrap_or_else(|| panic!("root"));
-    let proof = InclusionProof::from(MerkleBranch::from_txids(&txids, 2_777).unwrap_or_else(|| panic!("branch")));
+    let proof = InclusionProof::from(
+        MerkleBranch::from_txids(&txids, 2_777).unwrap_or_else(|| panic!("branch")),
+    );
     c.bench_function("verify a 12-level merkle branch", |b| {
         b.iter(|| proof.verify(txids[2_777], root))
     });
