@@ -7,18 +7,16 @@ use std::pin::Pin;
 use fiamma_finality::rounds::VoteOutcome;
 use fiamma_proto::finality::v1 as pb;
 use fiamma_proto::finality::v1::finality_server::{Finality, FinalityServer};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{store, wire, FinalityModule};
+use crate::node::grpc::events::{forward_log, REPLAY_BATCH};
 use crate::node::store::StoreError;
 
 /// Largest request the service decodes: two votes, or a proof at its caps, fit well within.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-
-/// Events read from the store per query while replaying.
-const REPLAY_BATCH: u32 = 500;
 
 /// The gRPC face of the finality module.
 #[derive(Clone)]
@@ -150,54 +148,23 @@ impl Finality for FinalityGrpc {
     }
 }
 
-async fn replay(module: &FinalityModule, next: u64) -> Result<Vec<pb::Event>, StoreError> {
-    let mut conn = module.pool.acquire().await?;
-    store::events_from(&mut conn, next, REPLAY_BATCH).await
-}
-
-/// Sends events from sequence `next` on into `out` until the client goes away. It subscribes
-/// before replaying, so nothing committed in between is missed.
-async fn forward(
-    module: FinalityModule,
-    mut next: u64,
-    out: mpsc::Sender<Result<pb::Event, Status>>,
-) {
-    let mut live = module.subscribe();
-    loop {
-        loop {
-            let batch = match replay(&module, next).await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    let _ = out.send(Err(e.into())).await;
-                    return;
-                }
-            };
-            if batch.is_empty() {
-                break;
+/// Sends the finality module's events from sequence `next` on into `out` until the client goes
+/// away.
+async fn forward(module: FinalityModule, next: u64, out: mpsc::Sender<Result<pb::Event, Status>>) {
+    let live = module.subscribe();
+    forward_log(
+        live,
+        |from| {
+            let pool = module.pool.clone();
+            async move {
+                let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+                Ok(store::events_from(&mut conn, from, REPLAY_BATCH).await?)
             }
-            for e in batch {
-                next = e.sequence + 1;
-                if out.send(Ok(e)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        loop {
-            let received = tokio::select! {
-                r = live.recv() => r,
-                () = out.closed() => return,
-            };
-            match received {
-                Ok(e) if e.sequence < next => continue,
-                Ok(e) if e.sequence == next => {
-                    next += 1;
-                    if out.send(Ok(e)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
+        },
+        |e| e.sequence,
+        pb::Event::clone,
+        next,
+        out,
+    )
+    .await;
 }

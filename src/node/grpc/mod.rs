@@ -2,7 +2,7 @@
 //! gRPC health and reflection.
 
 pub mod convert;
-mod events;
+pub(crate) mod events;
 mod status;
 
 use std::future::Future;
