@@ -424,6 +424,7 @@ pub fn delegation_to_pb(d: &Delegation) -> pb::Delegation {
         end_height: d.state.end_height().unwrap_or(0),
         covenant_sigs: d.covenant_sigs.iter().map(covenant_sigs_to_pb).collect(),
         spending_txid: d.spending_txid.map(|t| t.to_string()).unwrap_or_default(),
+        pop: Some(pop_to_pb(&r.pop)),
     }
 }
 
