@@ -3,102 +3,27 @@
 //! acknowledged message is there, and nothing is half applied: each delegation's status
 //! agrees with its stored signatures, and the event log is gapless and matches the rows.
 
+mod node_process;
 mod node_support;
-
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
+use node_process::{database_url, free_port, spawn, write_files};
 use node_support::*;
 use sqlx::PgPool;
 use tonic::transport::Channel;
 
 const DELEGATIONS: u32 = 60;
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
-    let (server, _) = base.rsplit_once('/').expect("url with a database");
-    let db = pool
-        .connect_options()
-        .get_database()
-        .expect("test database")
-        .to_owned();
-    format!("{server}/{db}")
-}
-
-fn write_files(dir: &PathBuf, db: &str, addr: SocketAddr) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("tempdir");
-    let params_file = dir.join("params.json");
-    std::fs::write(
-        &params_file,
-        serde_json::to_string(&vec![params()]).expect("json"),
-    )
-    .expect("write");
-    let config = dir.join("node.toml");
-    let c = contexts();
-    std::fs::write(
-        &config,
-        format!(
-            "database_url = \"{db}\"\ngrpc_addr = \"{addr}\"\nnetwork = \"regtest\"\n\
-             params_file = \"{}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\n\
-             [bitcoin]\nbackend = \"embedded\"\npoll_interval_ms = 200\n",
-            params_file.display(),
-            c.chain_id,
-            c.module_address
-        ),
-    )
-    .expect("write");
-    config
-}
-
-fn spawn(config: &PathBuf) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fiamma"))
-        .args(["node", "--config"])
-        .arg(config)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts")
-}
-
-async fn connect(addr: SocketAddr) -> StakingClient<Channel> {
-    for _ in 0..300 {
-        if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-            let serving = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: "fiamma.staking.v1.Staking".into(),
-                })
-                .await
-                .is_ok();
-            if serving {
-                return StakingClient::new(ch);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("node did not come up on {addr}");
+async fn connect(addr: std::net::SocketAddr) -> StakingClient<Channel> {
+    StakingClient::new(node_process::connect(addr, "fiamma.staking.v1.Staking").await)
 }
 
 #[sqlx::test]
 async fn a_killed_node_keeps_every_acknowledged_message_and_no_half(pool: PgPool) {
     let addr = free_port();
     let dir = std::env::temp_dir().join(format!("fiamma-crash-{}", addr.port()));
-    let config = write_files(&dir, &database_url(&pool), addr);
+    let config = write_files(&dir, &database_url(&pool), addr, "");
     let mut child = spawn(&config);
     let mut client = connect(addr).await;
     let verifier = keypair(10);

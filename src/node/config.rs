@@ -4,8 +4,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bitcoin::Network;
+use fiamma_finality::rounds::LivenessRules;
 use serde::Deserialize;
 
 /// Default gRPC listen address.
@@ -13,6 +15,17 @@ pub const DEFAULT_GRPC_ADDR: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
 /// Default interval between two polls of the Bitcoin backend, in milliseconds.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// Default finality settings: a round every 10 s, votes accepted for 10 rounds, commitments
+/// starting at most 1,000 rounds ahead, jailing after missing more than 50 of the last 100
+/// rounds for 100 rounds.
+pub const DEFAULT_FINALITY: FinalityFile = FinalityFile {
+    round_interval_ms: Some(10_000),
+    vote_expiry: Some(10),
+    max_start_ahead: Some(1_000),
+    liveness_window: Some(100),
+    liveness_min_signed: Some(50),
+    jail_duration: Some(100),
+};
 
 /// Which Bitcoin backend the node follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -42,6 +55,38 @@ pub struct BitcoinFile {
     pub poll_interval_ms: Option<u64>,
 }
 
+/// The `[finality]` table of the config file (PROTOCOL §9–11). `max_active_verifiers` and
+/// `min_pub_rand` are not here: they are staking params, versioned in the params file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalityFile {
+    /// Milliseconds between two round closings.
+    pub round_interval_ms: Option<u64>,
+    /// For how many rounds after round h votes on h are accepted.
+    pub vote_expiry: Option<u64>,
+    /// How far past the current round a randomness commitment may start.
+    pub max_start_ahead: Option<u64>,
+    /// The liveness window, in rounds.
+    pub liveness_window: Option<u64>,
+    /// Rounds of the window an active verifier must sign.
+    pub liveness_min_signed: Option<u64>,
+    /// Rounds a jailed verifier waits before it may ask to be unjailed.
+    pub jail_duration: Option<u64>,
+}
+
+/// The resolved finality settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalityConfig {
+    /// Between two round closings.
+    pub round_interval: Duration,
+    /// For how many rounds after round h votes on h are accepted.
+    pub vote_expiry: u64,
+    /// How far past the current round a randomness commitment may start.
+    pub max_start_ahead: u64,
+    /// Liveness jailing.
+    pub liveness: LivenessRules,
+}
+
 /// The config file, every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +108,9 @@ pub struct ConfigFile {
     /// Bitcoin backend settings.
     #[serde(default)]
     pub bitcoin: BitcoinFile,
+    /// Finality settings.
+    #[serde(default)]
+    pub finality: FinalityFile,
 }
 
 /// Command-line flags and their environment variables.
@@ -98,6 +146,9 @@ pub struct NodeArgs {
     /// Bitcoin Core JSON-RPC password.
     #[arg(long, env = "FIAMMA_BITCOIN_RPC_PASSWORD", hide_env_values = true)]
     pub bitcoin_rpc_password: Option<String>,
+    /// Milliseconds between two round closings.
+    #[arg(long, env = "FIAMMA_ROUND_INTERVAL_MS")]
+    pub round_interval_ms: Option<u64>,
 }
 
 /// How to reach Bitcoin.
@@ -140,6 +191,8 @@ pub struct NodeConfig {
     pub bitcoin: BitcoinConfig,
     /// Milliseconds between polls of the backend.
     pub poll_interval_ms: u64,
+    /// Finality settings.
+    pub finality: FinalityConfig,
 }
 
 /// Why the configuration cannot be resolved.
@@ -176,6 +229,14 @@ pub enum ConfigError {
     /// The network name is unknown.
     #[error("unknown bitcoin network {0:?}: use bitcoin, testnet, testnet4, signet or regtest")]
     Network(String),
+    /// A finality setting cannot work.
+    #[error("finality.{key}: {reason}")]
+    Finality {
+        /// The config-file key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The embedded chain only runs regtest.
     #[error(
         "the embedded bitcoin backend runs regtest only, but network is {0}; use the rpc backend"
@@ -306,6 +367,7 @@ impl NodeConfig {
                     .unwrap_or_default(),
             },
         };
+        let finality = resolve_finality(args, &file.finality)?;
         Ok(NodeConfig {
             database_url,
             grpc_addr,
@@ -316,8 +378,46 @@ impl NodeConfig {
             disabled_contexts: file.disabled_contexts.unwrap_or_default(),
             bitcoin,
             poll_interval_ms: b.poll_interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS),
+            finality,
         })
     }
+}
+
+fn resolve_finality(args: &NodeArgs, f: &FinalityFile) -> Result<FinalityConfig, ConfigError> {
+    let d = DEFAULT_FINALITY;
+    let pick = |given: Option<u64>, default: Option<u64>| given.or(default).unwrap_or_default();
+    let round_interval_ms = pick(
+        args.round_interval_ms.or(f.round_interval_ms),
+        d.round_interval_ms,
+    );
+    if round_interval_ms == 0 {
+        return Err(ConfigError::Finality {
+            key: "round_interval_ms",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let vote_expiry = pick(f.vote_expiry, d.vote_expiry);
+    if vote_expiry == 0 {
+        return Err(ConfigError::Finality {
+            key: "vote_expiry",
+            reason: "must be at least 1 round".into(),
+        });
+    }
+    let liveness = LivenessRules::new(
+        pick(f.liveness_window, d.liveness_window),
+        pick(f.liveness_min_signed, d.liveness_min_signed),
+        pick(f.jail_duration, d.jail_duration),
+    )
+    .map_err(|e| ConfigError::Finality {
+        key: "liveness_window",
+        reason: e.to_string(),
+    })?;
+    Ok(FinalityConfig {
+        round_interval: Duration::from_millis(round_interval_ms),
+        vote_expiry,
+        max_start_ahead: pick(f.max_start_ahead, d.max_start_ahead),
+        liveness,
+    })
 }
 
 #[cfg(test)]
@@ -339,6 +439,12 @@ mod tests {
         rpc_user = "u"
         rpc_password = "p"
         poll_interval_ms = 250
+
+        [finality]
+        round_interval_ms = 500
+        vote_expiry = 4
+        liveness_window = 8
+        liveness_min_signed = 3
     "#;
 
     fn file() -> ConfigFile {
@@ -354,6 +460,14 @@ mod tests {
         assert_eq!(c.chain_id, "fiamma-devnet");
         assert_eq!(c.disabled_contexts, vec!["fp_pop".to_owned()]);
         assert_eq!(c.poll_interval_ms, 250);
+        assert_eq!(c.finality.round_interval, Duration::from_millis(500));
+        assert_eq!(c.finality.vote_expiry, 4);
+        assert_eq!(c.finality.liveness.window(), 8);
+        assert_eq!(c.finality.liveness.min_signed(), 3);
+        assert_eq!(
+            c.finality.liveness.jail_duration(),
+            DEFAULT_FINALITY.jail_duration.expect("a default")
+        );
         assert_eq!(
             c.bitcoin,
             BitcoinConfig::Rpc {
@@ -376,6 +490,36 @@ mod tests {
         assert_eq!(c.database_url, "postgres://flag/db");
         assert_eq!(c.grpc_addr.port(), 1);
         assert_eq!(c.bitcoin, BitcoinConfig::Embedded { data_dir: None });
+        let args = NodeArgs {
+            round_interval_ms: Some(20),
+            ..args
+        };
+        let c = NodeConfig::resolve(&args, file()).expect("complete");
+        assert_eq!(c.finality.round_interval, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn finality_settings_that_cannot_work_are_refused() {
+        let args = NodeArgs {
+            database_url: Some("postgres://x".into()),
+            params_file: Some("p.json".into()),
+            ..NodeArgs::default()
+        };
+        for (text, key) in [
+            ("[finality]\nround_interval_ms = 0", "round_interval_ms"),
+            ("[finality]\nvote_expiry = 0", "vote_expiry"),
+            ("[finality]\nliveness_window = 0", "liveness_window"),
+            (
+                "[finality]\nliveness_window = 5\nliveness_min_signed = 6",
+                "liveness_window",
+            ),
+        ] {
+            let file = ConfigFile::parse(text, Path::new("n.toml")).expect("valid toml");
+            match NodeConfig::resolve(&args, file) {
+                Err(ConfigError::Finality { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

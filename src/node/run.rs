@@ -1,16 +1,24 @@
 //! `fiamma node`: resolve the configuration, migrate the database, start the chain follower and
-//! serve gRPC until interrupted.
+//! the round closer, and serve both modules over gRPC until interrupted.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bitcoin::Network;
+use fiamma_finality::rounds::CommitmentRules;
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::params::ParamsVersions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::btc::{Backend, BackendError, EmbeddedBackend, RegtestChain};
-use crate::node::config::{BitcoinConfig, ConfigError, NodeArgs, NodeConfig};
+use crate::node::config::{BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig};
+use crate::node::finality::closer::spawn_round_closer;
+use crate::node::finality::{FinalityModule, FinalityParams};
 use crate::node::follower::Follower;
 use crate::node::grpc::{serve, ServeError};
 use crate::node::module::StakingModule;
@@ -82,6 +90,22 @@ fn backend(config: &BitcoinConfig) -> Result<Arc<dyn Backend>, RunError> {
     }
 }
 
+/// The finality parameters: the node's finality settings, with `max_active_verifiers` and
+/// `min_pub_rand` from the latest params version.
+pub fn finality_params(config: &FinalityConfig, params: &ParamsVersions) -> FinalityParams {
+    let (_, latest) = params.latest();
+    FinalityParams {
+        round_interval: config.round_interval,
+        vote_expiry: config.vote_expiry,
+        max_active_verifiers: latest.max_active_verifiers,
+        commitment: CommitmentRules {
+            min_pub_rand: latest.min_pub_rand,
+            max_start_ahead: config.max_start_ahead,
+        },
+        liveness: config.liveness,
+    }
+}
+
 /// Structured logs: JSON lines on stderr, filtered by `RUST_LOG` (default `info`).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -94,39 +118,154 @@ fn init_logging() {
         .try_init();
 }
 
+/// What a node runs on, resolved from configuration or chosen by an embedding (`fiamma devnet`).
+pub struct NodeSetup {
+    /// The database, migrated.
+    pub pool: PgPool,
+    /// The staking params versions.
+    pub params: ParamsVersions,
+    /// The signing contexts.
+    pub contexts: SigningContexts,
+    /// The finality settings.
+    pub finality: FinalityConfig,
+    /// The Bitcoin backend followed.
+    pub backend: Arc<dyn Backend>,
+    /// Its network.
+    pub network: Network,
+    /// Between two polls of the backend.
+    pub poll_interval: Duration,
+    /// Where gRPC is served.
+    pub listener: TcpListener,
+}
+
+/// A running node: both modules, the chain follower, the round closer and the gRPC server.
+pub struct RunningNode {
+    /// The staking module.
+    pub staking: StakingModule,
+    /// The finality module.
+    pub finality: FinalityModule,
+    /// The gRPC address.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    follow: JoinHandle<()>,
+    closer: JoinHandle<()>,
+    server: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningNode {
+    /// Starts everything on `setup`; returns once gRPC is accepting connections.
+    ///
+    /// # Errors
+    /// [`RunError::Store`] when the staking module cannot load its state.
+    pub async fn start(setup: NodeSetup) -> Result<Self, RunError> {
+        let finality = FinalityModule::new(
+            setup.pool.clone(),
+            finality_params(&setup.finality, &setup.params),
+            setup.contexts.clone(),
+        );
+        let staking =
+            StakingModule::new(Store::from_pool(setup.pool), setup.params, setup.contexts).await?;
+        let addr = setup
+            .listener
+            .local_addr()
+            .map_err(|e| RunError::Backend(format!("listener address: {e}")))?;
+        let (stop, stopped) = watch::channel(false);
+        let follower = Follower::new(setup.backend, staking.clone(), setup.network);
+        let follow = tokio::spawn(follower.run(setup.poll_interval, stopped.clone()));
+        let closer = spawn_round_closer(finality.clone(), until_stopped(stopped.clone()));
+        let server = tokio::spawn(serve(
+            staking.clone(),
+            Some(finality.clone()),
+            setup.listener,
+            until_stopped(stopped),
+        ));
+        Ok(RunningNode {
+            staking,
+            finality,
+            addr,
+            stop,
+            follow,
+            closer,
+            server,
+        })
+    }
+
+    /// Stops the server, the follower and the closer, and waits for them.
+    ///
+    /// # Errors
+    /// [`RunError::Serve`] when the server had failed.
+    pub async fn stop(self) -> Result<(), RunError> {
+        let _ = self.stop.send(true);
+        let _ = self.follow.await;
+        let _ = self.closer.await;
+        match self.server.await {
+            Ok(served) => Ok(served?),
+            Err(e) => Err(RunError::Backend(format!("grpc server task: {e}"))),
+        }
+    }
+
+    /// Whether the gRPC server has stopped on its own (it failed).
+    pub fn server_stopped(&self) -> bool {
+        self.server.is_finished()
+    }
+}
+
+async fn until_stopped(mut stopped: watch::Receiver<bool>) {
+    // A dropped sender also means stop.
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Connects to `url` and applies the migrations.
+///
+/// # Errors
+/// [`RunError::Store`] when the server cannot be reached or a migration fails.
+pub async fn connect_and_migrate(url: &str) -> Result<PgPool, RunError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_DB_CONNECTIONS)
+        .connect(url)
+        .await
+        .map_err(StoreError::from)?;
+    Store::from_pool(pool.clone()).migrate().await?;
+    Ok(pool)
+}
+
 /// Runs the node until Ctrl-C.
 pub async fn run(args: NodeArgs) -> Result<(), RunError> {
     init_logging();
     let config = NodeConfig::from_args(&args)?;
-    let store = Store::connect(&config.database_url, MAX_DB_CONNECTIONS).await?;
-    store.migrate().await?;
+    let pool = connect_and_migrate(&config.database_url).await?;
     let params = load_params(&config.params_file)?;
     let contexts = SigningContexts {
         chain_id: config.chain_id.clone(),
         module_address: config.module_address.clone(),
         disabled: config.disabled_contexts.clone(),
     };
-    let module = StakingModule::new(store, params, contexts).await?;
     let listener = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|source| RunError::Bind {
             addr: config.grpc_addr,
             source,
         })?;
-    let backend = backend(&config.bitcoin)?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let follower = Follower::new(backend, module.clone(), config.network);
-    let follow =
-        tokio::spawn(follower.run(Duration::from_millis(config.poll_interval_ms), stopped));
-    tracing::info!(addr = %config.grpc_addr, network = %config.network, "fiamma node serving");
-    let served = serve(module, listener, async {
-        // Without a signal handler the node runs until killed.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    let node = RunningNode::start(NodeSetup {
+        pool,
+        params,
+        contexts,
+        finality: config.finality,
+        backend: backend(&config.bitcoin)?,
+        network: config.network,
+        poll_interval: Duration::from_millis(config.poll_interval_ms),
+        listener,
     })
-    .await;
-    let _ = stop.send(true);
-    let _ = follow.await;
-    Ok(served?)
+    .await?;
+    tracing::info!(
+        addr = %node.addr,
+        network = %config.network,
+        round_interval_ms = config.finality.round_interval.as_millis() as u64,
+        "fiamma node serving"
+    );
+    // Without a signal handler the node runs until killed.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    node.stop().await
 }

@@ -116,7 +116,7 @@ pub async fn start(pool: PgPool) -> Node {
         .expect("bind loopback");
     let addr = listener.local_addr().expect("bound");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(module.clone(), listener, async {
+    tokio::spawn(serve(module.clone(), None, listener, async {
         let _ = stopped.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::Txid;
+use fiamma_proto::finality::v1::finality_server::FinalityServer;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_server::{Staking, StakingServer};
 use fiamma_staking::registration::Registration;
@@ -21,6 +22,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use self::convert as c;
+use crate::node::finality::grpc::{self as finality_grpc, FinalityGrpc};
+use crate::node::finality::FinalityModule;
 use crate::node::module::{CovenantSigsInput, StakingModule, VerifierRegistration};
 use crate::node::store::DelegationFilter;
 
@@ -326,10 +329,11 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the staking service, gRPC health (`fiamma.staking.v1.Staking` SERVING) and server
-/// reflection on `listener` until `shutdown` completes.
+/// Serves the staking service, the finality service when given, gRPC health (each service
+/// SERVING) and server reflection on `listener` until `shutdown` completes.
 pub async fn serve(
     module: StakingModule,
+    finality: Option<FinalityModule>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
@@ -341,10 +345,18 @@ pub async fn serve(
         .build_v1()?;
     let staking =
         StakingServer::new(StakingGrpc::new(module)).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let finality = match finality {
+        Some(module) => {
+            health.set_serving::<FinalityServer<FinalityGrpc>>().await;
+            Some(finality_grpc::server(module))
+        }
+        None => None,
+    };
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(staking)
+        .add_optional_service(finality)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await?;
     Ok(())
