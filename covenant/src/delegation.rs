@@ -2,9 +2,12 @@
 //! leaf of a protocol output, and their BIP-0341 sighashes (`PROTOCOL.md` §4, §5).
 
 use bitcoin::{TapSighash, Transaction, TxOut};
+use fiamma_staking::delegation::{
+    DelegationSighashes as Sighashes, DelegationSpends, SighashesError,
+};
 use fiamma_staking::keys::StakingKeys;
-use fiamma_staking::sighash::{tapscript_sighash, SighashError};
-use fiamma_staking::taproot::{Leaf, TaprootError, TaprootOutput};
+use fiamma_staking::sighash::SighashError;
+use fiamma_staking::taproot::{TaprootError, TaprootOutput};
 
 /// One of the two slashing transactions of a delegation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,27 +137,24 @@ impl DelegationSighashes {
         let unbonding_prevout =
             funding_output(&unbonding_output, txs.unbonding_tx, 0, "unbonding")?;
 
-        let slashing = leaf_sighash(
-            txs.slashing_tx,
-            &staking_prevout,
-            &staking_output,
-            Leaf::Slashing,
-            "staking slashing transaction",
-        )?;
-        let unbonding_slashing = leaf_sighash(
-            txs.unbonding_slashing_tx,
-            &unbonding_prevout,
-            &unbonding_output,
-            Leaf::Slashing,
-            "unbonding slashing transaction",
-        )?;
-        let unbonding = leaf_sighash(
-            txs.unbonding_tx,
-            &staking_prevout,
-            &staking_output,
-            Leaf::Unbonding,
-            "unbonding transaction",
-        )?;
+        let messages = Sighashes::compute(&DelegationSpends {
+            staking_output: &staking_output,
+            staking_prevout: &staking_prevout,
+            unbonding_output: &unbonding_output,
+            unbonding_prevout: &unbonding_prevout,
+            slashing_tx: txs.slashing_tx,
+            unbonding_tx: txs.unbonding_tx,
+            unbonding_slashing_tx: txs.unbonding_slashing_tx,
+        })
+        .map_err(|e| match e {
+            SighashesError::Leaf { what, source } => DelegationError::Leaf { what, source },
+            SighashesError::Sighash { what, source } => DelegationError::Sighash { what, source },
+        })?;
+        let Sighashes {
+            slashing,
+            unbonding_slashing,
+            unbonding,
+        } = messages;
         Ok(DelegationSighashes {
             staking_output,
             unbonding_output,
@@ -164,6 +164,15 @@ impl DelegationSighashes {
             unbonding_slashing,
             unbonding,
         })
+    }
+
+    /// The three messages alone, as the staking library computes and the node stores them.
+    pub fn messages(&self) -> Sighashes {
+        Sighashes {
+            slashing: self.slashing,
+            unbonding: self.unbonding,
+            unbonding_slashing: self.unbonding_slashing,
+        }
     }
 
     /// The sighash of `tx`.
@@ -214,21 +223,6 @@ fn funding_output(
         });
     }
     Ok(out.clone())
-}
-
-/// Input 0 of `tx` spending `prevout` through `leaf` of `output`.
-fn leaf_sighash(
-    tx: &Transaction,
-    prevout: &TxOut,
-    output: &TaprootOutput,
-    leaf: Leaf,
-    what: &'static str,
-) -> Result<TapSighash, DelegationError> {
-    let script = output
-        .leaf_script(leaf)
-        .map_err(|source| DelegationError::Leaf { what, source })?;
-    tapscript_sighash(tx, 0, std::slice::from_ref(prevout), script)
-        .map_err(|source| DelegationError::Sighash { what, source })
 }
 
 #[cfg(test)]

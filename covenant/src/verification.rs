@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use bitcoin::hashes::Hash as _;
 
+use fiamma_staking::delegation::DelegationSighashes as Messages;
 use fiamma_staking::keys::StakingKeys;
 use fiamma_staking::sighash::{verify, SignatureError};
 use secp256k1::XOnlyPublicKey;
@@ -74,6 +75,16 @@ pub fn verify_covenant_signatures(
     sighashes: &DelegationSighashes,
     sigs: &CovenantSignatures,
 ) -> Result<(), CovenantSignaturesError> {
+    verify_covenant_signatures_on(keys, &sighashes.messages(), sigs)
+}
+
+/// [`verify_covenant_signatures`] against messages computed earlier (the node computes them
+/// once, when it registers the delegation, and keeps them).
+pub fn verify_covenant_signatures_on(
+    keys: &StakingKeys,
+    messages: &Messages,
+    sigs: &CovenantSignatures,
+) -> Result<(), CovenantSignaturesError> {
     let covenant = sigs.covenant;
     if !keys.covenants().contains(&covenant) {
         return Err(CovenantSignaturesError::NotCovenantMember(covenant));
@@ -81,7 +92,11 @@ pub fn verify_covenant_signatures(
     // One square root for the signer key, reused for every EncVerify below.
     let signer = SignerKey::new(covenant);
     for tx in SlashingTx::ALL {
-        let msg = sighashes.slashing_sighash(tx).as_byte_array();
+        let msg = match tx {
+            SlashingTx::Staking => &messages.slashing,
+            SlashingTx::Unbonding => &messages.unbonding_slashing,
+        }
+        .as_byte_array();
         let mut seen = BTreeSet::new();
         for entry in sigs.adaptor_sigs(tx) {
             let verifier = entry.verifier;
@@ -111,7 +126,7 @@ pub fn verify_covenant_signatures(
             });
         }
     }
-    verify(&sighashes.unbonding, &sigs.unbonding, &covenant).map_err(|source| {
+    verify(&messages.unbonding, &sigs.unbonding, &covenant).map_err(|source| {
         CovenantSignaturesError::UnbondingSignature {
             covenant,
             source: Box::new(source),

@@ -4,7 +4,8 @@
 //! Cheap stateless checks run first, signatures last. Each rule has its own error variant that
 //! carries the offending value.
 
-use bitcoin::{Amount, OutPoint, TapSighash, TxOut, Txid};
+use bitcoin::hashes::Hash as _;
+use bitcoin::{Amount, OutPoint, TapSighash, Transaction, TxOut, Txid};
 
 use crate::context::SigningContexts;
 use crate::identifiable::{IdentifiableStaking, OpReturnError};
@@ -119,6 +120,128 @@ pub struct DelegationSighashes {
     pub unbonding: TapSighash,
     /// Unbonding slashing transaction, slashing leaf of the unbonding output.
     pub unbonding_slashing: TapSighash,
+}
+
+/// Why the messages of a delegation could not be computed (never once the shapes of §4 are
+/// checked; typed anyway, with the transaction it concerns).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SighashesError {
+    /// The spent output has no such leaf.
+    #[error("leaf for the {what}: {source}")]
+    Leaf {
+        /// Which transaction.
+        what: &'static str,
+        /// The cause.
+        source: TaprootError,
+    },
+    /// The BIP-0341 encoder refused the transaction.
+    #[error("sighash of the {what}: {source}")]
+    Sighash {
+        /// Which transaction.
+        what: &'static str,
+        /// The cause.
+        source: SighashError,
+    },
+}
+
+impl From<SighashesError> for DelegationError {
+    fn from(e: SighashesError) -> Self {
+        match e {
+            SighashesError::Leaf { source, .. } => DelegationError::Taproot(source),
+            SighashesError::Sighash { source, .. } => DelegationError::Sighash(source),
+        }
+    }
+}
+
+/// The three signed spends of a delegation and the protocol outputs they spend: input 0 of
+/// the staking slashing and the unbonding transaction spends the staking output, input 0 of
+/// the unbonding slashing transaction spends output 0 of the unbonding transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct DelegationSpends<'a> {
+    /// The staking output.
+    pub staking_output: &'a TaprootOutput,
+    /// The staking output as funded (value and pkScript).
+    pub staking_prevout: &'a TxOut,
+    /// The unbonding output.
+    pub unbonding_output: &'a TaprootOutput,
+    /// The unbonding output as funded.
+    pub unbonding_prevout: &'a TxOut,
+    /// The staking slashing transaction.
+    pub slashing_tx: &'a Transaction,
+    /// The unbonding transaction.
+    pub unbonding_tx: &'a Transaction,
+    /// The unbonding slashing transaction.
+    pub unbonding_slashing_tx: &'a Transaction,
+}
+
+impl DelegationSighashes {
+    /// Length of [`DelegationSighashes::to_bytes`].
+    pub const ENCODED_LEN: usize = 96;
+
+    /// The one computation of a delegation's messages, shared by registration checks, the
+    /// covenant committee and the node, so that all of them sign and check the same bytes.
+    pub fn compute(s: &DelegationSpends<'_>) -> Result<Self, SighashesError> {
+        let leaf_sighash = |tx: &Transaction,
+                            prevout: &TxOut,
+                            output: &TaprootOutput,
+                            leaf: Leaf,
+                            what: &'static str| {
+            let leaf_hash = output
+                .leaf_hash(leaf)
+                .map_err(|source| SighashesError::Leaf { what, source })?;
+            tapscript_sighash_for_leaf(tx, 0, std::slice::from_ref(prevout), leaf_hash)
+                .map_err(|source| SighashesError::Sighash { what, source })
+        };
+        Ok(DelegationSighashes {
+            slashing: leaf_sighash(
+                s.slashing_tx,
+                s.staking_prevout,
+                s.staking_output,
+                Leaf::Slashing,
+                "staking slashing transaction",
+            )?,
+            unbonding: leaf_sighash(
+                s.unbonding_tx,
+                s.staking_prevout,
+                s.staking_output,
+                Leaf::Unbonding,
+                "unbonding transaction",
+            )?,
+            unbonding_slashing: leaf_sighash(
+                s.unbonding_slashing_tx,
+                s.unbonding_prevout,
+                s.unbonding_output,
+                Leaf::Slashing,
+                "unbonding slashing transaction",
+            )?,
+        })
+    }
+
+    /// `slashing ‖ unbonding ‖ unbonding_slashing`, for storage.
+    pub fn to_bytes(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[..32].copy_from_slice(self.slashing.as_byte_array());
+        out[32..64].copy_from_slice(self.unbonding.as_byte_array());
+        out[64..].copy_from_slice(self.unbonding_slashing.as_byte_array());
+        out
+    }
+
+    /// The inverse of [`DelegationSighashes::to_bytes`]; `None` for any other length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        let hash = |range: std::ops::Range<usize>| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&bytes[range]);
+            TapSighash::from_byte_array(h)
+        };
+        Some(DelegationSighashes {
+            slashing: hash(0..32),
+            unbonding: hash(32..64),
+            unbonding_slashing: hash(64..96),
+        })
+    }
 }
 
 /// A registration that passed every rule, with everything derived while checking it.
@@ -253,29 +376,16 @@ pub fn validate_delegation(
         &r.staker_pk,
         &r.pop,
     )?;
-    // The slashing leaf is the same script in the staking and the unbonding output.
-    let slashing_leaf = staking_output.leaf_hash(Leaf::Slashing)?;
     let unbonding_txout = unbonding_output.txout(unbonding_value);
-    let sighashes = DelegationSighashes {
-        slashing: tapscript_sighash_for_leaf(
-            &r.slashing_tx,
-            0,
-            std::slice::from_ref(&staking_txout),
-            slashing_leaf,
-        )?,
-        unbonding: tapscript_sighash_for_leaf(
-            &r.unbonding_tx,
-            0,
-            std::slice::from_ref(&staking_txout),
-            staking_output.leaf_hash(Leaf::Unbonding)?,
-        )?,
-        unbonding_slashing: tapscript_sighash_for_leaf(
-            &r.unbonding_slashing_tx,
-            0,
-            std::slice::from_ref(&unbonding_txout),
-            slashing_leaf,
-        )?,
-    };
+    let sighashes = DelegationSighashes::compute(&DelegationSpends {
+        staking_output: &staking_output,
+        staking_prevout: &staking_txout,
+        unbonding_output: &unbonding_output,
+        unbonding_prevout: &unbonding_txout,
+        slashing_tx: &r.slashing_tx,
+        unbonding_tx: &r.unbonding_tx,
+        unbonding_slashing_tx: &r.unbonding_slashing_tx,
+    })?;
     verify(&sighashes.slashing, &r.staker_slashing_sig, &r.staker_pk)
         .map_err(DelegationError::StakerSlashingSignature)?;
     verify(

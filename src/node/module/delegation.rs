@@ -4,10 +4,10 @@ use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
 use bitcoin::{BlockHash, Transaction, Txid};
 use fiamma_covenant::adaptor::AdaptorSignature;
-use fiamma_covenant::delegation::{DelegationSighashes, DelegationTxs};
+use fiamma_covenant::delegation::{DelegationSighashes as CovenantTxSighashes, DelegationTxs};
 use fiamma_covenant::signing::{CovenantSignatures, VerifierAdaptorSig};
-use fiamma_covenant::verification::verify_covenant_signatures;
-use fiamma_staking::delegation::validate_delegation;
+use fiamma_covenant::verification::verify_covenant_signatures_on;
+use fiamma_staking::delegation::{validate_delegation, DelegationSighashes};
 use fiamma_staking::keys::StakingKeys;
 use fiamma_staking::light_client::InclusionProof;
 use fiamma_staking::params::Params;
@@ -18,7 +18,7 @@ use super::{
     rules, CovenantSigsError, CreateDelegationError, InclusionProofError, StakingModule,
     StoredDelegationError,
 };
-use crate::node::store::{CovenantSigs, Delegation, NewDelegation, Pop, PopKind};
+use crate::node::store::{CovenantSigs, Delegation, NewDelegation, Pop, PopKind, Registered};
 
 /// One covenant member's decoded signatures for one delegation.
 #[derive(Debug, Clone)]
@@ -43,6 +43,39 @@ fn decode_tx(
         what,
         reason: e.to_string(),
     })
+}
+
+/// The committee's messages of a delegation stored before they were kept with it, computed
+/// from its stored transactions.
+fn stored_sighashes(
+    d: &Delegation,
+    keys: &StakingKeys,
+) -> Result<DelegationSighashes, StoredDelegationError> {
+    let r = &d.registration;
+    let staking_tx = decode_tx(d, "staking transaction", &r.staking_tx)?;
+    let slashing_tx = decode_tx(d, "slashing transaction", &r.slashing_tx)?;
+    let unbonding_tx = decode_tx(d, "unbonding transaction", &r.unbonding_tx)?;
+    let unbonding_slashing_tx = decode_tx(
+        d,
+        "unbonding slashing transaction",
+        &r.unbonding_slashing_tx,
+    )?;
+    let sighashes = CovenantTxSighashes::compute(&DelegationTxs {
+        keys,
+        staking_time: r.staking_time_blocks,
+        unbonding_time: r.unbonding_time_blocks,
+        staking_tx: &staking_tx,
+        staking_output_index: r.staking_output_index as usize,
+        slashing_tx: &slashing_tx,
+        unbonding_tx: &unbonding_tx,
+        unbonding_slashing_tx: &unbonding_slashing_tx,
+    })
+    .map_err(|e| StoredDelegationError::Decode {
+        txid: r.staking_txid,
+        what: "sighashes",
+        reason: e.to_string(),
+    })?;
+    Ok(sighashes.messages())
 }
 
 impl StakingModule {
@@ -79,16 +112,6 @@ impl StakingModule {
             [one] => *one,
             several => return Err(CreateDelegationError::SeveralVerifiers(several.len())),
         };
-        match tx.verifier(&verifier).await? {
-            None => return Err(CreateDelegationError::UnknownVerifier(verifier)),
-            Some(v) if v.state.slashed_height().is_some() => {
-                return Err(CreateDelegationError::VerifierSlashed(verifier))
-            }
-            Some(_) => {}
-        }
-        if tx.delegation_exists(&staking_txid).await? {
-            return Err(CreateDelegationError::Duplicate(staking_txid));
-        }
         let new = NewDelegation {
             staking_txid,
             staker_account,
@@ -112,27 +135,48 @@ impl StakingModule {
             params_version: version,
         };
         let state = DelegationState::new(reg.staking_time, reg.unbonding_time);
-        tx.insert_delegation(&new, &state).await?;
+        // The state checks, the row and its event in one statement: the node-wide lock is
+        // held for it and the commit only.
+        match tx
+            .register_delegation(&new, &state, &validated.sighashes)
+            .await?
+        {
+            Registered::Inserted => {}
+            Registered::UnknownVerifier => {
+                return Err(CreateDelegationError::UnknownVerifier(verifier))
+            }
+            Registered::VerifierSlashed => {
+                return Err(CreateDelegationError::VerifierSlashed(verifier))
+            }
+            Registered::Duplicate => return Err(CreateDelegationError::Duplicate(staking_txid)),
+        }
         self.commit(tx).await?;
         Ok((staking_txid, version))
     }
 
     /// Counts one covenant member's signatures: the state checks (member of the committee,
-    /// not signed yet, still PENDING or VERIFIED) first on a copy, then EncVerify and BIP-340
-    /// verification against the delegation's sighashes, then the change.
+    /// not signed yet, still PENDING or VERIFIED) first on the delegation as read, then
+    /// EncVerify and BIP-340 verification against the messages stored at registration, then
+    /// the change.
+    ///
+    /// The change is one statement guarded by the state it was decided on. A signature that
+    /// moves no status commutes with every other message, so it takes no node-wide lock; the
+    /// one that reaches the quorum appends an event and takes the ordered path. When the guard
+    /// finds the delegation changed, it is read again and the decision made afresh; that ends,
+    /// since every change adds a signature or moves the status forward, and both are bounded.
     pub async fn add_covenant_sigs(
         &self,
         staking_txid: &Txid,
         sigs: CovenantSigsInput,
     ) -> Result<(DelegationStatus, u32), CovenantSigsError> {
-        let d = self
+        let mut d = self
             .store
             .delegation(staking_txid)
             .await?
             .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
         let params = self.params_of(&d)?;
-        d.state
-            .check_covenant_signer(sigs.covenant_pk, &rules(params))?;
+        let rules = rules(params);
+        d.state.check_covenant_signer(sigs.covenant_pk, &rules)?;
         self.verify_covenant_sigs(&d, params, &sigs)?;
         let stored = CovenantSigs {
             covenant_pk: sigs.covenant_pk,
@@ -140,37 +184,46 @@ impl StakingModule {
             unbonding_sig: sigs.unbonding.as_ref().to_vec(),
             unbonding_slashing_adaptor_sig: sigs.unbonding_slashing.to_bytes().to_vec(),
         };
-        // A signature that changes no status commutes with every other message: apply it
-        // under the delegation's row lock only. One that does (the quorum) needs the ordered
-        // path, taken afresh so the locks follow the global order (node_state, then row).
-        let mut tx = self.store.begin_unordered().await?;
-        let mut d = tx
-            .lock_delegation(staking_txid)
-            .await?
-            .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
-        let mut added =
-            d.state
-                .add_covenant_signatures(sigs.covenant_pk, &rules(params), tx.tip())?;
-        if !added.transitions.is_empty() {
-            drop(tx);
-            tx = self.store.begin().await?;
-            d = tx
-                .lock_delegation(staking_txid)
+        let verifier = d.registration.verifier_btc_pk;
+        loop {
+            let before = d.state.record().clone();
+            let mut state = d.state.clone();
+            // Whether the signature moves the delegation does not depend on the tip; the tip
+            // is only recorded when it does, and then it is the one read under the lock.
+            let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, 0)?;
+            if added.transitions.is_empty() {
+                if self
+                    .store
+                    .add_covenant_sigs(staking_txid, &stored, &before, &state)
+                    .await?
+                {
+                    return Ok((state.status(), added.signatures));
+                }
+            } else {
+                let mut tx = self.store.begin().await?;
+                let mut state = d.state.clone();
+                let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, tx.tip())?;
+                if tx
+                    .add_covenant_sigs(
+                        staking_txid,
+                        &verifier,
+                        &stored,
+                        &before,
+                        &state,
+                        &added.transitions,
+                    )
+                    .await?
+                {
+                    self.commit(tx).await?;
+                    return Ok((state.status(), added.signatures));
+                }
+            }
+            d = self
+                .store
+                .delegation(staking_txid)
                 .await?
                 .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
-            added = d
-                .state
-                .add_covenant_signatures(sigs.covenant_pk, &rules(params), tx.tip())?;
         }
-        tx.insert_covenant_sigs(staking_txid, &stored).await?;
-        tx.save_state(staking_txid, &d.state, None).await?;
-        tx.record_transitions(
-            staking_txid,
-            &d.registration.verifier_btc_pk,
-            &added.transitions,
-        );
-        self.commit(tx).await?;
-        Ok((d.state.status(), added.signatures))
     }
 
     fn verify_covenant_sigs(
@@ -191,33 +244,14 @@ impl StakingModule {
             what: "key sets",
             reason: e.to_string(),
         })?;
-        let staking_tx = decode_tx(d, "staking transaction", &r.staking_tx)?;
-        let slashing_tx = decode_tx(d, "slashing transaction", &r.slashing_tx)?;
-        let unbonding_tx = decode_tx(d, "unbonding transaction", &r.unbonding_tx)?;
-        let unbonding_slashing_tx = decode_tx(
-            d,
-            "unbonding slashing transaction",
-            &r.unbonding_slashing_tx,
-        )?;
-        let sighashes = DelegationSighashes::compute(&DelegationTxs {
-            keys: &keys,
-            staking_time: r.staking_time_blocks,
-            unbonding_time: r.unbonding_time_blocks,
-            staking_tx: &staking_tx,
-            staking_output_index: r.staking_output_index as usize,
-            slashing_tx: &slashing_tx,
-            unbonding_tx: &unbonding_tx,
-            unbonding_slashing_tx: &unbonding_slashing_tx,
-        })
-        .map_err(|e| StoredDelegationError::Decode {
-            txid: r.staking_txid,
-            what: "sighashes",
-            reason: e.to_string(),
-        })?;
+        let messages = match &d.covenant_sighashes {
+            Some(m) => *m,
+            None => stored_sighashes(d, &keys)?,
+        };
         let verifier = r.verifier_btc_pk;
-        verify_covenant_signatures(
+        verify_covenant_signatures_on(
             &keys,
-            &sighashes,
+            &messages,
             &CovenantSignatures {
                 covenant: sigs.covenant_pk,
                 slashing: vec![VerifierAdaptorSig {
@@ -233,7 +267,6 @@ impl StakingModule {
         )?;
         Ok(())
     }
-
     /// Activates a delegation from a Merkle proof that its staking transaction sits in a
     /// best-chain block of the node's header chain, k-deep at the node's tip.
     pub async fn add_inclusion_proof(

@@ -11,6 +11,7 @@ mod write;
 
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{BlockHash, Txid};
+use fiamma_staking::state::{DelegationRecord, DelegationState};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 
@@ -18,7 +19,7 @@ pub use model::{
     CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
     NewVerifier, Pop, PopKind, SlashingReason, Verifier, VotingPowerEntry,
 };
-pub use write::WriteTx;
+pub use write::{Registered, WriteTx};
 
 /// The schema migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -156,6 +157,23 @@ impl Store {
     /// Begins an unordered write transaction: no node-wide lock, no events (see [`WriteTx`]).
     pub async fn begin_unordered(&self) -> Result<WriteTx, StoreError> {
         WriteTx::begin_unordered(&self.pool).await
+    }
+
+    /// Counts a covenant member's verified signatures that move the delegation to no other
+    /// status, in one statement: no transaction block and no node-wide lock, since such a
+    /// change commutes with every message except those on the same delegation, and the
+    /// statement's guard (the delegation is still `before`) catches those. `after` must have
+    /// the status and heights of `before`. Returns `false`, having written nothing, when the
+    /// delegation changed since `before` was read or the member's signatures are stored.
+    pub async fn add_covenant_sigs(
+        &self,
+        staking_txid: &Txid,
+        sigs: &CovenantSigs,
+        before: &DelegationRecord,
+        after: &DelegationState,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        write::add_covenant_sigs_unordered(&mut conn, staking_txid, sigs, before, after).await
     }
 
     /// The node's recorded BTC tip (height 0 and no hash before the first block is followed).

@@ -2,6 +2,7 @@
 
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::Txid;
+use fiamma_staking::delegation::DelegationSighashes;
 use fiamma_staking::state::{DelegationState, DelegationStatus, VerifierState};
 
 /// Format of a proof of possession (PROTOCOL §6).
@@ -174,6 +175,9 @@ pub struct Delegation {
     pub spending_txid: Option<Txid>,
     /// Covenant signatures, ordered by member key.
     pub covenant_sigs: Vec<CovenantSigs>,
+    /// The messages the covenant committee signs, as computed at registration (`None` for a
+    /// delegation stored before they were kept).
+    pub covenant_sighashes: Option<DelegationSighashes>,
 }
 
 /// What an event says changed.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::Txid;
+use fiamma_staking::delegation::DelegationSighashes;
 use fiamma_staking::state::{DelegationRecord, DelegationState, DelegationStatus, VerifierState};
 use sqlx::{PgConnection, Row};
 
@@ -23,7 +24,19 @@ const DELEGATION_COLUMNS: &str = "staking_txid, staker_account, staker_btc_pk, p
      staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
      unbonding_tx, unbonding_txid, unbonding_slashing_tx, staker_unbonding_slashing_sig, \
      params_version, status, verified_height, start_height, activated_height, ended_height, \
-     spending_txid";
+     spending_txid, covenant_sighashes";
+
+/// A delegation's covenant signatures as four arrays in member-key order, so that one
+/// delegation is read with its signatures in one round trip.
+const SIGNATURE_ARRAYS: &str = "\
+     ARRAY(SELECT c.covenant_pk FROM covenant_signatures c \
+           WHERE c.staking_txid = d.staking_txid ORDER BY c.covenant_pk) AS sig_pks, \
+     ARRAY(SELECT c.slashing_adaptor_sig FROM covenant_signatures c \
+           WHERE c.staking_txid = d.staking_txid ORDER BY c.covenant_pk) AS sig_slashing, \
+     ARRAY(SELECT c.unbonding_sig FROM covenant_signatures c \
+           WHERE c.staking_txid = d.staking_txid ORDER BY c.covenant_pk) AS sig_unbonding, \
+     ARRAY(SELECT c.unbonding_slashing_adaptor_sig FROM covenant_signatures c \
+           WHERE c.staking_txid = d.staking_txid ORDER BY c.covenant_pk) AS sig_unbonding_slashing";
 
 fn pop(code: i16, signature: Vec<u8>) -> Result<Pop, StoreError> {
     let kind = PopKind::from_code(code).ok_or_else(|| StoreError::Corrupt {
@@ -91,6 +104,15 @@ fn delegation_from_row(
         reason: e.to_string(),
     })?;
     let spending: Option<Vec<u8>> = row.try_get("spending_txid")?;
+    let sighashes: Option<Vec<u8>> = row.try_get("covenant_sighashes")?;
+    let covenant_sighashes = sighashes
+        .map(|b| {
+            DelegationSighashes::from_bytes(&b).ok_or(StoreError::Corrupt {
+                column: "covenant_sighashes",
+                reason: format!("expected 96 bytes, found {}", b.len()),
+            })
+        })
+        .transpose()?;
     Ok(Delegation {
         registration: NewDelegation {
             staking_txid: txid("staking_txid", row.try_get("staking_txid")?)?,
@@ -117,6 +139,7 @@ fn delegation_from_row(
         state,
         spending_txid: spending.map(|b| txid("spending_txid", &b)).transpose()?,
         covenant_sigs,
+        covenant_sighashes,
     })
 }
 
@@ -206,19 +229,47 @@ pub(crate) async fn verifiers(
     rows.iter().map(verifier_from_row).collect()
 }
 
-/// One delegation by staking txid.
+/// Decodes the arrays of [`SIGNATURE_ARRAYS`].
+fn sigs_from_arrays(row: &sqlx::postgres::PgRow) -> Result<Vec<CovenantSigs>, StoreError> {
+    let pks: Vec<Vec<u8>> = row.try_get("sig_pks")?;
+    let slashing: Vec<Vec<u8>> = row.try_get("sig_slashing")?;
+    let unbonding: Vec<Vec<u8>> = row.try_get("sig_unbonding")?;
+    let unbonding_slashing: Vec<Vec<u8>> = row.try_get("sig_unbonding_slashing")?;
+    if [slashing.len(), unbonding.len(), unbonding_slashing.len()] != [pks.len(); 3] {
+        return Err(StoreError::Corrupt {
+            column: "covenant_signatures",
+            reason: "signature arrays of different lengths".into(),
+        });
+    }
+    pks.iter()
+        .zip(slashing)
+        .zip(unbonding)
+        .zip(unbonding_slashing)
+        .map(|(((pk, slashing), unbonding), unbonding_slashing)| {
+            Ok(CovenantSigs {
+                covenant_pk: xonly("covenant_pk", pk)?,
+                slashing_adaptor_sig: slashing,
+                unbonding_sig: unbonding,
+                unbonding_slashing_adaptor_sig: unbonding_slashing,
+            })
+        })
+        .collect()
+}
+
+/// One delegation by staking txid, with its signatures, in one statement.
 pub(crate) async fn delegation(
     conn: &mut PgConnection,
     staking_txid: &Txid,
 ) -> Result<Option<Delegation>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE staking_txid = $1"
+        "SELECT {DELEGATION_COLUMNS}, {SIGNATURE_ARRAYS} FROM delegations d \
+         WHERE staking_txid = $1"
     ))
     .bind(staking_txid.as_byte_array().as_slice())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(delegations_with_sigs(conn, vec![row]).await?.pop())
+    row.map(|row| delegation_from_row(&row, sigs_from_arrays(&row)?))
+        .transpose()
 }
 
 /// Delegations matching `filter`, ordered by staking txid (internal byte order), after `after`.

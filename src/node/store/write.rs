@@ -11,7 +11,9 @@
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{BlockHash, Txid};
-use fiamma_staking::state::{DelegationState, Transition, VerifierState};
+use fiamma_staking::delegation::DelegationSighashes;
+use fiamma_staking::state::{DelegationRecord, DelegationState, Transition, VerifierState};
+use sqlx::postgres::PgArguments;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::codec::{int, opt_int, sat, seq, uint};
@@ -27,7 +29,70 @@ pub struct WriteTx {
     tip: u32,
     last_seq: u64,
     events: Vec<Event>,
+    /// How many of `events` a statement already stored (with `last_event_seq`).
+    written: usize,
     ordered: bool,
+}
+
+/// What [`WriteTx::register_delegation`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The delegation and its registration event are stored.
+    Inserted,
+    /// No verifier has the delegation's verifier key; nothing was written.
+    UnknownVerifier,
+    /// The verifier is slashed; nothing was written.
+    VerifierSlashed,
+    /// A delegation with this staking txid exists; nothing was written.
+    Duplicate,
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// The delegation columns a registration writes, in bind order (see [`bind_delegation`]).
+const DELEGATION_INSERT_COLUMNS: &str = "staking_txid, staker_account, staker_btc_pk, \
+     pop_type, pop_sig, verifier_btc_pk, staking_time_blocks, staking_value_sat, staking_tx, \
+     staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
+     unbonding_tx, unbonding_txid, unbonding_slashing_tx, staker_unbonding_slashing_sig, \
+     params_version, status, created_seq, verified_height, start_height, activated_height, \
+     ended_height, covenant_sighashes";
+const DELEGATION_INSERT_PARAMS: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25";
+
+/// Binds $1..$25 of [`DELEGATION_INSERT_COLUMNS`].
+fn bind_delegation<'q>(
+    q: PgQuery<'q>,
+    d: &'q NewDelegation,
+    state: &DelegationState,
+    created: u64,
+    sighashes: Option<&DelegationSighashes>,
+) -> Result<PgQuery<'q>, StoreError> {
+    let r = state.record();
+    Ok(q.bind(d.staking_txid.as_byte_array().as_slice())
+        .bind(&d.staker_account)
+        .bind(d.staker_btc_pk.serialize().to_vec())
+        .bind(d.pop.kind.code())
+        .bind(&d.pop.signature)
+        .bind(d.verifier_btc_pk.serialize().to_vec())
+        .bind(int("staking_time_blocks", d.staking_time_blocks)?)
+        .bind(sat("staking_value_sat", d.staking_value_sat)?)
+        .bind(&d.staking_tx)
+        .bind(int("staking_output_index", d.staking_output_index)?)
+        .bind(&d.slashing_tx)
+        .bind(&d.staker_slashing_sig)
+        .bind(int("unbonding_time_blocks", d.unbonding_time_blocks)?)
+        .bind(&d.unbonding_tx)
+        .bind(d.unbonding_txid.as_byte_array().as_slice())
+        .bind(&d.unbonding_slashing_tx)
+        .bind(&d.staker_unbonding_slashing_sig)
+        .bind(int("params_version", d.params_version)?)
+        .bind(state.status().as_str())
+        .bind(seq_column(created)?)
+        .bind(opt_int("verified_height", r.verified_height)?)
+        .bind(opt_int("start_height", r.start_height)?)
+        .bind(opt_int("activated_height", r.activated_height)?)
+        .bind(opt_int("ended_height", r.ended_height)?)
+        .bind(sighashes.map(|s| s.to_bytes().to_vec())))
 }
 
 impl WriteTx {
@@ -43,6 +108,7 @@ impl WriteTx {
             tip,
             last_seq,
             events: Vec::new(),
+            written: 0,
             ordered: true,
         })
     }
@@ -55,6 +121,7 @@ impl WriteTx {
             tip,
             last_seq: 0,
             events: Vec::new(),
+            written: 0,
             ordered: false,
         })
     }
@@ -124,6 +191,30 @@ impl WriteTx {
         });
     }
 
+    /// The events not stored yet followed by `more` numbered after them, and the sequence
+    /// number of the last one: what a statement that writes them all must store.
+    fn pending_with(&self, more: impl IntoIterator<Item = (u32, EventKind)>) -> (Vec<Event>, u64) {
+        let mut pending = self.events[self.written..].to_vec();
+        let mut last = self.last_seq;
+        for (btc_height, kind) in more {
+            last += 1;
+            pending.push(Event {
+                sequence: last,
+                btc_height,
+                kind,
+            });
+        }
+        (pending, last)
+    }
+
+    /// Records that a statement stored every event up to `last`, `appended` among them.
+    fn stored_events(&mut self, appended: Vec<Event>, last: u64) {
+        let before = self.events.len() - self.written;
+        self.events.extend(appended.into_iter().skip(before));
+        self.last_seq = last;
+        self.written = self.events.len();
+    }
+
     /// Inserts a registered verifier and its `verifier_created` event.
     pub async fn insert_verifier(&mut self, v: &NewVerifier) -> Result<(), StoreError> {
         let created = self.last_seq + 1;
@@ -157,43 +248,13 @@ impl WriteTx {
         state: &DelegationState,
     ) -> Result<(), StoreError> {
         let created = self.last_seq + 1;
-        let r = state.record();
-        sqlx::query(
-            "INSERT INTO delegations (staking_txid, staker_account, staker_btc_pk, pop_type, \
-             pop_sig, verifier_btc_pk, staking_time_blocks, staking_value_sat, staking_tx, \
-             staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
-             unbonding_tx, unbonding_txid, unbonding_slashing_tx, \
-             staker_unbonding_slashing_sig, params_version, status, created_seq, \
-             verified_height, start_height, activated_height, ended_height) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24)",
-        )
-        .bind(d.staking_txid.as_byte_array().as_slice())
-        .bind(&d.staker_account)
-        .bind(d.staker_btc_pk.serialize().as_slice())
-        .bind(d.pop.kind.code())
-        .bind(&d.pop.signature)
-        .bind(d.verifier_btc_pk.serialize().as_slice())
-        .bind(int("staking_time_blocks", d.staking_time_blocks)?)
-        .bind(sat("staking_value_sat", d.staking_value_sat)?)
-        .bind(&d.staking_tx)
-        .bind(int("staking_output_index", d.staking_output_index)?)
-        .bind(&d.slashing_tx)
-        .bind(&d.staker_slashing_sig)
-        .bind(int("unbonding_time_blocks", d.unbonding_time_blocks)?)
-        .bind(&d.unbonding_tx)
-        .bind(d.unbonding_txid.as_byte_array().as_slice())
-        .bind(&d.unbonding_slashing_tx)
-        .bind(&d.staker_unbonding_slashing_sig)
-        .bind(int("params_version", d.params_version)?)
-        .bind(state.status().as_str())
-        .bind(seq_column(created)?)
-        .bind(opt_int("verified_height", r.verified_height)?)
-        .bind(opt_int("start_height", r.start_height)?)
-        .bind(opt_int("activated_height", r.activated_height)?)
-        .bind(opt_int("ended_height", r.ended_height)?)
-        .execute(&mut *self.tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}) \
+             VALUES ({DELEGATION_INSERT_PARAMS})"
+        );
+        bind_delegation(sqlx::query(&sql), d, state, created, None)?
+            .execute(&mut *self.tx)
+            .await?;
         self.push_event(
             self.tip,
             EventKind::DelegationStatusChanged {
@@ -206,6 +267,107 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Registers a new delegation in one statement under the node-wide lock: checks that its
+    /// verifier is registered and not slashed and that its staking txid is new, then stores
+    /// it in `state` with the messages the committee will sign, its registration event and
+    /// every event still pending. When a check fails nothing is written.
+    pub async fn register_delegation(
+        &mut self,
+        d: &NewDelegation,
+        state: &DelegationState,
+        sighashes: &DelegationSighashes,
+    ) -> Result<Registered, StoreError> {
+        let event = EventKind::DelegationStatusChanged {
+            staking_txid: d.staking_txid,
+            verifier: d.verifier_btc_pk,
+            from: None,
+            to: state.status(),
+        };
+        let (pending, last) = self.pending_with([(self.tip, event)]);
+        if !self.ordered {
+            return Err(StoreError::EventsWithoutOrder {
+                events: pending.len(),
+            });
+        }
+        let sql = format!(
+            "WITH ok AS (SELECT 1 AS one FROM verifiers \
+                         WHERE btc_pk = $6 AND slashed_height IS NULL \
+                           AND NOT EXISTS (SELECT 1 FROM delegations WHERE staking_txid = $1)), \
+                  ins AS (INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}) \
+                          SELECT {DELEGATION_INSERT_PARAMS} FROM ok RETURNING 1), \
+                  {} \
+             SELECT EXISTS (SELECT 1 FROM verifiers WHERE btc_pk = $6) AS known, \
+                    EXISTS (SELECT 1 FROM verifiers \
+                            WHERE btc_pk = $6 AND slashed_height IS NOT NULL) AS slashed, \
+                    EXISTS (SELECT 1 FROM ins) AS inserted",
+            events_ctes(26, "WHERE EXISTS (SELECT 1 FROM ins)")
+        );
+        let q = bind_delegation(sqlx::query(&sql), d, state, last, Some(sighashes))?;
+        let row = bind_events(q, &pending, last)?
+            .fetch_one(&mut *self.tx)
+            .await?;
+        if row.try_get("inserted")? {
+            self.stored_events(pending, last);
+            return Ok(Registered::Inserted);
+        }
+        Ok(if !row.try_get::<bool, _>("known")? {
+            Registered::UnknownVerifier
+        } else if row.try_get("slashed")? {
+            Registered::VerifierSlashed
+        } else {
+            Registered::Duplicate
+        })
+    }
+
+    /// Counts a covenant member's verified signatures on a delegation, writes its state
+    /// `after` and one event per transition, all in one statement, provided the stored
+    /// delegation is still exactly `before` (status, heights, number of signatures): the
+    /// state `after` and the transitions were decided on it. Returns `false`, having written
+    /// nothing, when it changed meanwhile or the member's signatures are already stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_covenant_sigs(
+        &mut self,
+        staking_txid: &Txid,
+        verifier: &XOnlyPublicKey,
+        sigs: &CovenantSigs,
+        before: &DelegationRecord,
+        after: &DelegationState,
+        transitions: &[Transition],
+    ) -> Result<bool, StoreError> {
+        let (pending, last) = self.pending_with(transitions.iter().map(|t| {
+            (
+                t.height,
+                EventKind::DelegationStatusChanged {
+                    staking_txid: *staking_txid,
+                    verifier: *verifier,
+                    from: Some(t.from),
+                    to: t.to,
+                },
+            )
+        }));
+        if !self.ordered && !pending.is_empty() {
+            return Err(StoreError::EventsWithoutOrder {
+                events: pending.len(),
+            });
+        }
+        let sql = covenant_sigs_sql(!pending.is_empty());
+        let mut q = bind_covenant_sigs(sqlx::query(&sql), staking_txid, sigs, before, after)?;
+        if !pending.is_empty() {
+            q = bind_events(q, &pending, last)?;
+        }
+        match q.fetch_one(&mut *self.tx).await {
+            Ok(row) if row.try_get("applied")? => {
+                if !pending.is_empty() {
+                    self.stored_events(pending, last);
+                }
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Stores a covenant member's verified signatures on a delegation.
     pub async fn insert_covenant_sigs(
         &mut self,
@@ -213,8 +375,11 @@ impl WriteTx {
         sigs: &CovenantSigs,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO covenant_signatures (staking_txid, covenant_pk, slashing_adaptor_sig, \
-             unbonding_sig, unbonding_slashing_adaptor_sig) VALUES ($1, $2, $3, $4, $5)",
+            "WITH ins AS (INSERT INTO covenant_signatures (staking_txid, covenant_pk, \
+             slashing_adaptor_sig, unbonding_sig, unbonding_slashing_adaptor_sig) \
+             VALUES ($1, $2, $3, $4, $5)) \
+             UPDATE delegations SET covenant_sig_count = covenant_sig_count + 1 \
+             WHERE staking_txid = $1",
         )
         .bind(staking_txid.as_byte_array().as_slice())
         .bind(sigs.covenant_pk.serialize().as_slice())
@@ -352,7 +517,9 @@ impl WriteTx {
             self.tx.commit().await?;
             return Ok(Vec::new());
         }
-        write_events(&mut self.tx, &self.events, self.last_seq).await?;
+        if self.written < self.events.len() {
+            write_events(&mut self.tx, &self.events[self.written..], self.last_seq).await?;
+        }
         self.tx.commit().await?;
         Ok(self.events)
     }
@@ -425,33 +592,145 @@ impl EventColumns {
     }
 }
 
+/// Common table expressions that append events (bound from parameter `$first` on by
+/// [`bind_events`]) and record the last sequence number, each only when `condition` (a `WHERE`
+/// clause, or empty) holds: so a statement can write its change and its events together.
+fn events_ctes(first: usize, condition: &str) -> String {
+    let p: Vec<String> = (first..first + 9).map(|i| format!("${i}")).collect();
+    format!(
+        "appended AS (INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, \
+         from_status, to_status, btc_height, reason) \
+         SELECT * FROM UNNEST({}::BIGINT[], {}::TEXT[], {}::BYTEA[], {}::BYTEA[], {}::TEXT[], \
+         {}::TEXT[], {}::INTEGER[], {}::TEXT[]) {condition}), \
+         sequenced AS (UPDATE node_state SET last_event_seq = {}::BIGINT {condition})",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
+    )
+}
+
+/// Binds the nine parameters of [`events_ctes`].
+fn bind_events<'q>(
+    q: PgQuery<'q>,
+    events: &[Event],
+    last_seq: u64,
+) -> Result<PgQuery<'q>, StoreError> {
+    let mut c = EventColumns::default();
+    for e in events {
+        c.push(e)?;
+    }
+    Ok(q.bind(c.sequence)
+        .bind(c.kind)
+        .bind(c.staking_txid)
+        .bind(c.verifier)
+        .bind(c.from)
+        .bind(c.to)
+        .bind(c.btc_height)
+        .bind(c.reason)
+        .bind(seq_column(last_seq)?))
+}
+
 /// Appends `events` and records `last_seq` in one statement (one round trip under the lock).
 async fn write_events(
     tx: &mut Transaction<'static, Postgres>,
     events: &[Event],
     last_seq: u64,
 ) -> Result<(), StoreError> {
-    let mut c = EventColumns::default();
-    for e in events {
-        c.push(e)?;
-    }
-    sqlx::query(
-        "WITH appended AS (INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, \
-         from_status, to_status, btc_height, reason) \
-         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BYTEA[], $4::BYTEA[], $5::TEXT[], \
-         $6::TEXT[], $7::INTEGER[], $8::TEXT[])) \
-         UPDATE node_state SET last_event_seq = $9",
-    )
-    .bind(c.sequence)
-    .bind(c.kind)
-    .bind(c.staking_txid)
-    .bind(c.verifier)
-    .bind(c.from)
-    .bind(c.to)
-    .bind(c.btc_height)
-    .bind(c.reason)
-    .bind(seq_column(last_seq)?)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!("WITH {} SELECT 1", events_ctes(1, ""));
+    bind_events(sqlx::query(&sql), events, last_seq)?
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// The statement that counts one covenant member's signatures (see
+/// [`WriteTx::add_covenant_sigs`]): the `UPDATE` re-checks its guard on the row's latest
+/// version, and the signatures and events are written only when it matched.
+fn covenant_sigs_sql(with_events: bool) -> String {
+    let events = if with_events {
+        format!(", {}", events_ctes(17, "WHERE EXISTS (SELECT 1 FROM d)"))
+    } else {
+        String::new()
+    };
+    format!(
+        "WITH d AS (UPDATE delegations SET covenant_sig_count = covenant_sig_count + 1, \
+                    status = $6, verified_height = $7, start_height = $8, \
+                    activated_height = $9, ended_height = $10 \
+                    WHERE staking_txid = $1 AND covenant_sig_count = $11 AND status = $12 \
+                      AND verified_height IS NOT DISTINCT FROM $13 \
+                      AND start_height IS NOT DISTINCT FROM $14 \
+                      AND activated_height IS NOT DISTINCT FROM $15 \
+                      AND ended_height IS NOT DISTINCT FROM $16 \
+                    RETURNING staking_txid), \
+              ins AS (INSERT INTO covenant_signatures (staking_txid, covenant_pk, \
+                      slashing_adaptor_sig, unbonding_sig, unbonding_slashing_adaptor_sig) \
+                      SELECT staking_txid, $2, $3, $4, $5 FROM d RETURNING 1){events} \
+         SELECT EXISTS (SELECT 1 FROM ins) AS applied"
+    )
+}
+
+/// Binds $1..$16 of [`covenant_sigs_sql`].
+fn bind_covenant_sigs<'q>(
+    q: PgQuery<'q>,
+    staking_txid: &Txid,
+    sigs: &'q CovenantSigs,
+    before: &DelegationRecord,
+    after: &DelegationState,
+) -> Result<PgQuery<'q>, StoreError> {
+    let a = after.record();
+    let count =
+        i32::try_from(before.covenant_signers.len()).map_err(|_| StoreError::OutOfRange {
+            column: "covenant_sig_count",
+            value: before.covenant_signers.len().to_string(),
+        })?;
+    Ok(q.bind(staking_txid.as_byte_array().to_vec())
+        .bind(sigs.covenant_pk.serialize().to_vec())
+        .bind(&sigs.slashing_adaptor_sig)
+        .bind(&sigs.unbonding_sig)
+        .bind(&sigs.unbonding_slashing_adaptor_sig)
+        .bind(a.status.as_str())
+        .bind(opt_int("verified_height", a.verified_height)?)
+        .bind(opt_int("start_height", a.start_height)?)
+        .bind(opt_int("activated_height", a.activated_height)?)
+        .bind(opt_int("ended_height", a.ended_height)?)
+        .bind(count)
+        .bind(before.status.as_str())
+        .bind(opt_int("verified_height", before.verified_height)?)
+        .bind(opt_int("start_height", before.start_height)?)
+        .bind(opt_int("activated_height", before.activated_height)?)
+        .bind(opt_int("ended_height", before.ended_height)?))
+}
+
+/// A refused insert of a row whose key exists.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
+}
+
+/// Counts a covenant member's signatures that move no status, in one statement outside any
+/// transaction and without the node-wide lock (see [`crate::node::store::Store::add_covenant_sigs`]).
+pub(super) async fn add_covenant_sigs_unordered(
+    conn: &mut sqlx::PgConnection,
+    staking_txid: &Txid,
+    sigs: &CovenantSigs,
+    before: &DelegationRecord,
+    after: &DelegationState,
+) -> Result<bool, StoreError> {
+    let a = after.record();
+    let same_facts = a.status == before.status
+        && a.verified_height == before.verified_height
+        && a.start_height == before.start_height
+        && a.activated_height == before.activated_height
+        && a.ended_height == before.ended_height;
+    if !same_facts {
+        // A change of status or heights has events or may race with the chain follower:
+        // it takes the ordered path.
+        return Err(StoreError::EventsWithoutOrder { events: 1 });
+    }
+    let sql = covenant_sigs_sql(false);
+    match bind_covenant_sigs(sqlx::query(&sql), staking_txid, sigs, before, after)?
+        .fetch_one(conn)
+        .await
+    {
+        Ok(row) => Ok(row.try_get("applied")?),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
