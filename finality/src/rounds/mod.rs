@@ -30,4 +30,7 @@ pub use power::{Candidate, PowerTable, PowerTableError, VerifierStatus};
 pub use registry::{RegisterError, SlashError, UnjailError, VerifierRecord, Verifiers};
 pub use round_votes::{RoundVotes, RoundVotesError};
 pub use tally::{has_quorum, tally, Tally};
-pub use vote::{check_vote, ClosedRound, Vote, VoteEnv, VoteError, VoteOutcome, VoterInRound};
+pub use vote::{
+    check_vote, check_voter_standing, ClosedRound, Vote, VoteEnv, VoteError, VoteOutcome,
+    VoterInRound,
+};

@@ -10,6 +10,7 @@ use crate::merkle::{Digest, Proof};
 use crate::vote::vote_message;
 
 use super::evidence::{equivocation, EquivocationError, Slashing};
+use super::power::VerifierStatus;
 
 /// A signed vote: the EOTS signature by `voter` on
 /// `ctx("fp_fin_vote") ‖ u64be(round) ‖ round_hash`, with the committed randomness it used.
@@ -183,6 +184,15 @@ pub enum VoteError {
         /// The round hash voted for.
         round_hash: Digest,
     },
+    /// The voter is slashed: its secret key is public (`PROTOCOL.md` §11), so anyone could
+    /// have signed the vote.
+    #[error("verifier {voter} was slashed in round {since}; its votes are refused")]
+    Slashed {
+        /// The voter.
+        voter: XOnlyPublicKey,
+        /// The round in which it was slashed.
+        since: u64,
+    },
     /// Two different, valid votes that nevertheless do not reveal the key. Only possible with a
     /// hash collision; kept as an error rather than a panic.
     #[error("conflicting votes of verifier {voter} on round {round}: {source}")]
@@ -273,6 +283,23 @@ pub fn check_vote(
             }),
         None if vote.round_hash == round.round_hash => Ok(VoteOutcome::Counted),
         None => Ok(VoteOutcome::Disagrees),
+    }
+}
+
+/// The rule checked after [`check_vote`] accepts a first vote: a slashed voter's vote is
+/// refused even in a round whose active set it still belongs to, since its key was extracted
+/// and published and the vote proves nothing about the verifier. (A second vote of a slashed
+/// voter is equivocation evidence against a verifier already slashed.)
+///
+/// # Errors
+/// [`VoteError::Slashed`] when `status` is SLASHED.
+pub fn check_voter_standing(vote: &Vote, status: VerifierStatus) -> Result<(), VoteError> {
+    match status {
+        VerifierStatus::Slashed { since } => Err(VoteError::Slashed {
+            voter: vote.voter,
+            since,
+        }),
+        VerifierStatus::Active | VerifierStatus::Jailed { .. } => Ok(()),
     }
 }
 
@@ -496,6 +523,24 @@ mod tests {
             check(&bad, &voter(&v, Some(&recorded))),
             Err(VoteError::BadSignature { .. })
         ));
+    }
+
+    #[test]
+    fn a_slashed_voter_is_refused_and_a_jailed_one_may_still_vote_in_its_rounds() {
+        let v = TestVerifier::new(1, 10, 8);
+        let vote = v.vote(12, HASH);
+        assert_eq!(
+            check_voter_standing(&vote, VerifierStatus::Slashed { since: 11 }),
+            Err(VoteError::Slashed {
+                voter: v.key(),
+                since: 11
+            })
+        );
+        assert_eq!(check_voter_standing(&vote, VerifierStatus::Active), Ok(()));
+        assert_eq!(
+            check_voter_standing(&vote, VerifierStatus::Jailed { since: 11 }),
+            Ok(())
+        );
     }
 
     #[test]

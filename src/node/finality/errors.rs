@@ -116,6 +116,14 @@ pub enum AddVoteError {
     /// The vote was an equivocation, but its verifier could not be slashed.
     #[error(transparent)]
     Slash(#[from] SlashError),
+    /// Other votes of the voter on the round kept arriving while this one was checked.
+    #[error("votes of verifier {voter} on round {round} changed while this one was checked; nothing was applied, retry")]
+    Contended {
+        /// The voter.
+        voter: XOnlyPublicKey,
+        /// The vote's round.
+        round: u64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -126,7 +134,8 @@ fn vote_status(e: &VoteError) -> Code {
         VoteError::UnknownRound { .. } => Code::NotFound,
         VoteError::Expired { .. }
         | VoteError::NotInActiveSet { .. }
-        | VoteError::NoCommitment { .. } => Code::FailedPrecondition,
+        | VoteError::NoCommitment { .. }
+        | VoteError::Slashed { .. } => Code::FailedPrecondition,
         VoteError::UncommittedRandomness { .. }
         | VoteError::BadSignature { .. }
         | VoteError::Unextractable { .. } => Code::InvalidArgument,
@@ -147,6 +156,7 @@ impl From<AddVoteError> for Status {
             AddVoteError::Field(_) => Code::InvalidArgument,
             AddVoteError::Vote(v) => vote_status(v),
             AddVoteError::Slash(s) => slash_status(s),
+            AddVoteError::Contended { .. } => Code::Aborted,
             AddVoteError::Store(_) => Code::Internal,
         };
         match e {

@@ -5,8 +5,8 @@
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{schnorr, Message, SecretKey, XOnlyPublicKey, SECP256K1};
 use fiamma_finality::rounds::{
-    check_vote, equivocation, ClosedRound, VerifierStatus, Verifiers, VoteEnv, VoteOutcome,
-    VoterInRound,
+    check_vote, check_voter_standing, equivocation, ClosedRound, VerifierStatus, Verifiers, Vote,
+    VoteEnv, VoteOutcome, VoterInRound,
 };
 use fiamma_finality::zk::{ProofId, ProofSystem, UnknownProofSystem, ZkProof};
 use fiamma_proto::finality::v1 as pb;
@@ -14,7 +14,7 @@ use fiamma_proto::finality::v1 as pb;
 use super::errors::{
     AddVoteError, CommitError, EvidenceError, SubmitProofError, UnjailVerifierError,
 };
-use super::store::{self, Commitments, Lock};
+use super::store::{self, Commitments, FirstVote, Lock};
 use super::{slashing, wire, FinalityModule};
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
@@ -127,7 +127,13 @@ impl FinalityModule {
     }
 
     /// AddFinalitySig: checks the vote against the round, the voter's commitment and earlier
-    /// vote ([`check_vote`]); records a first vote, or slashes an equivocating verifier.
+    /// vote ([`check_vote`]) and the voter's standing ([`check_voter_standing`]); records a
+    /// first vote, or slashes an equivocating verifier.
+    ///
+    /// A first vote on a recent round takes the path without a transaction
+    /// ([`Self::add_first_vote`]); anything else (a refusal, a second vote, a round not in
+    /// the [`RoundCache`](super::ingest::RoundCache)) is decided in a transaction, so every
+    /// refusal names the first rule broken and changes nothing.
     ///
     /// # Errors
     /// [`AddVoteError`] naming the first rule broken.
@@ -136,6 +142,63 @@ impl FinalityModule {
         r: pb::AddFinalitySigRequest,
     ) -> Result<VoteOutcome, AddVoteError> {
         let vote = wire::vote(&wire::VOTE, r.vote.as_ref())?;
+        if let Some(outcome) = self.add_first_vote(&vote).await? {
+            return Ok(outcome);
+        }
+        self.add_vote_in_transaction(&vote).await
+    }
+
+    /// A vote checked against the cached facts of its round (which never change), stored with
+    /// the first votes sent at about the same time by one statement that checks the rest
+    /// (round still taking votes, voter not slashed, no earlier vote). `None` when the vote is
+    /// not decided here: refused by the check, or not stored; the transaction then decides it.
+    async fn add_first_vote(&self, vote: &Vote) -> Result<Option<VoteOutcome>, AddVoteError> {
+        let expiry = self.params.vote_expiry;
+        let Some(facts) = self
+            .ingest
+            .rounds
+            .round(&self.pool, vote.round, expiry)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(commitment) = facts.members.get(&vote.voter.serialize()) else {
+            return Ok(None);
+        };
+        let closed = ClosedRound {
+            round: facts.round,
+            round_hash: facts.round_hash,
+        };
+        let voter = VoterInRound {
+            in_active_set: true,
+            commitment: commitment.as_ref(),
+            earlier_vote: None,
+        };
+        // The round is closed, so the latest round is at least h; whether it is later than
+        // h + vote_expiry by now is for the insert to check.
+        let env = VoteEnv {
+            contexts: &self.contexts,
+            latest_round: vote.round,
+            vote_expiry: expiry,
+        };
+        let outcome = match check_vote(vote, Some(&closed), &voter, &env) {
+            Ok(outcome @ (VoteOutcome::Counted | VoteOutcome::Disagrees)) => outcome,
+            // Refused: an earlier rule than this one (the round expired meanwhile) may be
+            // the first broken, which only the transaction can tell.
+            Ok(VoteOutcome::Equivocation(_)) | Err(_) => return Ok(None),
+        };
+        let first = FirstVote {
+            vote: vote.clone(),
+            agrees: outcome == VoteOutcome::Counted,
+            last_accepting: vote.round.saturating_add(expiry),
+        };
+        let stored = self.ingest.writer.store(&self.pool, first).await;
+        Ok(stored.then_some(outcome))
+    }
+
+    /// The vote decided in one transaction holding the voter's row lock: every rule checked
+    /// against the store, a first vote stored, an equivocation slashed.
+    async fn add_vote_in_transaction(&self, vote: &Vote) -> Result<VoteOutcome, AddVoteError> {
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
         let position = store::position(&mut tx, Lock::None).await?;
         let env = VoteEnv {
@@ -150,7 +213,7 @@ impl FinalityModule {
                 earlier_vote: None,
             };
             // Without a closed round the first rule refuses the vote.
-            return Err(check_vote(&vote, None, &nobody, &env)
+            return Err(check_vote(vote, None, &nobody, &env)
                 .err()
                 .map(AddVoteError::from)
                 .unwrap_or_else(|| {
@@ -163,7 +226,8 @@ impl FinalityModule {
             round: round.round,
             round_hash: round.round_hash,
         };
-        // Locks the voter's row: its votes and slashing apply one at a time.
+        // Locks the voter's row: its votes and slashing apply one at a time (votes stored
+        // by `add_first_vote` do not take it, hence the second attempt below).
         let record = store::verifier_record(
             &mut tx,
             &vote.voter,
@@ -172,32 +236,47 @@ impl FinalityModule {
         )
         .await?;
         let in_active_set = store::is_member(&mut tx, vote.round, &vote.voter).await?;
-        let earlier = store::vote_of(&mut tx, vote.round, &vote.voter).await?;
-        let voter = VoterInRound {
-            in_active_set,
-            commitment: record
-                .as_ref()
-                .and_then(|r| r.commitment_covering(vote.round)),
-            earlier_vote: earlier.as_ref(),
-        };
-        let outcome = check_vote(&vote, Some(&closed), &voter, &env)?;
-        let events = match &outcome {
-            VoteOutcome::Counted => {
-                store::insert_vote(&mut tx, &vote, true).await?;
-                Vec::new()
-            }
-            VoteOutcome::Disagrees => {
-                store::insert_vote(&mut tx, &vote, false).await?;
-                Vec::new()
-            }
-            VoteOutcome::Equivocation(slashing) => {
-                slashing::apply::<AddVoteError>(&mut tx, slashing, record, &self.params.liveness)
+        // A first vote may find another vote of the voter stored meanwhile without the row
+        // lock; it is then checked again against that vote, which stays.
+        for _ in 0..2 {
+            let earlier = store::vote_of(&mut tx, vote.round, &vote.voter).await?;
+            let voter = VoterInRound {
+                in_active_set,
+                commitment: record
+                    .as_ref()
+                    .and_then(|r| r.commitment_covering(vote.round)),
+                earlier_vote: earlier.as_ref(),
+            };
+            let outcome = check_vote(vote, Some(&closed), &voter, &env)?;
+            let events = match &outcome {
+                VoteOutcome::Counted | VoteOutcome::Disagrees => {
+                    if let Some(record) = &record {
+                        check_voter_standing(vote, record.status())?;
+                    }
+                    let agrees = outcome == VoteOutcome::Counted;
+                    if !store::insert_vote(&mut tx, vote, agrees).await? {
+                        continue;
+                    }
+                    Vec::new()
+                }
+                VoteOutcome::Equivocation(slashing) => {
+                    slashing::apply::<AddVoteError>(
+                        &mut tx,
+                        slashing,
+                        record,
+                        &self.params.liveness,
+                    )
                     .await?
-            }
-        };
-        tx.commit().await.map_err(StoreError::from)?;
-        self.publish(events);
-        Ok(outcome)
+                }
+            };
+            tx.commit().await.map_err(StoreError::from)?;
+            self.publish(events);
+            return Ok(outcome);
+        }
+        Err(AddVoteError::Contended {
+            voter: vote.voter,
+            round: vote.round,
+        })
     }
 
     /// EquivocationEvidence: two votes of one verifier on one round with different round

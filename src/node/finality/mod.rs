@@ -3,13 +3,17 @@
 //! tallied by stake, equivocation turned into a slashed verifier with its key published.
 //!
 //! Every message is one PostgreSQL transaction: load the state it needs, call the pure core
-//! (`fiamma_finality::rounds`, `::zk`, `::round`), write the result, commit, then reply.
+//! (`fiamma_finality::rounds`, `::zk`, `::round`), write the result, commit, then reply. The
+//! exception is the common vote (a first vote on a recent round), checked against facts in
+//! memory and stored together with the first votes that arrive with it ([`ingest`]): each
+//! vote is still all or nothing and answered after the commit.
 //!
 //! - [`wire`]: protobuf fields to domain values, with a [`FieldError`] naming the field.
 //! - [`errors`]: one error enum per operation and its gRPC status.
 //! - [`store`]: the SQL of the finality tables (migration `0002_finality.sql`).
 //! - [`messages`]: SubmitProof, CommitPubRandList, AddFinalitySig, EquivocationEvidence,
 //!   UnjailVerifier.
+//! - [`ingest`]: the common vote cheap: recent rounds' facts in memory, first votes batched.
 //! - [`slashing`]: a slashed verifier, in the finality registry and in the staking module.
 //! - [`closer`]: closing a round (verify, round hash, power table), tally, liveness; the timer.
 //! - [`queries`]: rounds, verifiers, evidence, slashed verifiers.
@@ -20,6 +24,7 @@
 pub mod closer;
 pub mod errors;
 pub mod grpc;
+mod ingest;
 pub mod messages;
 pub mod queries;
 mod slashing;
@@ -61,6 +66,7 @@ pub struct FinalityModule {
     params: Arc<FinalityParams>,
     contexts: Arc<SigningContexts>,
     events: broadcast::Sender<pb::Event>,
+    ingest: Arc<ingest::Ingest>,
 }
 
 impl FinalityModule {
@@ -73,6 +79,7 @@ impl FinalityModule {
             params: Arc::new(params),
             contexts: Arc::new(contexts),
             events,
+            ingest: Arc::default(),
         }
     }
 

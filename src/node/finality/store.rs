@@ -560,29 +560,192 @@ pub async fn votes_of_round(
     .collect()
 }
 
-/// Stores an accepted first vote.
+/// Stores an accepted first vote, unless the voter has a vote in the round already (one
+/// stored since the caller read [`vote_of`]: [`insert_first_votes`] does not lock the
+/// verifier row). Returns whether it was stored.
 pub async fn insert_vote(
     conn: &mut PgConnection,
     v: &Vote,
     agrees: bool,
-) -> Result<(), StoreError> {
-    let aunts: Vec<Vec<u8>> = v.proof.aunts.iter().map(|a| a.to_vec()).collect();
-    sqlx::query(
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "INSERT INTO votes (round, verifier, round_hash, public_randomness, proof_index, \
          proof_total, leaf_hash, aunts, signature, agrees) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (round, verifier) DO NOTHING",
     )
     .bind(to_i64("round", v.round)?)
-    .bind(v.voter.serialize().as_slice())
-    .bind(v.round_hash.as_slice())
-    .bind(v.public_randomness.as_bytes().as_slice())
+    .bind(v.voter.serialize())
+    .bind(v.round_hash)
+    .bind(v.public_randomness.to_byte_array())
     .bind(to_i64("proof_index", v.proof.index)?)
     .bind(to_i64("proof_total", v.proof.total)?)
-    .bind(v.proof.leaf_hash.as_slice())
-    .bind(aunts)
-    .bind(v.signature.to_byte_array().as_slice())
+    .bind(v.proof.leaf_hash)
+    .bind(&v.proof.aunts)
+    .bind(v.signature.to_byte_array())
     .bind(agrees)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// A first vote for [`insert_first_votes`]: checked against the facts of its round that never
+/// change (round hash, active set, covering commitment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstVote {
+    /// The vote.
+    pub vote: Vote,
+    /// Whether it is on the node's round hash.
+    pub agrees: bool,
+    /// The latest round up to which its round takes votes (h + vote_expiry).
+    pub last_accepting: u64,
+}
+
+/// Stores first votes, each checked against the facts of its round that never change, in one
+/// statement that checks for each, as of the statement's snapshot, what may change: its round
+/// still takes votes (the latest round is at most `last_accepting`), the voter is not
+/// SLASHED, and it has no vote in the round. Returns, for each vote in order, whether it was
+/// stored; a vote not stored changed nothing, and the caller finds out in a transaction which
+/// rule it broke. Of two votes with the same voter and round, only the first is tried.
+///
+/// One statement in autocommit: one round trip and one WAL flush for all of them, where a
+/// transaction per vote is a flush per vote (the cost that bounded ingest).
+pub async fn insert_first_votes(
+    pool: &sqlx::PgPool,
+    votes: &[FirstVote],
+) -> Result<Vec<bool>, StoreError> {
+    let mut keys = std::collections::HashSet::with_capacity(votes.len());
+    let tried: Vec<bool> = votes
+        .iter()
+        .map(|v| keys.insert((v.vote.round, v.vote.voter.serialize())))
+        .collect();
+    let batch = || {
+        votes
+            .iter()
+            .zip(&tried)
+            .filter(|(_, t)| **t)
+            .map(|(v, _)| v)
+    };
+    let ints = |f: fn(&FirstVote) -> u64, column| {
+        batch()
+            .map(|v| to_i64(column, f(v)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let rounds = ints(|v| v.vote.round, "round")?;
+    let indexes = ints(|v| v.vote.proof.index, "proof_index")?;
+    let totals = ints(|v| v.vote.proof.total, "proof_total")?;
+    // Beyond BIGINT no stored round number can be larger.
+    let last: Vec<i64> = batch()
+        .map(|v| i64::try_from(v.last_accepting).unwrap_or(i64::MAX))
+        .collect();
+    let voters: Vec<[u8; 32]> = batch().map(|v| v.vote.voter.serialize()).collect();
+    let hashes: Vec<Digest> = batch().map(|v| v.vote.round_hash).collect();
+    let prs: Vec<[u8; 32]> = batch()
+        .map(|v| v.vote.public_randomness.to_byte_array())
+        .collect();
+    let leaves: Vec<Digest> = batch().map(|v| v.vote.proof.leaf_hash).collect();
+    // Aunt lists differ in length, and arrays of arrays must be rectangular: each list goes
+    // as one concatenation and is cut back into 32-byte aunts in SQL.
+    let aunts: Vec<Vec<u8>> = batch().map(|v| v.vote.proof.aunts.concat()).collect();
+    let signatures: Vec<[u8; 32]> = batch().map(|v| v.vote.signature.to_byte_array()).collect();
+    let agrees: Vec<bool> = batch().map(|v| v.agrees).collect();
+    let stored = sqlx::query(
+        "INSERT INTO votes (round, verifier, round_hash, public_randomness, proof_index, \
+           proof_total, leaf_hash, aunts, signature, agrees) \
+         SELECT v.round, v.verifier, v.round_hash, v.pr, v.proof_index, v.proof_total, \
+           v.leaf_hash, ARRAY(SELECT substring(v.aunts FROM i * 32 + 1 FOR 32) \
+             FROM generate_series(0, length(v.aunts) / 32 - 1) AS i ORDER BY i), \
+           v.signature, v.agrees \
+         FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::BYTEA[], $5::BIGINT[], \
+           $6::BIGINT[], $7::BYTEA[], $8::BYTEA[], $9::BYTEA[], $10::BOOLEAN[], $11::BIGINT[]) \
+           AS v(round, verifier, round_hash, pr, proof_index, proof_total, leaf_hash, aunts, \
+             signature, agrees, last_accepting) \
+         WHERE (SELECT latest_round FROM finality_state) <= v.last_accepting \
+           AND NOT EXISTS (SELECT 1 FROM finality_verifiers f \
+             WHERE f.verifier = v.verifier AND f.status = 'SLASHED') \
+         ON CONFLICT (round, verifier) DO NOTHING \
+         RETURNING round, verifier",
+    )
+    .bind(rounds)
+    .bind(voters)
+    .bind(hashes)
+    .bind(prs)
+    .bind(indexes)
+    .bind(totals)
+    .bind(leaves)
+    .bind(aunts)
+    .bind(signatures)
+    .bind(agrees)
+    .bind(last)
+    .fetch_all(pool)
+    .await?;
+    let mut inserted = std::collections::HashSet::with_capacity(stored.len());
+    for row in &stored {
+        let round = to_u64("round", row.try_get("round")?)?;
+        inserted.insert((round, digest("verifier", row.try_get("verifier")?)?));
+    }
+    Ok(votes
+        .iter()
+        .zip(tried)
+        .map(|(v, tried)| tried && inserted.contains(&(v.vote.round, v.vote.voter.serialize())))
+        .collect())
+}
+
+/// What every vote on a closed round is checked against and that never changes once the
+/// round is closed: its hash and its active set, with each member's randomness commitment
+/// covering the round (commitments are never removed and do not overlap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundFacts {
+    /// The round number.
+    pub round: u64,
+    /// Its round hash.
+    pub round_hash: Digest,
+    /// The latest closed round when the facts were read (this one or a later one).
+    pub latest_round: u64,
+    /// The members by key bytes, each with its commitment covering the round (`None` only if
+    /// the store lost it: the closer admits only members with one).
+    pub members: std::collections::HashMap<[u8; 32], Option<RandomnessCommitment>>,
+}
+
+/// The [`RoundFacts`] of a closed round, in one query; `None` when the round is not closed.
+pub async fn round_facts(
+    pool: &sqlx::PgPool,
+    round: u64,
+) -> Result<Option<RoundFacts>, StoreError> {
+    let Ok(r) = i64::try_from(round) else {
+        return Ok(None);
+    };
+    // One row per member (one row with a NULL member for an empty active set).
+    let rows = sqlx::query(
+        "SELECT r.round_hash, s.latest_round, m.verifier, c.start_round, c.num, c.root \
+         FROM rounds r CROSS JOIN finality_state s \
+         LEFT JOIN round_members m ON m.round = r.round \
+         LEFT JOIN randomness_commitments c ON c.verifier = m.verifier \
+           AND c.start_round <= r.round AND c.start_round + c.num - 1 >= r.round \
+         WHERE r.round = $1",
+    )
+    .bind(r)
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut members = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let Some(key) = row.try_get::<Option<Vec<u8>>, _>("verifier")? else {
+            continue;
+        };
+        let key = digest("round_members.verifier", &key)?;
+        let commitment = match row.try_get::<Option<i64>, _>("start_round")? {
+            Some(_) => Some(commitment_from_row(row)?),
+            None => None,
+        };
+        members.insert(key, commitment);
+    }
+    Ok(Some(RoundFacts {
+        round,
+        round_hash: digest("round_hash", first.try_get("round_hash")?)?,
+        latest_round: to_u64("latest_round", first.try_get("latest_round")?)?,
+        members,
+    }))
 }
