@@ -2,4 +2,5 @@
 
 pub mod btc;
 pub mod cli;
+pub mod devnet;
 pub mod node;

@@ -20,6 +20,10 @@ enum Command {
     Regtest(cli::regtest::RegtestArgs),
     /// Run the node: staking module on PostgreSQL, gRPC API, following Bitcoin.
     Node(fiamma::node::config::NodeArgs),
+    /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
+    /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
+    /// slashed on Bitcoin, and an unbonding.
+    Devnet(fiamma::devnet::DevnetArgs),
 }
 
 #[tokio::main]
@@ -29,6 +33,7 @@ async fn main() {
         Command::Staking(cmd) => cli::staking::run(cmd).await,
         Command::Regtest(args) => cli::regtest::run(args).await,
         Command::Node(args) => fiamma::node::run::run(args).await.map_err(Into::into),
+        Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,0 +1,56 @@
+//! `fiamma devnet`: every party of the system in one process, on an embedded regtest chain
+//! and a throwaway PostgreSQL database, playing the whole story once and checking each
+//! outcome it prints.
+//!
+//! The parties are the real ones, talking to the node only over gRPC and to Bitcoin only
+//! over Bitcoin Core's JSON-RPC, as their daemons would:
+//! - [`staker`]: a BDK wallet that builds, registers, broadcasts and unbonds a stake;
+//! - [`covenant`]: a committee member that checks each pending delegation with the shared
+//!   validation library before it co-signs;
+//! - [`verifier`]: registers, commits randomness, re-verifies every proof of each round and
+//!   votes with EOTS (one of them is made to equivocate);
+//! - [`sequencer`]: submits ZK proofs and anchors final rounds on Bitcoin;
+//! - [`slasher`]: turns a published key into mined slashing transactions.
+//!
+//! [`story`] runs them in order; [`setup`] fixes the devnet's keys and parameters, [`chain`]
+//! the Bitcoin side, [`database`] the database, [`wire`] the requests they send.
+
+pub mod chain;
+pub mod covenant;
+pub mod database;
+pub mod error;
+pub mod sequencer;
+pub mod setup;
+pub mod slasher;
+pub mod staker;
+pub mod story;
+pub mod verifier;
+pub mod wallet;
+pub mod wire;
+
+pub use error::DevnetError;
+
+/// The default PostgreSQL server; the devnet creates its own database on it.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `fiamma devnet` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevnetArgs {
+    /// PostgreSQL server: a new database `fiamma_devnet_<pid>_<unix secs>` is created on it.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Keep the devnet's database at exit instead of dropping it.
+    #[arg(long)]
+    pub keep_database: bool,
+    /// Milliseconds between two round closings.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub round_interval_ms: u64,
+}
+
+/// Runs the devnet story; `Ok` only when every step showed its expected outcome.
+///
+/// # Errors
+/// [`DevnetError`] naming the first step whose outcome was not observed.
+pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
+    story::run(args).await
+}

@@ -1,0 +1,988 @@
+//! The devnet story, step by step: each step prints one line with the ids and amounts that
+//! matter, and fails with a [`DevnetError`] unless it observed the outcome it expects.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::{Address, Amount, Network, Txid};
+use fiamma_finality::round::anchor::Anchor;
+use fiamma_proto::finality::v1 as fpb;
+use fiamma_proto::finality::v1::finality_client::FinalityClient;
+use fiamma_proto::staking::v1 as pb;
+use fiamma_proto::staking::v1::staking_client::StakingClient;
+use fiamma_staking::context::SigningContexts;
+use fiamma_staking::params::Params;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+use super::chain::DevnetChain;
+use super::covenant::CovenantMember;
+use super::database::DevnetDatabase;
+use super::error::DevnetError;
+use super::sequencer::{corrupted_proof, fiamma_proof, Sequencer};
+use super::setup::{self, short};
+use super::slasher;
+use super::staker::Staker;
+use super::verifier::{PublishedProofs, Verifier, VoteReport};
+use super::DevnetArgs;
+use crate::btc::RpcBackend;
+use crate::node::run::{connect_and_migrate, NodeSetup, RunningNode};
+
+/// How long the story waits for any one outcome.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// Between two looks at the node while waiting.
+const POLL: Duration = Duration::from_millis(100);
+/// How long the node may take to stop once every party has hung up.
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Prints the story's lines, each with the time since the start.
+struct Narrator {
+    start: Instant,
+}
+
+impl Narrator {
+    fn say(&self, line: impl AsRef<str>) {
+        let t = self.start.elapsed().as_secs_f64();
+        println!("[{t:5.1}s] {}", line.as_ref());
+    }
+}
+
+/// Runs the story on a fresh database, dropping it afterwards unless asked to keep it.
+///
+/// # Errors
+/// The first [`DevnetError`] of the story, or of the cleanup when the story succeeded.
+pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
+    let say = Narrator {
+        start: Instant::now(),
+    };
+    let db = DevnetDatabase::create(&args.database_url).await?;
+    say.say(format!("postgres: created database {}", db.name));
+    let played = on_database(&args, &db, &say).await;
+    if args.keep_database {
+        say.say(format!("postgres: kept database {}", db.name));
+        return played;
+    }
+    let dropped = db.drop_database().await;
+    if dropped.is_ok() {
+        say.say(format!("postgres: dropped database {}", db.name));
+    }
+    played.and(dropped)
+}
+
+async fn on_database(
+    args: &DevnetArgs,
+    db: &DevnetDatabase,
+    say: &Narrator,
+) -> Result<(), DevnetError> {
+    let pool = connect_and_migrate(&db.url).await?;
+    let chain = DevnetChain::start().await?;
+    let params = setup::params()?;
+    let contexts = setup::contexts();
+    let round_interval = Duration::from_millis(args.round_interval_ms);
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .map_err(|e| DevnetError::bitcoin("bind the node's gRPC port", e))?;
+    let node = RunningNode::start(NodeSetup {
+        pool: pool.clone(),
+        params: setup::params_versions()?,
+        contexts: contexts.clone(),
+        finality: setup::finality_config(round_interval)?,
+        backend: chain.backend(),
+        network: Network::Regtest,
+        poll_interval: setup::FOLLOW_INTERVAL,
+        listener,
+    })
+    .await?;
+    say.say(format!(
+        "bitcoin: embedded regtest chain (Bitcoin Core consensus), JSON-RPC on {}",
+        chain.rpc_addr()
+    ));
+    say.say(format!(
+        "node: staking + finality on gRPC {}, a round every {} ms; covenant {}-of-{}, k = {}, \
+         T = {} blocks, U = {} blocks, slashing {}% to {}",
+        node.addr,
+        args.round_interval_ms,
+        setup::COVENANT_QUORUM,
+        setup::COVENANT_MEMBERS,
+        setup::CONFIRMATION_DEPTH,
+        setup::STAKING_TIME,
+        setup::UNBONDING_TIME,
+        setup::SLASHING_RATE_BPS / 100,
+        setup::slashing_address()
+    ));
+    let played = match World::connect(&chain, node.addr, params, contexts).await {
+        Ok(mut world) => {
+            let played = world.play(say).await;
+            // The node stops gracefully only once no party holds a stream open.
+            world.hang_up();
+            played
+        }
+        Err(e) => Err(e),
+    };
+    let stopped = match tokio::time::timeout(STOP_PATIENCE, node.stop()).await {
+        Ok(stopped) => stopped.map_err(DevnetError::from),
+        Err(_) => Err(DevnetError::Timeout {
+            what: "the node stopping".to_owned(),
+            after: STOP_PATIENCE,
+        }),
+    };
+    pool.close().await;
+    chain.stop();
+    played.and(stopped)
+}
+
+/// Everything the parties share: their connections and the network's rules.
+struct World<'a> {
+    chain: &'a DevnetChain,
+    staking: StakingClient<Channel>,
+    finality: FinalityClient<Channel>,
+    bitcoin: RpcBackend,
+    params: Params,
+    contexts: SigningContexts,
+    published: PublishedProofs,
+    reports: Option<mpsc::UnboundedReceiver<VoteReport>>,
+    daemons: Vec<tokio::task::JoinHandle<()>>,
+    /// Rounds each verifier's vote was counted in, and what went wrong in daemons.
+    counted: BTreeMap<u64, usize>,
+    daemon_errors: Vec<String>,
+}
+
+async fn off_thread<T, F>(f: F) -> Result<T, DevnetError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, DevnetError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DevnetError::bitcoin("wallet task", e))?
+}
+
+fn deadline(what: impl Into<String>) -> impl Fn() -> Result<(), DevnetError> {
+    let until = Instant::now() + PATIENCE;
+    let what = what.into();
+    move || {
+        if Instant::now() > until {
+            Err(DevnetError::Timeout {
+                what: what.clone(),
+                after: PATIENCE,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn btc(a: Amount) -> String {
+    format!("{} BTC", a.to_btc())
+}
+
+fn status_name(s: pb::DelegationStatus) -> &'static str {
+    s.as_str_name()
+        .strip_prefix("DELEGATION_STATUS_")
+        .unwrap_or("UNKNOWN")
+}
+
+impl<'a> World<'a> {
+    async fn connect(
+        chain: &'a DevnetChain,
+        addr: SocketAddr,
+        params: Params,
+        contexts: SigningContexts,
+    ) -> Result<World<'a>, DevnetError> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| DevnetError::bitcoin("node address", e))?
+            .connect()
+            .await
+            .map_err(|e| DevnetError::refused("devnet", format!("cannot reach the node: {e}")))?;
+        Ok(World {
+            chain,
+            staking: StakingClient::new(channel.clone()),
+            finality: FinalityClient::new(channel),
+            bitcoin: chain.client()?,
+            params,
+            contexts,
+            published: Arc::new(RwLock::new(BTreeMap::new())),
+            reports: None,
+            daemons: Vec::new(),
+            counted: BTreeMap::new(),
+            daemon_errors: Vec::new(),
+        })
+    }
+
+    /// Stops the verifier daemons and drops every connection to the node.
+    fn hang_up(self) {
+        for daemon in &self.daemons {
+            daemon.abort();
+        }
+    }
+
+    async fn play(&mut self, say: &Narrator) -> Result<(), DevnetError> {
+        let equivocate = Arc::new(AtomicBool::new(false));
+        let names = self.start_verifiers(say, &equivocate).await?;
+        let (mut stakers, mut sequencer) = self.fund_parties(say, &names).await?;
+        self.register_stakes(say, &mut stakers, &names).await?;
+        self.co_sign(say, &stakers).await?;
+        self.activate(say, &stakers, &names).await?;
+        let anchored = self.first_round(say, &mut sequencer, &names).await?;
+        let slashed = self
+            .equivocation(say, &mut sequencer, &equivocate, &stakers, &names)
+            .await?;
+        let unbonded = self.unbond(say, &stakers, &names).await?;
+        self.summary(say, anchored, slashed, unbonded).await
+    }
+
+    /// Verifiers register, commit randomness and start their voting daemons.
+    async fn start_verifiers(
+        &mut self,
+        say: &Narrator,
+        equivocate: &Arc<AtomicBool>,
+    ) -> Result<BTreeMap<XOnlyPublicKey, &'static str>, DevnetError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut names = BTreeMap::new();
+        for (i, name) in setup::VERIFIER_NAMES.into_iter().enumerate() {
+            let v = Verifier::new(name, self.contexts.clone())?;
+            v.register(&mut self.staking).await?;
+            let (first, last) = v.commit(&mut self.finality).await?;
+            say.say(format!(
+                "verifier {name}: registered key {} with a BIP-340 proof of possession; \
+                 committed randomness for rounds {first}..={last}",
+                short(&v.key())
+            ));
+            names.insert(v.key(), name);
+            // Only the equivocator listens to the flag.
+            let flag = if i == setup::EQUIVOCATOR {
+                equivocate.clone()
+            } else {
+                Arc::new(AtomicBool::new(false))
+            };
+            let daemon = v.spawn(
+                self.finality.clone(),
+                self.published.clone(),
+                flag,
+                tx.clone(),
+            );
+            self.daemons.push(daemon);
+        }
+        self.reports = Some(rx);
+        Ok(names)
+    }
+
+    /// Wallets are funded by mined coinbases and synced over JSON-RPC.
+    async fn fund_parties(
+        &mut self,
+        say: &Narrator,
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<(Vec<Staker>, Sequencer), DevnetError> {
+        let keys: Vec<XOnlyPublicKey> = names.keys().copied().collect();
+        let by_index: Vec<XOnlyPublicKey> = setup::VERIFIER_NAMES
+            .iter()
+            .filter_map(|n| keys.iter().find(|k| names.get(k) == Some(n)).copied())
+            .collect();
+        let mut stakers = Vec::new();
+        for (i, (verifier, value)) in setup::STAKES.into_iter().enumerate() {
+            let key = by_index
+                .get(verifier)
+                .ok_or_else(|| DevnetError::refused("devnet", "stake to an unknown verifier"))?;
+            stakers.push(Staker::new(i + 1, *key, value)?);
+        }
+        let mut sequencer = Sequencer::new(self.published.clone(), self.contexts.clone())?;
+        for s in &mut stakers {
+            let address = s.wallet.receive_address();
+            self.chain.mine(1, &address.script_pubkey()).await?;
+        }
+        let address = sequencer.wallet.receive_address();
+        self.chain.mine(1, &address.script_pubkey()).await?;
+        let (_, tip) = self.chain.mine(100, &setup::miner_script()).await?;
+        say.say(format!(
+            "bitcoin: mined {tip} blocks; one coinbase each to the {} stakers' and the sequencer's \
+             BDK wallets, now mature",
+            stakers.len()
+        ));
+        let client = self.bitcoin.client();
+        let (stakers, sequencer) = off_thread(move || {
+            for s in &mut stakers {
+                s.wallet.sync(&client)?;
+            }
+            sequencer.wallet.sync(&client)?;
+            Ok((stakers, sequencer))
+        })
+        .await?;
+        for s in &stakers {
+            say.say(format!(
+                "{}: wallet synced over JSON-RPC (bdk_bitcoind_rpc), {} spendable",
+                s.name,
+                btc(s.wallet.spendable())
+            ));
+        }
+        Ok((stakers, sequencer))
+    }
+
+    /// Each staker builds and signs its staking transaction, and registers the delegation.
+    async fn register_stakes(
+        &mut self,
+        say: &Narrator,
+        stakers: &mut Vec<Staker>,
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<(), DevnetError> {
+        let (params, contexts) = (self.params.clone(), self.contexts.clone());
+        let mut taken = std::mem::take(stakers);
+        taken = off_thread(move || {
+            for s in &mut taken {
+                s.prepare(&params, &contexts)?;
+            }
+            Ok(taken)
+        })
+        .await?;
+        *stakers = taken;
+        for s in stakers.iter() {
+            let (txid, version) = s.register(&mut self.staking).await?;
+            let status = self.status(&txid).await?;
+            if status != pb::DelegationStatus::Pending {
+                return Err(DevnetError::unexpected(
+                    "CreateDelegation",
+                    "PENDING",
+                    status_name(status),
+                ));
+            }
+            say.say(format!(
+                "{}: staking tx {txid} locks {} for verifier {} (T = {} blocks); \
+                 registration checked locally, sent: {} (params v{version})",
+                s.name,
+                btc(s.value),
+                names.get(&s.verifier).unwrap_or(&"?"),
+                setup::STAKING_TIME,
+                status_name(status)
+            ));
+        }
+        Ok(())
+    }
+
+    async fn status(&mut self, txid: &str) -> Result<pb::DelegationStatus, DevnetError> {
+        Ok(self.delegation(txid).await?.status())
+    }
+
+    async fn delegation(&mut self, txid: &str) -> Result<pb::Delegation, DevnetError> {
+        self.staking
+            .delegation(pb::DelegationRequest {
+                staking_txid: txid.to_owned(),
+            })
+            .await
+            .map_err(|s| DevnetError::rpc("devnet", "Delegation", &s))?
+            .into_inner()
+            .delegation
+            .ok_or_else(|| DevnetError::refused("devnet", format!("no delegation {txid}")))
+    }
+
+    /// The committee checks and co-signs every pending delegation.
+    async fn co_sign(&mut self, say: &Narrator, stakers: &[Staker]) -> Result<(), DevnetError> {
+        for i in 0..setup::COVENANT_MEMBERS {
+            let member = CovenantMember::new(i, self.params.clone(), self.contexts.clone());
+            let done = member.sign_pending(&mut self.staking).await?;
+            if done.is_empty() {
+                say.say(format!(
+                    "{} ({}): nothing pending, the quorum was reached without it",
+                    member.name,
+                    short(&member.key())
+                ));
+                continue;
+            }
+            let verified = done
+                .iter()
+                .filter(|d| d.status == pb::DelegationStatus::Verified)
+                .count();
+            say.say(format!(
+                "{} ({}): validate_delegation passed for {} pending delegations; adaptor-signed \
+                 their slashing txs and signed their unbonding txs ({} now VERIFIED)",
+                member.name,
+                short(&member.key()),
+                done.len(),
+                verified
+            ));
+        }
+        for s in stakers {
+            let txid = s.staking_txid()?.to_string();
+            let d = self.delegation(&txid).await?;
+            if d.status() != pb::DelegationStatus::Verified
+                || d.covenant_sigs.len() < setup::COVENANT_QUORUM as usize
+            {
+                return Err(DevnetError::unexpected(
+                    "covenant quorum",
+                    format!("{txid} VERIFIED with {} signatures", setup::COVENANT_QUORUM),
+                    format!("{} with {}", status_name(d.status()), d.covenant_sigs.len()),
+                ));
+            }
+        }
+        say.say(format!(
+            "node: all {} delegations VERIFIED ({} of {} covenant signatures each)",
+            stakers.len(),
+            setup::COVENANT_QUORUM,
+            setup::COVENANT_MEMBERS
+        ));
+        Ok(())
+    }
+
+    /// Stakers broadcast; blocks are mined; the node's follower activates the delegations.
+    async fn activate(
+        &mut self,
+        say: &Narrator,
+        stakers: &[Staker],
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<(), DevnetError> {
+        for s in stakers {
+            let txid = s.broadcast_stake(&self.bitcoin).await?;
+            say.say(format!("{}: broadcast staking tx {txid}", s.name));
+        }
+        let (_, tip) = self
+            .chain
+            .mine(1 + setup::CONFIRMATION_DEPTH, &setup::miner_script())
+            .await?;
+        let txids: Vec<String> = stakers
+            .iter()
+            .map(|s| s.staking_txid().map(|t| t.to_string()))
+            .collect::<Result<_, _>>()?;
+        let expired = deadline("delegations ACTIVE");
+        loop {
+            let mut active = 0;
+            for t in &txids {
+                if self.status(t).await? == pb::DelegationStatus::Active {
+                    active += 1;
+                }
+            }
+            if active == txids.len() {
+                break;
+            }
+            expired()?;
+            tokio::time::sleep(POLL).await;
+        }
+        say.say(format!(
+            "bitcoin: mined to height {tip}; the node's follower saw the staking txs {}-deep: \
+             {} delegations ACTIVE",
+            setup::CONFIRMATION_DEPTH,
+            txids.len()
+        ));
+        self.print_power(say, tip, names).await
+    }
+
+    async fn print_power(
+        &mut self,
+        say: &Narrator,
+        height: u32,
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<(), DevnetError> {
+        let table = self
+            .staking
+            .voting_power_table(pb::VotingPowerTableRequest { btc_height: height })
+            .await
+            .map_err(|s| DevnetError::rpc("devnet", "VotingPowerTable", &s))?
+            .into_inner();
+        let entries: Vec<String> = table
+            .entries
+            .iter()
+            .map(|e| {
+                let name = XOnlyPublicKey::from_slice(&e.verifier_btc_pk)
+                    .ok()
+                    .and_then(|k| names.get(&k).copied())
+                    .unwrap_or("?");
+                format!(
+                    "{name} {}",
+                    btc(Amount::from_sat(e.power_sat.unsigned_abs()))
+                )
+            })
+            .collect();
+        say.say(format!(
+            "node: voting power at height {height}: {} (total {})",
+            entries.join(", "),
+            btc(Amount::from_sat(table.total_power_sat.unsigned_abs()))
+        ));
+        Ok(())
+    }
+
+    async fn round(&mut self, h: u64) -> Result<Option<fpb::Round>, DevnetError> {
+        match self.finality.round(fpb::RoundRequest { round: h }).await {
+            Ok(r) => Ok(r.into_inner().round),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(DevnetError::rpc("devnet", "Round", &s)),
+        }
+    }
+
+    /// Waits until round `h` is closed (and, with `final_`, final); returns it.
+    async fn wait_round(&mut self, h: u64, final_: bool) -> Result<fpb::Round, DevnetError> {
+        let what = if final_ { "final" } else { "closed" };
+        let expired = deadline(format!("round {h} {what}"));
+        loop {
+            if let Some(r) = self.round(h).await? {
+                if !final_ || r.status() == fpb::RoundStatus::Final {
+                    return Ok(r);
+                }
+                if r.status() == fpb::RoundStatus::Expired {
+                    return Err(DevnetError::unexpected(
+                        "finality",
+                        format!("round {h} FINAL"),
+                        "EXPIRED",
+                    ));
+                }
+            }
+            expired()?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Reads the daemons' reports until each of `voters` reported on round `h`.
+    async fn reports_for(&mut self, h: u64, voters: usize) -> Result<Vec<VoteReport>, DevnetError> {
+        let mut rx = self
+            .reports
+            .take()
+            .ok_or_else(|| DevnetError::refused("devnet", "verifier reports unavailable"))?;
+        let mut found = Vec::new();
+        let until = tokio::time::Instant::now() + PATIENCE;
+        let result = loop {
+            if found.len() == voters {
+                break Ok(found);
+            }
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) => {
+                    self.tally(&r);
+                    if r.round == h {
+                        found.push(r);
+                    }
+                }
+                Ok(None) => {
+                    break Err(DevnetError::refused(
+                        "devnet",
+                        "the verifier daemons stopped",
+                    ))
+                }
+                Err(_) => {
+                    break Err(DevnetError::Timeout {
+                        what: format!("{voters} verifiers' votes on round {h}"),
+                        after: PATIENCE,
+                    })
+                }
+            }
+        };
+        self.reports = Some(rx);
+        result
+    }
+
+    fn tally(&mut self, r: &VoteReport) {
+        match &r.outcome {
+            Ok(outcomes) => {
+                if outcomes.last() == Some(&fpb::VoteOutcome::Counted) {
+                    *self.counted.entry(r.round).or_default() += 1;
+                }
+            }
+            Err(e) => self
+                .daemon_errors
+                .push(format!("verifier {} in round {}: {e}", r.verifier, r.round)),
+        }
+    }
+
+    /// Drains reports already sent, without waiting.
+    fn drain_reports(&mut self) {
+        if let Some(mut rx) = self.reports.take() {
+            while let Ok(r) = rx.try_recv() {
+                self.tally(&r);
+            }
+            self.reports = Some(rx);
+        }
+    }
+
+    fn describe_round(r: &fpb::Round) -> String {
+        let results: Vec<String> = r
+            .results
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    hex::encode(p.proof_id.get(..4).unwrap_or_default()),
+                    if p.valid { "valid" } else { "INVALID" }
+                )
+            })
+            .collect();
+        format!(
+            "round {}: [{}], round hash {}…, active set {} verifiers / {}",
+            r.round,
+            results.join(", "),
+            hex::encode(r.round_hash.get(..8).unwrap_or_default()),
+            r.active_set.len(),
+            btc(Amount::from_sat(r.total_power_sat))
+        )
+    }
+
+    /// The sequencer's proofs in one round, re-verified and voted on by every verifier; the
+    /// round is final and anchored on Bitcoin. Returns the anchored round.
+    async fn first_round(
+        &mut self,
+        say: &Narrator,
+        sequencer: &mut Sequencer,
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<u64, DevnetError> {
+        let h = self.submit_pair(say, sequencer).await?;
+        let round = self.wait_round(h, false).await?;
+        say.say(format!("node: closed {}", Self::describe_round(&round)));
+        let verdicts: Vec<bool> = round.results.iter().map(|r| r.valid).collect();
+        if verdicts != [true, false] {
+            return Err(DevnetError::unexpected(
+                "round verdicts",
+                "[valid, invalid]",
+                format!("{verdicts:?}"),
+            ));
+        }
+        let voters = round.active_set.len();
+        for r in self.reports_for(h, voters).await? {
+            let outcome = r
+                .outcome
+                .map_err(|e| DevnetError::refused(format!("verifier {}", r.verifier), e))?;
+            if outcome != [fpb::VoteOutcome::Counted] {
+                return Err(DevnetError::unexpected(
+                    "vote",
+                    format!("verifier {} COUNTED", r.verifier),
+                    format!("{outcome:?}"),
+                ));
+            }
+            say.say(format!(
+                "verifier {}: re-verified {} proofs itself ({} valid), recomputed the round hash \
+                 (= node's), EOTS vote: COUNTED",
+                r.verifier, r.proofs.0, r.proofs.1
+            ));
+        }
+        let round = self.wait_round(h, true).await?;
+        let checked = sequencer.check_certificate(&round)?;
+        let signer_names: Vec<&str> = round
+            .certificate
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .filter_map(|e| XOnlyPublicKey::from_slice(&e.verifier_btc_pk).ok())
+            .map(|k| names.get(&k).copied().unwrap_or("?"))
+            .collect();
+        say.say(format!(
+            "node: round {h} FINAL, certificate by {} ({} of {}), sha256 {}…",
+            signer_names.join(", "),
+            btc(Amount::from_sat(checked.power.0)),
+            btc(Amount::from_sat(checked.power.1)),
+            hex::encode(&checked.digest[..8])
+        ));
+        let round_hash = <[u8; 32]>::try_from(round.round_hash.as_slice())
+            .map_err(|_| DevnetError::refused("sequencer", "round hash is not 32 bytes"))?;
+        let client = self.bitcoin.client();
+        let mut seq = std::mem::replace(
+            sequencer,
+            Sequencer::new(self.published.clone(), self.contexts.clone())?,
+        );
+        let digest = checked.digest;
+        let (seq_back, (tx, anchor)) = off_thread(move || {
+            seq.wallet.sync(&client)?;
+            let built = seq.anchor_tx(h, round_hash, digest)?;
+            Ok((seq, built))
+        })
+        .await?;
+        *sequencer = seq_back;
+        let txid = crate::btc::Backend::broadcast(&self.bitcoin, &tx)
+            .await
+            .map_err(|e| DevnetError::bitcoin("broadcast the anchor", e))?;
+        let (_, tip) = self.chain.mine(1, &setup::miner_script()).await?;
+        let mined = self.check_mined(txid, "anchor tx").await?;
+        let on_chain = self
+            .chain
+            .transaction(&txid)
+            .await?
+            .output
+            .iter()
+            .find_map(|o| Anchor::from_script(&o.script_pubkey).ok());
+        if on_chain != Some(anchor) {
+            return Err(DevnetError::unexpected(
+                "anchor",
+                format!("round {h} anchored in {txid}"),
+                format!("{on_chain:?}"),
+            ));
+        }
+        say.say(format!(
+            "sequencer: checked the certificate ({} signatures), anchor tx {txid} mined at height \
+             {mined} (tip {tip}): OP_RETURN \"fmma\" round {h}, round hash, certificate digest",
+            checked.signers
+        ));
+        Ok(h)
+    }
+
+    /// Publishes and submits the real proof and the corrupted one; returns their round.
+    async fn submit_pair(
+        &mut self,
+        say: &Narrator,
+        sequencer: &Sequencer,
+    ) -> Result<u64, DevnetError> {
+        let (valid, h) = sequencer
+            .submit(&mut self.finality, fiamma_proof()?)
+            .await?;
+        let (invalid, h2) = sequencer
+            .submit(&mut self.finality, corrupted_proof()?)
+            .await?;
+        if h != h2 {
+            return Err(DevnetError::unexpected(
+                "SubmitProof",
+                format!("both proofs in round {h}"),
+                format!("rounds {h} and {h2}"),
+            ));
+        }
+        say.say(format!(
+            "sequencer: submitted the Fiamma Groth16/BN254 proof {}… and a corrupted copy {}… \
+             for round {h}",
+            hex::encode(&valid[..4]),
+            hex::encode(&invalid[..4])
+        ));
+        Ok(h)
+    }
+
+    async fn check_mined(&self, txid: Txid, what: &str) -> Result<u32, DevnetError> {
+        self.chain.mined_at(&txid).await?.ok_or_else(|| {
+            DevnetError::unexpected("mining", format!("{what} {txid} mined"), "not in a block")
+        })
+    }
+
+    /// One verifier equivocates; the node slashes it and publishes its key; the slasher
+    /// slashes its stake on Bitcoin; its power is gone in the next round. Returns the slashed
+    /// verifier's name and the amount slashed.
+    async fn equivocation(
+        &mut self,
+        say: &Narrator,
+        sequencer: &mut Sequencer,
+        equivocate: &Arc<AtomicBool>,
+        stakers: &[Staker],
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<(&'static str, Amount), DevnetError> {
+        let name = setup::VERIFIER_NAMES[setup::EQUIVOCATOR];
+        let culprit = names
+            .iter()
+            .find(|(_, n)| **n == name)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| DevnetError::refused("devnet", "no equivocator"))?;
+        equivocate.store(true, std::sync::atomic::Ordering::SeqCst);
+        let h = self.submit_pair(say, sequencer).await?;
+        let round = self.wait_round(h, false).await?;
+        say.say(format!("node: closed {}", Self::describe_round(&round)));
+        let reports = self.reports_for(h, round.active_set.len()).await?;
+        let report = reports.iter().find(|r| r.verifier == name).ok_or_else(|| {
+            DevnetError::refused("devnet", format!("verifier {name} did not vote"))
+        })?;
+        let outcome = report
+            .outcome
+            .clone()
+            .map_err(|e| DevnetError::refused(format!("verifier {name}"), e))?;
+        if outcome != [fpb::VoteOutcome::Disagrees, fpb::VoteOutcome::Equivocation] {
+            return Err(DevnetError::unexpected(
+                "equivocation",
+                "DISAGREES then EQUIVOCATION",
+                format!("{outcome:?}"),
+            ));
+        }
+        say.say(format!(
+            "verifier {name}: signed round {h} twice with one randomness (a hash calling the \
+             corrupted proof valid, then the honest one): node answered DISAGREES, then EQUIVOCATION"
+        ));
+        let evidence = self
+            .finality
+            .evidence(fpb::EvidenceRequest {
+                verifier_btc_pk: culprit.serialize().to_vec(),
+            })
+            .await
+            .map_err(|s| DevnetError::rpc("devnet", "Evidence", &s))?
+            .into_inner()
+            .evidence
+            .ok_or_else(|| DevnetError::refused("devnet", "no evidence served"))?;
+        let key = slasher::published_key(&mut self.finality, &culprit).await?;
+        say.say(format!(
+            "node: verifier {name} SLASHED in round {}; evidence = its two votes on round {}; \
+             extracted secret key published (checked: it is the key of {})",
+            evidence.slashed_in_round,
+            evidence.round,
+            short(&culprit)
+        ));
+
+        let slashed = slasher::slash_all(&mut self.staking, &self.bitcoin, &culprit, &key).await?;
+        if slashed.is_empty() {
+            return Err(DevnetError::unexpected(
+                "slasher",
+                "a delegation to slash",
+                "none unspent",
+            ));
+        }
+        for s in &slashed {
+            say.say(format!(
+                "slasher: delegation {}: decrypted {} covenant adaptor signatures with the key, \
+                 signed as the verifier, broadcast slashing tx {}",
+                s.staking_txid,
+                setup::COVENANT_QUORUM,
+                s.slashing_txid
+            ));
+        }
+        let (_, tip) = self.chain.mine(1, &setup::miner_script()).await?;
+        let mut total = Amount::ZERO;
+        let slashing_address = setup::slashing_address();
+        for s in &slashed {
+            let at = self.check_mined(s.slashing_txid, "slashing tx").await?;
+            let to = Address::from_script(&s.to, Network::Regtest)
+                .map_or_else(|_| s.to.to_hex_string(), |a| a.to_string());
+            if s.to != slashing_address.script_pubkey() {
+                return Err(DevnetError::unexpected(
+                    "slashing",
+                    slashing_address.to_string(),
+                    to,
+                ));
+            }
+            total += s.slashed;
+            say.say(format!(
+                "bitcoin: slashing tx {} mined at height {at} (tip {tip}), accepted by Bitcoin \
+                 Core's consensus engine: {} to the slashing address {to}, {} back to the staker \
+                 after {} blocks",
+                s.slashing_txid,
+                btc(s.slashed),
+                btc(s.change),
+                setup::UNBONDING_TIME
+            ));
+        }
+        // The node follows the spend: the slashed stake is no longer bonded.
+        for s in &slashed {
+            let txid = s.staking_txid.to_string();
+            self.wait_status(&txid, pb::DelegationStatus::Unbonded)
+                .await?;
+        }
+        let staker_names: Vec<&str> = stakers
+            .iter()
+            .filter(|s| s.verifier == culprit)
+            .map(|s| s.name.as_str())
+            .collect();
+        say.say(format!(
+            "node: follower saw the staking output of {} spent by the slashing tx: UNBONDED",
+            staker_names.join(", ")
+        ));
+        let next = self
+            .wait_round(evidence.slashed_in_round + 1, false)
+            .await?;
+        let me = culprit.serialize();
+        if next.active_set.iter().any(|e| e.verifier_btc_pk == me) {
+            return Err(DevnetError::unexpected(
+                "slashing",
+                format!(
+                    "verifier {name} out of the active set of round {}",
+                    next.round
+                ),
+                "still in it",
+            ));
+        }
+        say.say(format!(
+            "node: {}; verifier {name} has no power",
+            Self::describe_round(&next)
+        ));
+        Ok((name, total))
+    }
+
+    async fn wait_status(
+        &mut self,
+        txid: &str,
+        want: pb::DelegationStatus,
+    ) -> Result<pb::Delegation, DevnetError> {
+        let expired = deadline(format!("delegation {txid} {}", status_name(want)));
+        loop {
+            let d = self.delegation(txid).await?;
+            if d.status() == want {
+                return Ok(d);
+            }
+            expired()?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A staker of an honest verifier unbonds with the co-signed unbonding transaction.
+    async fn unbond(
+        &mut self,
+        say: &Narrator,
+        stakers: &[Staker],
+        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+    ) -> Result<(String, Amount), DevnetError> {
+        let s = stakers
+            .get(setup::UNBONDER)
+            .ok_or_else(|| DevnetError::refused("devnet", "no unbonding staker"))?;
+        let (txid, value) = s
+            .unbond(&mut self.staking, &self.bitcoin, &self.params)
+            .await?;
+        say.say(format!(
+            "{}: broadcast unbonding tx {txid} (its signature + the committee's unbonding \
+             signatures served by the node): {} into the unbonding output",
+            s.name,
+            btc(value)
+        ));
+        let (_, tip) = self.chain.mine(1, &setup::miner_script()).await?;
+        let at = self.check_mined(txid, "unbonding tx").await?;
+        let staking_txid = s.staking_txid()?.to_string();
+        let d = self
+            .wait_status(&staking_txid, pb::DelegationStatus::Unbonded)
+            .await?;
+        if d.spending_txid != txid.to_string() {
+            return Err(DevnetError::unexpected(
+                "unbonding",
+                format!("spent by {txid}"),
+                d.spending_txid,
+            ));
+        }
+        say.say(format!(
+            "bitcoin: unbonding tx mined at height {at}; node: delegation {staking_txid} UNBONDED \
+             (spent by {txid})"
+        ));
+        self.print_power(say, tip, names).await?;
+        Ok((s.name.clone(), s.value))
+    }
+
+    async fn summary(
+        &mut self,
+        say: &Narrator,
+        anchored: u64,
+        slashed: (&'static str, Amount),
+        unbonded: (String, Amount),
+    ) -> Result<(), DevnetError> {
+        self.drain_reports();
+        if let Some(e) = self.daemon_errors.first() {
+            return Err(DevnetError::refused("verifier daemon", e));
+        }
+        let rounds = self
+            .finality
+            .rounds(fpb::RoundsRequest {
+                from_round: 1,
+                limit: 1000,
+            })
+            .await
+            .map_err(|s| DevnetError::rpc("devnet", "Rounds", &s))?
+            .into_inner()
+            .rounds;
+        let final_rounds: Vec<u64> = rounds
+            .iter()
+            .filter(|r| r.status() == fpb::RoundStatus::Final)
+            .map(|r| r.round)
+            .collect();
+        let voted: usize = self.counted.values().sum();
+        say.say(format!(
+            "summary: {} rounds closed, {} final ({}..={}), {voted} votes counted; round \
+             {anchored} anchored on Bitcoin; verifier {} slashed ({} to the slashing address); \
+             {} unbonded {}",
+            rounds.len(),
+            final_rounds.len(),
+            final_rounds.first().copied().unwrap_or(0),
+            final_rounds.last().copied().unwrap_or(0),
+            slashed.0,
+            btc(slashed.1),
+            unbonded.0,
+            btc(unbonded.1)
+        ));
+        if !final_rounds.contains(&anchored) {
+            return Err(DevnetError::unexpected(
+                "summary",
+                format!("round {anchored} final"),
+                format!("final rounds {final_rounds:?}"),
+            ));
+        }
+        Ok(())
+    }
+}

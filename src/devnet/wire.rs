@@ -1,0 +1,166 @@
+//! The client side of the node's wire format: the requests the parties send, and the
+//! registration a covenant member or slasher reads back from a served delegation. Fields are
+//! decoded with the node's own decoders, so a client refuses exactly what the node would.
+
+use bitcoin::consensus::serialize;
+use bitcoin::hashes::{hash160, Hash};
+use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
+use fiamma_covenant::delegation::{DelegationError, DelegationSighashes, DelegationTxs};
+use fiamma_proto::staking::v1 as pb;
+use fiamma_staking::account::{Account, ACCOUNT_HRP};
+use fiamma_staking::context::SigningContexts;
+use fiamma_staking::keys::StakingKeys;
+use fiamma_staking::pop::{sign_pop, PopRole};
+use fiamma_staking::registration::Registration;
+
+use crate::node::grpc::convert::{self as c, FieldError};
+
+/// A registrant's account: the HASH160 of its x-only BTC key, so each devnet key has one.
+pub fn account_of(key: &XOnlyPublicKey) -> Account {
+    Account(hash160::Hash::hash(&key.serialize()).to_byte_array())
+}
+
+/// The bech32 form of `account`.
+///
+/// # Errors
+/// [`FieldError`] when the prefix cannot encode (never for `fmma`).
+pub fn account_text(account: &Account) -> Result<String, FieldError> {
+    account.to_bech32(ACCOUNT_HRP).map_err(|e| FieldError {
+        field: "account",
+        reason: e.to_string(),
+    })
+}
+
+fn bip340_pop(signature: &[u8]) -> pb::ProofOfPossession {
+    pb::ProofOfPossession {
+        pop_type: pb::PopType::Bip340.into(),
+        signature: signature.to_vec(),
+    }
+}
+
+/// CreateVerifier for `keypair`, its account bound by a BIP-0340 proof of possession.
+///
+/// # Errors
+/// [`FieldError`] when the account cannot be encoded.
+pub fn create_verifier_request(
+    keypair: &Keypair,
+    moniker: &str,
+    contexts: &SigningContexts,
+) -> Result<pb::CreateVerifierRequest, FieldError> {
+    let (key, _) = keypair.x_only_public_key();
+    let account = account_of(&key);
+    let pop = sign_pop(contexts, PopRole::Verifier, &account, keypair);
+    Ok(pb::CreateVerifierRequest {
+        account: account_text(&account)?,
+        btc_pk: key.serialize().to_vec(),
+        pop: Some(bip340_pop(pop.as_ref())),
+        description: Some(pb::Description {
+            moniker: moniker.to_owned(),
+            details: "fiamma devnet verifier".to_owned(),
+            ..pb::Description::default()
+        }),
+        commission: "0.05".to_owned(),
+    })
+}
+
+/// CreateDelegation carrying `reg` (which names exactly one verifier).
+///
+/// # Errors
+/// [`FieldError`] when `reg` names no verifier, its value does not fit the wire type, or the
+/// account cannot be encoded.
+pub fn create_delegation_request(
+    reg: &Registration,
+) -> Result<pb::CreateDelegationRequest, FieldError> {
+    let verifier = reg.verifier_pks.first().ok_or_else(|| FieldError {
+        field: "verifier_btc_pk",
+        reason: "the registration names no verifier".to_owned(),
+    })?;
+    Ok(pb::CreateDelegationRequest {
+        staker_account: account_text(&reg.staker_account)?,
+        staker_btc_pk: reg.staker_pk.serialize().to_vec(),
+        pop: Some(bip340_pop(reg.pop.as_ref())),
+        verifier_btc_pk: verifier.serialize().to_vec(),
+        staking_time_blocks: reg.staking_time,
+        staking_value_sat: i64::try_from(reg.staking_value_sat).map_err(|_| FieldError {
+            field: "staking_value_sat",
+            reason: format!("{} does not fit an int64", reg.staking_value_sat),
+        })?,
+        staking_tx: serialize(&reg.staking_tx),
+        staking_output_index: reg.staking_output_index,
+        slashing_tx: serialize(&reg.slashing_tx),
+        staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
+        unbonding_time_blocks: reg.unbonding_time,
+        unbonding_tx: serialize(&reg.unbonding_tx),
+        unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
+        staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
+    })
+}
+
+/// The registration behind a delegation the node serves, every field decoded as the node
+/// decodes a CreateDelegation request (nothing is validated here).
+///
+/// # Errors
+/// [`FieldError`] naming the first field that does not decode.
+pub fn registration_of(d: &pb::Delegation) -> Result<Registration, FieldError> {
+    Ok(Registration {
+        staker_pk: c::key("staker_btc_pk", &d.staker_btc_pk)?,
+        staker_account: c::account("staker_account", &d.staker_account)?,
+        pop: c::pop("pop", d.pop.as_ref())?,
+        verifier_pks: vec![c::key("verifier_btc_pk", &d.verifier_btc_pk)?],
+        staking_time: d.staking_time_blocks,
+        staking_value_sat: u64::try_from(d.staking_value_sat).map_err(|_| FieldError {
+            field: "staking_value_sat",
+            reason: format!("{} is negative", d.staking_value_sat),
+        })?,
+        staking_tx: c::transaction("staking_tx", &d.staking_tx)?,
+        staking_output_index: d.staking_output_index,
+        slashing_tx: c::transaction("slashing_tx", &d.slashing_tx)?,
+        staker_slashing_sig: c::schnorr_sig("staker_slashing_sig", &d.staker_slashing_sig)?,
+        unbonding_time: d.unbonding_time_blocks,
+        unbonding_tx: c::transaction("unbonding_tx", &d.unbonding_tx)?,
+        unbonding_slashing_tx: c::transaction("unbonding_slashing_tx", &d.unbonding_slashing_tx)?,
+        staker_unbonding_slashing_sig: c::schnorr_sig(
+            "staker_unbonding_slashing_sig",
+            &d.staker_unbonding_slashing_sig,
+        )?,
+    })
+}
+
+/// The messages the covenant committee signs for `reg` (and a slasher needs to complete a
+/// slashing witness), over the delegation's checked `keys`.
+///
+/// # Errors
+/// [`DelegationError`] when the funding outputs are not the protocol outputs of `keys`.
+pub fn covenant_sighashes(
+    reg: &Registration,
+    keys: &StakingKeys,
+) -> Result<DelegationSighashes, DelegationError> {
+    DelegationSighashes::compute(&DelegationTxs {
+        keys,
+        staking_time: reg.staking_time,
+        unbonding_time: reg.unbonding_time,
+        staking_tx: &reg.staking_tx,
+        staking_output_index: reg.staking_output_index as usize,
+        slashing_tx: &reg.slashing_tx,
+        unbonding_tx: &reg.unbonding_tx,
+        unbonding_slashing_tx: &reg.unbonding_slashing_tx,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devnet::setup;
+
+    #[test]
+    fn a_verifier_request_carries_a_pop_the_node_accepts() {
+        let kp = setup::devnet_keypair("verifier/A");
+        let contexts = setup::contexts();
+        let r = create_verifier_request(&kp, "A", &contexts).expect("request");
+        let account = c::account("account", &r.account).expect("bech32 account");
+        let pop = c::pop("pop", r.pop.as_ref()).expect("bip340 pop");
+        let key = c::key("btc_pk", &r.btc_pk).expect("key");
+        fiamma_staking::pop::verify_pop(&contexts, PopRole::Verifier, &account, &key, &pop)
+            .expect("valid proof of possession");
+    }
+}
