@@ -97,7 +97,7 @@ impl StakingModule {
         reg: Registration,
         staker_account: String,
     ) -> Result<(Txid, u32), CreateDelegationError> {
-        let (tip, _) = self.store.tip().await?;
+        let tip = self.tip_hint.load(std::sync::atomic::Ordering::Relaxed);
         let (mut version, params) = self.params.at_height(tip)?;
         let mut validated = validate_delegation(params, &self.contexts, &reg)?;
         let mut tx = self.store.begin().await?;
@@ -169,8 +169,9 @@ impl StakingModule {
         staking_txid: &Txid,
         sigs: CovenantSigsInput,
     ) -> Result<(DelegationStatus, u32), CovenantSigsError> {
-        let mut d = self
-            .store
+        // One connection for the reads and the unordered write of this message.
+        let mut conn = self.store.connection().await?;
+        let mut d = conn
             .delegation(staking_txid)
             .await?
             .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
@@ -192,14 +193,16 @@ impl StakingModule {
             // is only recorded when it does, and then it is the one read under the lock.
             let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, 0)?;
             if added.transitions.is_empty() {
-                if self
-                    .store
+                if conn
                     .add_covenant_sigs(staking_txid, &stored, &before, &state)
                     .await?
                 {
                     return Ok((state.status(), added.signatures));
                 }
             } else {
+                // Never hold a pooled connection while waiting for another: that can starve
+                // the pool when every connection's holder waits.
+                drop(conn);
                 let mut tx = self.store.begin().await?;
                 let mut state = d.state.clone();
                 let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, tx.tip())?;
@@ -217,9 +220,10 @@ impl StakingModule {
                     self.commit(tx).await?;
                     return Ok((state.status(), added.signatures));
                 }
+                drop(tx);
+                conn = self.store.connection().await?;
             }
-            d = self
-                .store
+            d = conn
                 .delegation(staking_txid)
                 .await?
                 .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;

@@ -10,6 +10,7 @@ mod delegation;
 pub mod errors;
 mod verifier;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bitcoin::secp256k1::XOnlyPublicKey;
@@ -41,6 +42,9 @@ pub struct StakingModule {
     contexts: Arc<SigningContexts>,
     header_chain: Arc<RwLock<Option<HeaderChain>>>,
     events: broadcast::Sender<Event>,
+    /// The BTC tip as of the last commit: which params version a registration is checked
+    /// against first. Only a hint; the version is checked again under the writer lock.
+    tip_hint: Arc<AtomicU32>,
 }
 
 /// The state-machine view of a params version.
@@ -76,6 +80,7 @@ impl StakingModule {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         store.record_params(&records).await?;
+        let (tip, _) = store.tip().await?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Ok(StakingModule {
             store,
@@ -83,6 +88,7 @@ impl StakingModule {
             contexts: Arc::new(contexts),
             header_chain: Arc::new(RwLock::new(None)),
             events,
+            tip_hint: Arc::new(AtomicU32::new(tip)),
         })
     }
 
@@ -108,7 +114,9 @@ impl StakingModule {
 
     /// Commits `tx` and publishes its events to live subscribers.
     async fn commit(&self, tx: WriteTx) -> Result<Vec<Event>, StoreError> {
+        let tip = tx.tip();
         let events = tx.commit().await?;
+        self.tip_hint.store(tip, Ordering::Relaxed);
         for e in &events {
             // No subscriber is not an error: the events are in the store.
             let _ = self.events.send(e.clone());

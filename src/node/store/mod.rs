@@ -12,7 +12,9 @@ mod write;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{BlockHash, Txid};
 use fiamma_staking::state::{DelegationRecord, DelegationState};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Postgres;
 use sqlx::Row;
 
 pub use model::{
@@ -159,21 +161,12 @@ impl Store {
         WriteTx::begin_unordered(&self.pool).await
     }
 
-    /// Counts a covenant member's verified signatures that move the delegation to no other
-    /// status, in one statement: no transaction block and no node-wide lock, since such a
-    /// change commutes with every message except those on the same delegation, and the
-    /// statement's guard (the delegation is still `before`) catches those. `after` must have
-    /// the status and heights of `before`. Returns `false`, having written nothing, when the
-    /// delegation changed since `before` was read or the member's signatures are stored.
-    pub async fn add_covenant_sigs(
-        &self,
-        staking_txid: &Txid,
-        sigs: &CovenantSigs,
-        before: &DelegationRecord,
-        after: &DelegationState,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        write::add_covenant_sigs_unordered(&mut conn, staking_txid, sigs, before, after).await
+    /// One pooled connection, for a message that reads and then writes without the
+    /// node-wide lock: one acquire instead of one per statement.
+    pub async fn connection(&self) -> Result<StoreConn, StoreError> {
+        Ok(StoreConn {
+            conn: self.pool.acquire().await?,
+        })
     }
 
     /// The node's recorded BTC tip (height 0 and no hash before the first block is followed).
@@ -259,6 +252,38 @@ impl Store {
     /// Up to `limit` events from sequence `from` on.
     pub async fn events_from(&self, from: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
         read::events_from(&mut *self.pool.acquire().await?, from, limit).await
+    }
+}
+
+/// A connection taken from the store's pool (see [`Store::connection`]); each statement on
+/// it commits on its own.
+pub struct StoreConn {
+    conn: PoolConnection<Postgres>,
+}
+
+impl StoreConn {
+    /// One delegation by staking txid, with its covenant signatures.
+    pub async fn delegation(
+        &mut self,
+        staking_txid: &Txid,
+    ) -> Result<Option<Delegation>, StoreError> {
+        read::delegation(&mut self.conn, staking_txid).await
+    }
+
+    /// Counts a covenant member's verified signatures that move the delegation to no other
+    /// status, in one statement: no transaction block and no node-wide lock, since such a
+    /// change commutes with every message except those on the same delegation, and the
+    /// statement's guard (the delegation is still `before`) catches those. `after` must have
+    /// the status and heights of `before`. Returns `false`, having written nothing, when the
+    /// delegation changed since `before` was read or the member's signatures are stored.
+    pub async fn add_covenant_sigs(
+        &mut self,
+        staking_txid: &Txid,
+        sigs: &CovenantSigs,
+        before: &DelegationRecord,
+        after: &DelegationState,
+    ) -> Result<bool, StoreError> {
+        write::add_covenant_sigs_unordered(&mut self.conn, staking_txid, sigs, before, after).await
     }
 }
 

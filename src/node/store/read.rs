@@ -348,13 +348,17 @@ pub(crate) async fn voting_power_table(
     conn: &mut PgConnection,
     h: u32,
 ) -> Result<Vec<VotingPowerEntry>, StoreError> {
+    // Summed per verifier first (an index-only scan of delegations_by_activation), then
+    // joined with the verifiers: one probe per verifier rather than one per delegation.
     let rows = sqlx::query(
-        "SELECT d.verifier_btc_pk, SUM(d.staking_value_sat)::BIGINT AS power \
-         FROM delegations d JOIN verifiers v ON v.btc_pk = d.verifier_btc_pk \
-         WHERE d.activated_height <= $1 \
-           AND (d.ended_height IS NULL OR d.ended_height > $1) \
-           AND (v.slashed_height IS NULL OR v.slashed_height > $1) \
-         GROUP BY d.verifier_btc_pk ORDER BY power DESC, d.verifier_btc_pk",
+        "SELECT p.verifier_btc_pk, p.power \
+         FROM (SELECT verifier_btc_pk, SUM(staking_value_sat)::BIGINT AS power \
+               FROM delegations \
+               WHERE activated_height <= $1 AND (ended_height IS NULL OR ended_height > $1) \
+               GROUP BY verifier_btc_pk) p \
+         JOIN verifiers v ON v.btc_pk = p.verifier_btc_pk \
+         WHERE v.slashed_height IS NULL OR v.slashed_height > $1 \
+         ORDER BY p.power DESC, p.verifier_btc_pk",
     )
     .bind(int("btc_height", h)?)
     .fetch_all(conn)

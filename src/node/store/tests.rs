@@ -4,6 +4,7 @@
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey, XOnlyPublicKey};
 use bitcoin::{BlockHash, Txid};
+use fiamma_staking::delegation::DelegationSighashes;
 use fiamma_staking::state::{DelegationState, DelegationStatus, Rules, VerifierState};
 use sqlx::PgPool;
 
@@ -453,4 +454,187 @@ async fn an_unordered_write_cannot_append_events(pool: PgPool) {
         None,
         "rolled back"
     );
+}
+
+fn messages(i: u8) -> DelegationSighashes {
+    DelegationSighashes::from_bytes(&[i; 96]).expect("96 bytes")
+}
+
+#[sqlx::test]
+async fn a_registration_checks_its_verifier_and_txid_in_the_same_statement(pool: PgPool) {
+    let store = store_with_params(pool).await;
+    add_verifier(&store, key(1)).await;
+    let pending = DelegationState::new(1000, 10);
+
+    let mut tx = store.begin().await.expect("begin");
+    let reg = new_delegation(1, key(3), key(1));
+    assert_eq!(
+        tx.register_delegation(&reg, &pending, &messages(9))
+            .await
+            .expect("statement"),
+        Registered::Inserted
+    );
+    tx.commit().await.expect("commit");
+    let d = store
+        .delegation(&reg.staking_txid)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(d.registration, reg);
+    assert_eq!(d.covenant_sighashes, Some(messages(9)));
+
+    let mut tx = store.begin().await.expect("begin");
+    let refused = [
+        (new_delegation(1, key(3), key(1)), Registered::Duplicate),
+        (
+            new_delegation(2, key(3), key(5)),
+            Registered::UnknownVerifier,
+        ),
+    ];
+    for (reg, outcome) in &refused {
+        assert_eq!(
+            tx.register_delegation(reg, &pending, &messages(9))
+                .await
+                .expect("statement"),
+            *outcome
+        );
+    }
+    // A refused registration leaves the transaction usable and writes no event.
+    assert!(tx.commit().await.expect("commit").is_empty());
+    assert_eq!(store.last_event_sequence().await.expect("read"), 2);
+
+    let mut tx = store.begin().await.expect("begin");
+    let mut slashed = tx
+        .verifier(&key(1))
+        .await
+        .expect("read")
+        .expect("present")
+        .state;
+    slashed.slash(0).expect("first");
+    tx.slash_verifier(&key(1), &slashed, SlashingReason::Equivocation, None)
+        .await
+        .expect("slash");
+    assert_eq!(
+        tx.register_delegation(&new_delegation(3, key(3), key(1)), &pending, &messages(9))
+            .await
+            .expect("statement"),
+        Registered::VerifierSlashed
+    );
+    let events = tx.commit().await.expect("commit");
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.last_event_sequence().await.expect("read"), 3);
+    assert_eq!(store.delegation(&txid(3)).await.expect("read"), None);
+}
+
+#[sqlx::test]
+async fn a_covenant_signature_is_counted_only_against_the_state_it_was_decided_on(pool: PgPool) {
+    let store = store_with_params(pool).await;
+    let verifier = key(1);
+    add_verifier(&store, verifier).await;
+    let committee = vec![key(10), key(11), key(12)];
+    let rules = Rules {
+        covenant_pks: &committee,
+        covenant_quorum: 2,
+        confirmation_depth: 2,
+    };
+    let reg = new_delegation(1, key(2), verifier);
+    let mut tx = store.begin().await.expect("begin");
+    tx.register_delegation(&reg, &DelegationState::new(1000, 10), &messages(1))
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    let read = |store: Store| async move {
+        store
+            .delegation(&txid(1))
+            .await
+            .expect("read")
+            .expect("present")
+    };
+
+    // Two members decide on the same state; the first one's signature is counted.
+    let d = read(store.clone()).await;
+    let before = d.state.record().clone();
+    let mut first = d.state.clone();
+    first
+        .add_covenant_signatures(committee[0], &rules, 0)
+        .expect("member");
+    let mut conn = store.connection().await.expect("connection");
+    assert!(conn
+        .add_covenant_sigs(&txid(1), &sigs(committee[0]), &before, &first)
+        .await
+        .expect("statement"));
+    let mut second = d.state.clone();
+    second
+        .add_covenant_signatures(committee[1], &rules, 0)
+        .expect("member");
+    assert!(!conn
+        .add_covenant_sigs(&txid(1), &sigs(committee[1]), &before, &second)
+        .await
+        .expect("statement"));
+    // The same member again, decided on the fresh state, is refused by the stored row.
+    let d = read(store.clone()).await;
+    assert_eq!(d.covenant_sigs, vec![sigs(committee[0])]);
+    assert!(!conn
+        .add_covenant_sigs(&txid(1), &sigs(committee[0]), &before, &first)
+        .await
+        .expect("statement"));
+    // A status change cannot take the unordered path.
+    let before = d.state.record().clone();
+    let mut quorum = d.state.clone();
+    let added = quorum
+        .add_covenant_signatures(committee[1], &rules, 7)
+        .expect("member");
+    assert_eq!(added.transitions.len(), 1);
+    assert!(matches!(
+        conn.add_covenant_sigs(&txid(1), &sigs(committee[1]), &before, &quorum)
+            .await,
+        Err(StoreError::EventsWithoutOrder { .. })
+    ));
+
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx
+        .add_covenant_sigs(
+            &txid(1),
+            &verifier,
+            &sigs(committee[1]),
+            &before,
+            &quorum,
+            &added.transitions,
+        )
+        .await
+        .expect("statement"));
+    let events = tx.commit().await.expect("commit");
+    assert_eq!(events.len(), 1);
+    let d = read(store.clone()).await;
+    assert_eq!(d.state, quorum);
+    assert_eq!(
+        d.covenant_sigs,
+        vec![sigs(committee[0]), sigs(committee[1])]
+    );
+    let logged = store.events_from(0, 10).await.expect("events");
+    assert_eq!(
+        logged.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(logged[2], events[0]);
+    assert_eq!(store.last_event_sequence().await.expect("read"), 3);
+
+    // The ordered statement with a stale state writes nothing and no event.
+    let mut tx = store.begin().await.expect("begin");
+    let mut late = d.state.clone();
+    late.add_covenant_signatures(committee[2], &rules, 7)
+        .expect("member");
+    assert!(!tx
+        .add_covenant_sigs(
+            &txid(1),
+            &verifier,
+            &sigs(committee[2]),
+            &before,
+            &late,
+            &[]
+        )
+        .await
+        .expect("statement"));
+    assert!(tx.commit().await.expect("commit").is_empty());
+    assert_eq!(read(store.clone()).await.covenant_sigs.len(), 2);
 }
