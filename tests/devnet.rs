@@ -1,0 +1,117 @@
+//! `fiamma devnet` as a newcomer runs it: the built binary plays the whole story against the
+//! PostgreSQL server of DATABASE_URL, prints each step, exits 0, and leaves no database
+//! behind; a step that cannot happen makes it exit non-zero with the reason.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+/// The story must finish well within this.
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Runs `fiamma devnet <args>` and kills it if it outlives [`LIMIT`].
+fn devnet(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fiamma"))
+        .arg("devnet")
+        .args(args)
+        .env("DATABASE_URL", database_url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    while child.try_wait().expect("poll the child").is_none() {
+        if started.elapsed() > LIMIT {
+            child.kill().expect("kill the devnet");
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "fiamma devnet ran over {LIMIT:?}; stdout so far:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_plays_the_whole_story_and_cleans_up() {
+    let (out, took) = tokio::task::spawn_blocking(|| devnet(&[]))
+        .await
+        .expect("runner");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    // One line per step, in the story's order.
+    let steps = [
+        "postgres: created database fiamma_devnet_",
+        "verifier A: registered key",
+        "committed randomness for rounds 1..=1000",
+        "staker 1: wallet synced over JSON-RPC",
+        "registration checked locally, sent: PENDING",
+        "validate_delegation passed for 4 pending delegations",
+        "node: all 4 delegations VERIFIED (3 of 5 covenant signatures each)",
+        "4 delegations ACTIVE",
+        "node: voting power at height",
+        "sequencer: submitted the Fiamma Groth16/BN254 proof",
+        "valid, ",
+        "INVALID]",
+        "recomputed the round hash (= node's), EOTS vote: COUNTED",
+        "FINAL, certificate by",
+        "sequencer: checked the certificate",
+        "OP_RETURN \"fmma\" round",
+        "node answered DISAGREES, then EQUIVOCATION",
+        "node: verifier C SLASHED in round",
+        "decrypted 3 covenant adaptor signatures",
+        "accepted by Bitcoin Core's consensus engine: 0.1 BTC to the slashing address",
+        "spent by the slashing tx: UNBONDED",
+        "verifier C has no power",
+        "staker 4: broadcast unbonding tx",
+        "UNBONDED (spent by",
+        "summary:",
+        "postgres: dropped database fiamma_devnet_",
+    ];
+    let mut rest = stdout.as_ref();
+    for step in steps {
+        let at = rest
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{stdout}"));
+        rest = &rest[at + step.len()..];
+    }
+    assert!(took < LIMIT, "took {took:?}");
+
+    // The database it created is gone.
+    let name = stdout
+        .split("created database ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("database name printed");
+    let mut conn = PgConnection::connect(&database_url())
+        .await
+        .expect("server reachable");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+    assert_eq!(left, 0, "database {name} was not dropped");
+}
+
+#[test]
+fn an_unusable_database_url_fails_with_the_reason() {
+    let (out, _) = devnet(&["--database-url", "mysql://127.0.0.1/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a postgres:// URL"), "{stderr}");
+}
