@@ -1,5 +1,7 @@
 //! CreateDelegation, AddCovenantSigs and AddInclusionProof.
 
+use std::sync::atomic::Ordering;
+
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
 use bitcoin::{BlockHash, Transaction, Txid};
@@ -18,7 +20,9 @@ use super::{
     rules, CovenantSigsError, CreateDelegationError, InclusionProofError, StakingModule,
     StoredDelegationError,
 };
-use crate::node::store::{CovenantSigs, Delegation, NewDelegation, Pop, PopKind, Registered};
+use crate::node::store::{
+    CovenantSigs, Delegation, NewDelegation, OrderedSigs, Pop, PopKind, Registered,
+};
 
 /// One covenant member's decoded signatures for one delegation.
 #[derive(Debug, Clone)]
@@ -97,61 +101,70 @@ impl StakingModule {
         reg: Registration,
         staker_account: String,
     ) -> Result<(Txid, u32), CreateDelegationError> {
-        let tip = self.tip_hint.load(std::sync::atomic::Ordering::Relaxed);
+        let mut tip = self.tip_hint.load(Ordering::Relaxed);
         let (mut version, params) = self.params.at_height(tip)?;
         let mut validated = validate_delegation(params, &self.contexts, &reg)?;
-        let mut tx = self.store.begin().await?;
-        let (version_now, params_now) = self.params.at_height(tx.tip())?;
-        if version_now != version {
-            // The tip crossed an activation height meanwhile: check under the new version.
-            validated = validate_delegation(params_now, &self.contexts, &reg)?;
-            version = version_now;
-        }
         let staking_txid = validated.staking_txid();
         let verifier = match validated.keys.verifiers() {
             [one] => *one,
             several => return Err(CreateDelegationError::SeveralVerifiers(several.len())),
         };
-        let new = NewDelegation {
-            staking_txid,
-            staker_account,
-            staker_btc_pk: reg.staker_pk,
-            pop: Pop {
-                kind: PopKind::Bip340,
-                signature: reg.pop.as_ref().to_vec(),
-            },
-            verifier_btc_pk: verifier,
-            staking_time_blocks: reg.staking_time,
-            staking_value_sat: reg.staking_value_sat,
-            staking_tx: serialize(&reg.staking_tx),
-            staking_output_index: reg.staking_output_index,
-            slashing_tx: serialize(&reg.slashing_tx),
-            staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
-            unbonding_time_blocks: reg.unbonding_time,
-            unbonding_tx: serialize(&reg.unbonding_tx),
-            unbonding_txid: validated.unbonding_outpoint.txid,
-            unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
-            staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
-            params_version: version,
-        };
         let state = DelegationState::new(reg.staking_time, reg.unbonding_time);
-        // The state checks, the row and its event in one statement: the node-wide lock is
-        // held for it and the commit only.
-        match tx
-            .register_delegation(&new, &state, &validated.sighashes)
-            .await?
-        {
-            Registered::Inserted => {}
-            Registered::UnknownVerifier => {
-                return Err(CreateDelegationError::UnknownVerifier(verifier))
+        loop {
+            let new = NewDelegation {
+                staking_txid,
+                staker_account: staker_account.clone(),
+                staker_btc_pk: reg.staker_pk,
+                pop: Pop {
+                    kind: PopKind::Bip340,
+                    signature: reg.pop.as_ref().to_vec(),
+                },
+                verifier_btc_pk: verifier,
+                staking_time_blocks: reg.staking_time,
+                staking_value_sat: reg.staking_value_sat,
+                staking_tx: serialize(&reg.staking_tx),
+                staking_output_index: reg.staking_output_index,
+                slashing_tx: serialize(&reg.slashing_tx),
+                staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
+                unbonding_time_blocks: reg.unbonding_time,
+                unbonding_tx: serialize(&reg.unbonding_tx),
+                unbonding_txid: validated.unbonding_outpoint.txid,
+                unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
+                staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
+                params_version: version,
+            };
+            // The state checks, the row and its event in one statement under the node-wide
+            // lock, provided the tip is still the one the params version was chosen at.
+            match self
+                .store
+                .register_delegation(&new, &state, &validated.sighashes, tip)
+                .await?
+            {
+                Registered::Inserted(events) => {
+                    self.publish(&events);
+                    return Ok((staking_txid, version));
+                }
+                Registered::TipMoved(now) => {
+                    self.tip_hint.store(now, Ordering::Relaxed);
+                    tip = now;
+                    let (version_now, params_now) = self.params.at_height(tip)?;
+                    if version_now != version {
+                        // The tip crossed an activation height: check under the new version.
+                        validated = validate_delegation(params_now, &self.contexts, &reg)?;
+                        version = version_now;
+                    }
+                }
+                Registered::UnknownVerifier => {
+                    return Err(CreateDelegationError::UnknownVerifier(verifier))
+                }
+                Registered::VerifierSlashed => {
+                    return Err(CreateDelegationError::VerifierSlashed(verifier))
+                }
+                Registered::Duplicate => {
+                    return Err(CreateDelegationError::Duplicate(staking_txid))
+                }
             }
-            Registered::VerifierSlashed => {
-                return Err(CreateDelegationError::VerifierSlashed(verifier))
-            }
-            Registered::Duplicate => return Err(CreateDelegationError::Duplicate(staking_txid)),
         }
-        self.commit(tx).await?;
-        Ok((staking_txid, version))
     }
 
     /// Counts one covenant member's signatures: the state checks (member of the committee,
@@ -200,28 +213,32 @@ impl StakingModule {
                     return Ok((state.status(), added.signatures));
                 }
             } else {
-                // Never hold a pooled connection while waiting for another: that can starve
-                // the pool when every connection's holder waits.
-                drop(conn);
-                let mut tx = self.store.begin().await?;
+                let tip = self.tip_hint.load(Ordering::Relaxed);
                 let mut state = d.state.clone();
-                let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, tx.tip())?;
-                if tx
-                    .add_covenant_sigs(
+                let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, tip)?;
+                match conn
+                    .add_covenant_sigs_ordered(
                         staking_txid,
                         &verifier,
                         &stored,
                         &before,
                         &state,
                         &added.transitions,
+                        tip,
                     )
                     .await?
                 {
-                    self.commit(tx).await?;
-                    return Ok((state.status(), added.signatures));
+                    OrderedSigs::Applied(events) => {
+                        self.publish(&events);
+                        return Ok((state.status(), added.signatures));
+                    }
+                    OrderedSigs::TipMoved(now) => {
+                        // Decide again at the current tip; the delegation is unchanged.
+                        self.tip_hint.store(now, Ordering::Relaxed);
+                        continue;
+                    }
+                    OrderedSigs::Changed => {}
                 }
-                drop(tx);
-                conn = self.store.connection().await?;
             }
             d = conn
                 .delegation(staking_txid)

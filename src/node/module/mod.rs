@@ -117,11 +117,16 @@ impl StakingModule {
         let tip = tx.tip();
         let events = tx.commit().await?;
         self.tip_hint.store(tip, Ordering::Relaxed);
-        for e in &events {
+        self.publish(&events);
+        Ok(events)
+    }
+
+    /// Publishes committed events to live subscribers.
+    fn publish(&self, events: &[Event]) {
+        for e in events {
             // No subscriber is not an error: the events are in the store.
             let _ = self.events.send(e.clone());
         }
-        Ok(events)
     }
 
     /// One verifier.

@@ -11,7 +11,8 @@ mod write;
 
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{BlockHash, Txid};
-use fiamma_staking::state::{DelegationRecord, DelegationState};
+use fiamma_staking::delegation::DelegationSighashes;
+use fiamma_staking::state::{DelegationRecord, DelegationState, Transition};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Postgres;
@@ -21,7 +22,7 @@ pub use model::{
     CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
     NewVerifier, Pop, PopKind, SlashingReason, Verifier, VotingPowerEntry,
 };
-pub use write::{Registered, WriteTx};
+pub use write::{OrderedSigs, Registered, WriteTx};
 
 /// The schema migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -169,6 +170,19 @@ impl Store {
         })
     }
 
+    /// Registers a validated delegation in one statement under the node-wide writer lock
+    /// (see [`Registered`]); `tip` is the node tip it was validated at.
+    pub async fn register_delegation(
+        &self,
+        d: &NewDelegation,
+        state: &DelegationState,
+        sighashes: &DelegationSighashes,
+        tip: u32,
+    ) -> Result<Registered, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        write::register_delegation(&mut conn, d, state, sighashes, tip).await
+    }
+
     /// The node's recorded BTC tip (height 0 and no hash before the first block is followed).
     pub async fn tip(&self) -> Result<(u32, Option<BlockHash>), StoreError> {
         let row = sqlx::query("SELECT tip_height, tip_hash FROM node_state")
@@ -284,6 +298,33 @@ impl StoreConn {
         after: &DelegationState,
     ) -> Result<bool, StoreError> {
         write::add_covenant_sigs_unordered(&mut self.conn, staking_txid, sigs, before, after).await
+    }
+
+    /// Counts a covenant member's verified signatures that move the delegation (the quorum),
+    /// with its events, in one statement under the node-wide writer lock; `after` and
+    /// `transitions` were decided on `before` at tip `tip` (see [`OrderedSigs`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_covenant_sigs_ordered(
+        &mut self,
+        staking_txid: &Txid,
+        verifier: &XOnlyPublicKey,
+        sigs: &CovenantSigs,
+        before: &DelegationRecord,
+        after: &DelegationState,
+        transitions: &[Transition],
+        tip: u32,
+    ) -> Result<OrderedSigs, StoreError> {
+        write::add_covenant_sigs_ordered(
+            &mut self.conn,
+            staking_txid,
+            verifier,
+            sigs,
+            before,
+            after,
+            transitions,
+            tip,
+        )
+        .await
     }
 }
 

@@ -461,20 +461,19 @@ fn messages(i: u8) -> DelegationSighashes {
 }
 
 #[sqlx::test]
-async fn a_registration_checks_its_verifier_and_txid_in_the_same_statement(pool: PgPool) {
+async fn a_registration_checks_tip_verifier_and_txid_in_one_statement(pool: PgPool) {
     let store = store_with_params(pool).await;
     add_verifier(&store, key(1)).await;
     let pending = DelegationState::new(1000, 10);
-
-    let mut tx = store.begin().await.expect("begin");
     let reg = new_delegation(1, key(3), key(1));
-    assert_eq!(
-        tx.register_delegation(&reg, &pending, &messages(9))
-            .await
-            .expect("statement"),
-        Registered::Inserted
-    );
-    tx.commit().await.expect("commit");
+    let Registered::Inserted(events) = store
+        .register_delegation(&reg, &pending, &messages(9), 0)
+        .await
+        .expect("statement")
+    else {
+        panic!("not inserted");
+    };
+    assert_eq!(store.events_from(2, 10).await.expect("events"), events);
     let d = store
         .delegation(&reg.staking_txid)
         .await
@@ -483,25 +482,28 @@ async fn a_registration_checks_its_verifier_and_txid_in_the_same_statement(pool:
     assert_eq!(d.registration, reg);
     assert_eq!(d.covenant_sighashes, Some(messages(9)));
 
-    let mut tx = store.begin().await.expect("begin");
+    let other = new_delegation(2, key(3), key(1));
     let refused = [
-        (new_delegation(1, key(3), key(1)), Registered::Duplicate),
-        (
-            new_delegation(2, key(3), key(5)),
-            Registered::UnknownVerifier,
-        ),
+        (&reg, 0, Registered::Duplicate),
+        (&other, 5, Registered::TipMoved(0)),
     ];
-    for (reg, outcome) in &refused {
+    for (reg, tip, outcome) in refused {
         assert_eq!(
-            tx.register_delegation(reg, &pending, &messages(9))
+            store
+                .register_delegation(reg, &pending, &messages(9), tip)
                 .await
                 .expect("statement"),
-            *outcome
+            outcome
         );
     }
-    // A refused registration leaves the transaction usable and writes no event.
-    assert!(tx.commit().await.expect("commit").is_empty());
-    assert_eq!(store.last_event_sequence().await.expect("read"), 2);
+    let unknown = new_delegation(2, key(3), key(5));
+    assert_eq!(
+        store
+            .register_delegation(&unknown, &pending, &messages(9), 0)
+            .await
+            .expect("statement"),
+        Registered::UnknownVerifier
+    );
 
     let mut tx = store.begin().await.expect("begin");
     let mut slashed = tx
@@ -514,16 +516,18 @@ async fn a_registration_checks_its_verifier_and_txid_in_the_same_statement(pool:
     tx.slash_verifier(&key(1), &slashed, SlashingReason::Equivocation, None)
         .await
         .expect("slash");
+    tx.commit().await.expect("commit");
     assert_eq!(
-        tx.register_delegation(&new_delegation(3, key(3), key(1)), &pending, &messages(9))
+        store
+            .register_delegation(&other, &pending, &messages(9), 0)
             .await
             .expect("statement"),
         Registered::VerifierSlashed
     );
-    let events = tx.commit().await.expect("commit");
-    assert_eq!(events.len(), 1);
+    // Refusals wrote nothing: three events (verifier, registration, slashing), gapless.
     assert_eq!(store.last_event_sequence().await.expect("read"), 3);
-    assert_eq!(store.delegation(&txid(3)).await.expect("read"), None);
+    assert_eq!(store.events_from(0, 10).await.expect("events").len(), 3);
+    assert_eq!(store.delegation(&txid(2)).await.expect("read"), None);
 }
 
 #[sqlx::test]
@@ -538,11 +542,13 @@ async fn a_covenant_signature_is_counted_only_against_the_state_it_was_decided_o
         confirmation_depth: 2,
     };
     let reg = new_delegation(1, key(2), verifier);
-    let mut tx = store.begin().await.expect("begin");
-    tx.register_delegation(&reg, &DelegationState::new(1000, 10), &messages(1))
-        .await
-        .expect("insert");
-    tx.commit().await.expect("commit");
+    assert!(matches!(
+        store
+            .register_delegation(&reg, &DelegationState::new(1000, 10), &messages(1), 0)
+            .await
+            .expect("insert"),
+        Registered::Inserted(_)
+    ));
     let read = |store: Store| async move {
         store
             .delegation(&txid(1))
@@ -571,18 +577,24 @@ async fn a_covenant_signature_is_counted_only_against_the_state_it_was_decided_o
         .add_covenant_sigs(&txid(1), &sigs(committee[1]), &before, &second)
         .await
         .expect("statement"));
-    // The same member again, decided on the fresh state, is refused by the stored row.
+    // The same member again is refused by the stored signature.
     let d = read(store.clone()).await;
     assert_eq!(d.covenant_sigs, vec![sigs(committee[0])]);
+    let again = d.state.record().clone();
     assert!(!conn
-        .add_covenant_sigs(&txid(1), &sigs(committee[0]), &before, &first)
+        .add_covenant_sigs(
+            &txid(1),
+            &sigs(committee[0]),
+            &again,
+            &DelegationState::restore(again.clone()).expect("valid"),
+        )
         .await
         .expect("statement"));
     // A status change cannot take the unordered path.
     let before = d.state.record().clone();
     let mut quorum = d.state.clone();
     let added = quorum
-        .add_covenant_signatures(committee[1], &rules, 7)
+        .add_covenant_signatures(committee[1], &rules, 0)
         .expect("member");
     assert_eq!(added.transitions.len(), 1);
     assert!(matches!(
@@ -590,20 +602,41 @@ async fn a_covenant_signature_is_counted_only_against_the_state_it_was_decided_o
             .await,
         Err(StoreError::EventsWithoutOrder { .. })
     ));
+    // Decided at another tip than the node's: nothing written.
+    let mut at_seven = d.state.clone();
+    let moved = at_seven
+        .add_covenant_signatures(committee[1], &rules, 7)
+        .expect("member");
+    assert_eq!(
+        conn.add_covenant_sigs_ordered(
+            &txid(1),
+            &verifier,
+            &sigs(committee[1]),
+            &before,
+            &at_seven,
+            &moved.transitions,
+            7,
+        )
+        .await
+        .expect("statement"),
+        OrderedSigs::TipMoved(0)
+    );
 
-    let mut tx = store.begin().await.expect("begin");
-    assert!(tx
-        .add_covenant_sigs(
+    let OrderedSigs::Applied(events) = conn
+        .add_covenant_sigs_ordered(
             &txid(1),
             &verifier,
             &sigs(committee[1]),
             &before,
             &quorum,
             &added.transitions,
+            0,
         )
         .await
-        .expect("statement"));
-    let events = tx.commit().await.expect("commit");
+        .expect("statement")
+    else {
+        panic!("not applied");
+    };
     assert_eq!(events.len(), 1);
     let d = read(store.clone()).await;
     assert_eq!(d.state, quorum);
@@ -619,22 +652,25 @@ async fn a_covenant_signature_is_counted_only_against_the_state_it_was_decided_o
     assert_eq!(logged[2], events[0]);
     assert_eq!(store.last_event_sequence().await.expect("read"), 3);
 
-    // The ordered statement with a stale state writes nothing and no event.
-    let mut tx = store.begin().await.expect("begin");
+    // The ordered statement on a stale state writes nothing and no event.
     let mut late = d.state.clone();
-    late.add_covenant_signatures(committee[2], &rules, 7)
+    let late_added = late
+        .add_covenant_signatures(committee[2], &rules, 0)
         .expect("member");
-    assert!(!tx
-        .add_covenant_sigs(
+    assert_eq!(
+        conn.add_covenant_sigs_ordered(
             &txid(1),
             &verifier,
             &sigs(committee[2]),
             &before,
             &late,
-            &[]
+            &late_added.transitions,
+            0,
         )
         .await
-        .expect("statement"));
-    assert!(tx.commit().await.expect("commit").is_empty());
+        .expect("statement"),
+        OrderedSigs::Changed
+    );
     assert_eq!(read(store.clone()).await.covenant_sigs.len(), 2);
+    assert_eq!(store.last_event_sequence().await.expect("read"), 3);
 }

@@ -29,22 +29,36 @@ pub struct WriteTx {
     tip: u32,
     last_seq: u64,
     events: Vec<Event>,
-    /// How many of `events` a statement already stored (with `last_event_seq`).
-    written: usize,
     ordered: bool,
 }
 
-/// What [`WriteTx::register_delegation`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`register_delegation`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registered {
-    /// The delegation and its registration event are stored.
-    Inserted,
+    /// The delegation and its registration event (returned) are stored.
+    Inserted(Vec<Event>),
+    /// The node's tip is not the one the registration was prepared at, but this one; nothing
+    /// was written.
+    TipMoved(u32),
     /// No verifier has the delegation's verifier key; nothing was written.
     UnknownVerifier,
     /// The verifier is slashed; nothing was written.
     VerifierSlashed,
     /// A delegation with this staking txid exists; nothing was written.
     Duplicate,
+}
+
+/// What [`add_covenant_sigs_ordered`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderedSigs {
+    /// The signatures, the new state and the events (returned) are stored.
+    Applied(Vec<Event>),
+    /// The node's tip is not the one the change was decided at, but this one; nothing was
+    /// written.
+    TipMoved(u32),
+    /// The delegation is no longer in the state the change was decided on, or the member's
+    /// signatures are stored already; nothing was written.
+    Changed,
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
@@ -54,17 +68,16 @@ const DELEGATION_INSERT_COLUMNS: &str = "staking_txid, staker_account, staker_bt
      pop_type, pop_sig, verifier_btc_pk, staking_time_blocks, staking_value_sat, staking_tx, \
      staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
      unbonding_tx, unbonding_txid, unbonding_slashing_tx, staker_unbonding_slashing_sig, \
-     params_version, status, created_seq, verified_height, start_height, activated_height, \
-     ended_height, covenant_sighashes";
+     params_version, status, verified_height, start_height, activated_height, ended_height, \
+     covenant_sighashes";
 const DELEGATION_INSERT_PARAMS: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25";
+     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24";
 
-/// Binds $1..$25 of [`DELEGATION_INSERT_COLUMNS`].
+/// Binds $1..$24 of [`DELEGATION_INSERT_COLUMNS`].
 fn bind_delegation<'q>(
     q: PgQuery<'q>,
     d: &'q NewDelegation,
     state: &DelegationState,
-    created: u64,
     sighashes: Option<&DelegationSighashes>,
 ) -> Result<PgQuery<'q>, StoreError> {
     let r = state.record();
@@ -87,7 +100,6 @@ fn bind_delegation<'q>(
         .bind(&d.staker_unbonding_slashing_sig)
         .bind(int("params_version", d.params_version)?)
         .bind(state.status().as_str())
-        .bind(seq_column(created)?)
         .bind(opt_int("verified_height", r.verified_height)?)
         .bind(opt_int("start_height", r.start_height)?)
         .bind(opt_int("activated_height", r.activated_height)?)
@@ -108,7 +120,6 @@ impl WriteTx {
             tip,
             last_seq,
             events: Vec::new(),
-            written: 0,
             ordered: true,
         })
     }
@@ -121,7 +132,6 @@ impl WriteTx {
             tip,
             last_seq: 0,
             events: Vec::new(),
-            written: 0,
             ordered: false,
         })
     }
@@ -191,30 +201,6 @@ impl WriteTx {
         });
     }
 
-    /// The events not stored yet followed by `more` numbered after them, and the sequence
-    /// number of the last one: what a statement that writes them all must store.
-    fn pending_with(&self, more: impl IntoIterator<Item = (u32, EventKind)>) -> (Vec<Event>, u64) {
-        let mut pending = self.events[self.written..].to_vec();
-        let mut last = self.last_seq;
-        for (btc_height, kind) in more {
-            last += 1;
-            pending.push(Event {
-                sequence: last,
-                btc_height,
-                kind,
-            });
-        }
-        (pending, last)
-    }
-
-    /// Records that a statement stored every event up to `last`, `appended` among them.
-    fn stored_events(&mut self, appended: Vec<Event>, last: u64) {
-        let before = self.events.len() - self.written;
-        self.events.extend(appended.into_iter().skip(before));
-        self.last_seq = last;
-        self.written = self.events.len();
-    }
-
     /// Inserts a registered verifier and its `verifier_created` event.
     pub async fn insert_verifier(&mut self, v: &NewVerifier) -> Result<(), StoreError> {
         let created = self.last_seq + 1;
@@ -249,10 +235,11 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         let created = self.last_seq + 1;
         let sql = format!(
-            "INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}) \
-             VALUES ({DELEGATION_INSERT_PARAMS})"
+            "INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}, created_seq) \
+             VALUES ({DELEGATION_INSERT_PARAMS}, $25)"
         );
-        bind_delegation(sqlx::query(&sql), d, state, created, None)?
+        bind_delegation(sqlx::query(&sql), d, state, None)?
+            .bind(seq_column(created)?)
             .execute(&mut *self.tx)
             .await?;
         self.push_event(
@@ -265,107 +252,6 @@ impl WriteTx {
             },
         );
         Ok(())
-    }
-
-    /// Registers a new delegation in one statement under the node-wide lock: checks that its
-    /// verifier is registered and not slashed and that its staking txid is new, then stores
-    /// it in `state` with the messages the committee will sign, its registration event and
-    /// every event still pending. When a check fails nothing is written.
-    pub async fn register_delegation(
-        &mut self,
-        d: &NewDelegation,
-        state: &DelegationState,
-        sighashes: &DelegationSighashes,
-    ) -> Result<Registered, StoreError> {
-        let event = EventKind::DelegationStatusChanged {
-            staking_txid: d.staking_txid,
-            verifier: d.verifier_btc_pk,
-            from: None,
-            to: state.status(),
-        };
-        let (pending, last) = self.pending_with([(self.tip, event)]);
-        if !self.ordered {
-            return Err(StoreError::EventsWithoutOrder {
-                events: pending.len(),
-            });
-        }
-        let sql = format!(
-            "WITH ok AS (SELECT 1 AS one FROM verifiers \
-                         WHERE btc_pk = $6 AND slashed_height IS NULL \
-                           AND NOT EXISTS (SELECT 1 FROM delegations WHERE staking_txid = $1)), \
-                  ins AS (INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}) \
-                          SELECT {DELEGATION_INSERT_PARAMS} FROM ok RETURNING 1), \
-                  {} \
-             SELECT EXISTS (SELECT 1 FROM verifiers WHERE btc_pk = $6) AS known, \
-                    EXISTS (SELECT 1 FROM verifiers \
-                            WHERE btc_pk = $6 AND slashed_height IS NOT NULL) AS slashed, \
-                    EXISTS (SELECT 1 FROM ins) AS inserted",
-            events_ctes(26, "WHERE EXISTS (SELECT 1 FROM ins)")
-        );
-        let q = bind_delegation(sqlx::query(&sql), d, state, last, Some(sighashes))?;
-        let row = bind_events(q, &pending, last)?
-            .fetch_one(&mut *self.tx)
-            .await?;
-        if row.try_get("inserted")? {
-            self.stored_events(pending, last);
-            return Ok(Registered::Inserted);
-        }
-        Ok(if !row.try_get::<bool, _>("known")? {
-            Registered::UnknownVerifier
-        } else if row.try_get("slashed")? {
-            Registered::VerifierSlashed
-        } else {
-            Registered::Duplicate
-        })
-    }
-
-    /// Counts a covenant member's verified signatures on a delegation, writes its state
-    /// `after` and one event per transition, all in one statement, provided the stored
-    /// delegation is still exactly `before` (status, heights, number of signatures): the
-    /// state `after` and the transitions were decided on it. Returns `false`, having written
-    /// nothing, when it changed meanwhile or the member's signatures are already stored.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn add_covenant_sigs(
-        &mut self,
-        staking_txid: &Txid,
-        verifier: &XOnlyPublicKey,
-        sigs: &CovenantSigs,
-        before: &DelegationRecord,
-        after: &DelegationState,
-        transitions: &[Transition],
-    ) -> Result<bool, StoreError> {
-        let (pending, last) = self.pending_with(transitions.iter().map(|t| {
-            (
-                t.height,
-                EventKind::DelegationStatusChanged {
-                    staking_txid: *staking_txid,
-                    verifier: *verifier,
-                    from: Some(t.from),
-                    to: t.to,
-                },
-            )
-        }));
-        if !self.ordered && !pending.is_empty() {
-            return Err(StoreError::EventsWithoutOrder {
-                events: pending.len(),
-            });
-        }
-        let sql = covenant_sigs_sql(!pending.is_empty());
-        let mut q = bind_covenant_sigs(sqlx::query(&sql), staking_txid, sigs, before, after)?;
-        if !pending.is_empty() {
-            q = bind_events(q, &pending, last)?;
-        }
-        match q.fetch_one(&mut *self.tx).await {
-            Ok(row) if row.try_get("applied")? => {
-                if !pending.is_empty() {
-                    self.stored_events(pending, last);
-                }
-                Ok(true)
-            }
-            Ok(_) => Ok(false),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Stores a covenant member's verified signatures on a delegation.
@@ -517,8 +403,8 @@ impl WriteTx {
             self.tx.commit().await?;
             return Ok(Vec::new());
         }
-        if self.written < self.events.len() {
-            write_events(&mut self.tx, &self.events[self.written..], self.last_seq).await?;
+        if !self.events.is_empty() {
+            write_events(&mut self.tx, &self.events, self.last_seq).await?;
         }
         self.tx.commit().await?;
         Ok(self.events)
@@ -641,29 +527,90 @@ async fn write_events(
     Ok(())
 }
 
-/// The statement that counts one covenant member's signatures (see
-/// [`WriteTx::add_covenant_sigs`]): the `UPDATE` re-checks its guard on the row's latest
-/// version, and the signatures and events are written only when it matched.
-fn covenant_sigs_sql(with_events: bool) -> String {
-    let events = if with_events {
-        format!(", {}", events_ctes(17, "WHERE EXISTS (SELECT 1 FROM d)"))
-    } else {
-        String::new()
-    };
+/// The node-wide writer lock taken inside a statement: the `node_state` row, locked first,
+/// as every ordered writer does. A row locked `FOR UPDATE` is returned in its latest version,
+/// so `tip_height` and `last_event_seq` are current, whatever the statement's snapshot.
+const LOCK_CTE: &str =
+    "lock AS MATERIALIZED (SELECT tip_height, last_event_seq FROM node_state FOR UPDATE)";
+
+/// Common table expressions appending events numbered on from the locked `last_event_seq`
+/// (columns bound from `$first` on by [`bind_locked_events`]) and moving it past them, when
+/// `condition` (a `WHERE` clause) holds.
+fn locked_events_ctes(first: usize, condition: &str) -> String {
+    let p: Vec<String> = (first..first + 8).map(|i| format!("${i}")).collect();
     format!(
-        "WITH d AS (UPDATE delegations SET covenant_sig_count = covenant_sig_count + 1, \
+        "appended AS (INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, \
+         from_status, to_status, btc_height, reason) \
+         SELECT l.last_event_seq + e.n, e.kind, e.staking_txid, e.verifier_btc_pk, \
+                e.from_status, e.to_status, e.btc_height, e.reason \
+         FROM lock l, UNNEST({}::TEXT[], {}::BYTEA[], {}::BYTEA[], {}::TEXT[], {}::TEXT[], \
+              {}::INTEGER[], {}::TEXT[]) WITH ORDINALITY \
+              AS e(kind, staking_txid, verifier_btc_pk, from_status, to_status, btc_height, \
+                   reason, n) {condition}), \
+         sequenced AS (UPDATE node_state SET last_event_seq = last_event_seq + {}::BIGINT \
+                       {condition})",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    )
+}
+
+/// Binds the eight parameters of [`locked_events_ctes`] for `events` (sequence ignored).
+fn bind_locked_events<'q>(q: PgQuery<'q>, events: &[Event]) -> Result<PgQuery<'q>, StoreError> {
+    let mut c = EventColumns::default();
+    for e in events {
+        c.push(e)?;
+    }
+    Ok(q.bind(c.kind)
+        .bind(c.staking_txid)
+        .bind(c.verifier)
+        .bind(c.from)
+        .bind(c.to)
+        .bind(c.btc_height)
+        .bind(c.reason)
+        .bind(seq_column(events.len() as u64)?))
+}
+
+/// Numbers `kinds` after `last_seq`.
+fn numbered(last_seq: u64, kinds: Vec<(u32, EventKind)>) -> Vec<Event> {
+    (last_seq + 1..)
+        .zip(kinds)
+        .map(|(sequence, (btc_height, kind))| Event {
+            sequence,
+            btc_height,
+            kind,
+        })
+        .collect()
+}
+
+/// The statement that counts one covenant member's signatures (see
+/// [`add_covenant_sigs_ordered`]): the `UPDATE` re-checks its guard on the row's latest
+/// version, and the signatures (and events) are written only when it matched. The ordered
+/// form takes the node-wide lock first and also requires the tip the change was decided at.
+fn covenant_sigs_sql(ordered: bool) -> String {
+    let (lock, tip_guard, events, result) =
+        if ordered {
+            (
+            format!("{LOCK_CTE}, "),
+            "AND (SELECT tip_height FROM lock) = $17 ",
+            format!(", {}", locked_events_ctes(18, "WHERE EXISTS (SELECT 1 FROM ins)")),
+            "(SELECT tip_height FROM lock) AS tip, (SELECT last_event_seq FROM lock) AS last_seq, ",
+        )
+        } else {
+            (String::new(), "", String::new(), "")
+        };
+    format!(
+        "WITH {lock}d AS (UPDATE delegations SET covenant_sig_count = covenant_sig_count + 1, \
                     status = $6, verified_height = $7, start_height = $8, \
                     activated_height = $9, ended_height = $10 \
                     WHERE staking_txid = $1 AND covenant_sig_count = $11 AND status = $12 \
                       AND verified_height IS NOT DISTINCT FROM $13 \
                       AND start_height IS NOT DISTINCT FROM $14 \
                       AND activated_height IS NOT DISTINCT FROM $15 \
-                      AND ended_height IS NOT DISTINCT FROM $16 \
+                      AND ended_height IS NOT DISTINCT FROM $16 {tip_guard}\
                     RETURNING staking_txid), \
               ins AS (INSERT INTO covenant_signatures (staking_txid, covenant_pk, \
                       slashing_adaptor_sig, unbonding_sig, unbonding_slashing_adaptor_sig) \
                       SELECT staking_txid, $2, $3, $4, $5 FROM d RETURNING 1){events} \
-         SELECT EXISTS (SELECT 1 FROM ins) AS applied"
+         SELECT {result}EXISTS (SELECT 1 FROM ins) AS applied"
     )
 }
 
@@ -733,4 +680,121 @@ pub(super) async fn add_covenant_sigs_unordered(
         Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Counts a covenant member's signatures that move the delegation, in one statement that
+/// takes the node-wide writer lock, checks that the delegation is still `before` and the tip
+/// still `tip` (what `after` and `transitions` were decided on), and stores the signatures,
+/// the state `after` and one event per transition. The lock is held by that statement and
+/// its commit only: no round trip to the node happens while it is held.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn add_covenant_sigs_ordered(
+    conn: &mut sqlx::PgConnection,
+    staking_txid: &Txid,
+    verifier: &XOnlyPublicKey,
+    sigs: &CovenantSigs,
+    before: &DelegationRecord,
+    after: &DelegationState,
+    transitions: &[Transition],
+    tip: u32,
+) -> Result<OrderedSigs, StoreError> {
+    let kinds: Vec<(u32, EventKind)> = transitions
+        .iter()
+        .map(|t| {
+            (
+                t.height,
+                EventKind::DelegationStatusChanged {
+                    staking_txid: *staking_txid,
+                    verifier: *verifier,
+                    from: Some(t.from),
+                    to: t.to,
+                },
+            )
+        })
+        .collect();
+    let unnumbered = numbered(0, kinds.clone());
+    let sql = covenant_sigs_sql(true);
+    let q = bind_covenant_sigs(sqlx::query(&sql), staking_txid, sigs, before, after)?
+        .bind(int("tip_height", tip)?);
+    let row = match bind_locked_events(q, &unnumbered)?.fetch_one(conn).await {
+        Ok(row) => row,
+        Err(e) if is_unique_violation(&e) => return Ok(OrderedSigs::Changed),
+        Err(e) => return Err(e.into()),
+    };
+    let tip_now = uint("tip_height", row.try_get("tip")?)?;
+    if row.try_get("applied")? {
+        Ok(OrderedSigs::Applied(numbered(
+            seq(row.try_get("last_seq")?)?,
+            kinds,
+        )))
+    } else if tip_now != tip {
+        Ok(OrderedSigs::TipMoved(tip_now))
+    } else {
+        Ok(OrderedSigs::Changed)
+    }
+}
+
+/// Registers a new delegation in one statement that takes the node-wide writer lock, checks
+/// that the tip is still `tip` (the params version and event height were chosen at it), that
+/// the verifier is registered and not slashed (its row is locked `FOR SHARE`, so the check
+/// reads its latest version) and that the staking txid is new, then stores the delegation in
+/// `state` with the messages the committee will sign and its registration event. When a check
+/// fails nothing is written. The lock is held by that statement and its commit only.
+pub(super) async fn register_delegation(
+    conn: &mut sqlx::PgConnection,
+    d: &NewDelegation,
+    state: &DelegationState,
+    sighashes: &DelegationSighashes,
+    tip: u32,
+) -> Result<Registered, StoreError> {
+    let kinds = vec![(
+        tip,
+        EventKind::DelegationStatusChanged {
+            staking_txid: d.staking_txid,
+            verifier: d.verifier_btc_pk,
+            from: None,
+            to: state.status(),
+        },
+    )];
+    let unnumbered = numbered(0, kinds.clone());
+    let sql = format!(
+        "WITH {LOCK_CTE}, \
+              v AS MATERIALIZED (SELECT slashed_height FROM verifiers \
+                                 WHERE btc_pk = $6 AND (SELECT tip_height FROM lock) = $25 \
+                                 FOR SHARE), \
+              ins AS (INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}, created_seq) \
+                      SELECT {DELEGATION_INSERT_PARAMS}, l.last_event_seq + 1 FROM v, lock l \
+                      WHERE v.slashed_height IS NULL \
+                        AND NOT EXISTS (SELECT 1 FROM delegations WHERE staking_txid = $1) \
+                      RETURNING 1), \
+              {} \
+         SELECT (SELECT tip_height FROM lock) AS tip, \
+                (SELECT last_event_seq FROM lock) AS last_seq, \
+                EXISTS (SELECT 1 FROM v) AS known, \
+                EXISTS (SELECT 1 FROM v WHERE slashed_height IS NOT NULL) AS slashed, \
+                EXISTS (SELECT 1 FROM ins) AS inserted",
+        locked_events_ctes(26, "WHERE EXISTS (SELECT 1 FROM ins)")
+    );
+    let q = bind_delegation(sqlx::query(&sql), d, state, Some(sighashes))?
+        .bind(int("tip_height", tip)?);
+    let row = match bind_locked_events(q, &unnumbered)?.fetch_one(conn).await {
+        Ok(row) => row,
+        // Registered by a message that committed after this statement's snapshot was taken.
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("delegations_pkey") => {
+            return Ok(Registered::Duplicate)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tip_now = uint("tip_height", row.try_get("tip")?)?;
+    Ok(if tip_now != tip {
+        Registered::TipMoved(tip_now)
+    } else if row.try_get("inserted")? {
+        Registered::Inserted(numbered(seq(row.try_get("last_seq")?)?, kinds))
+    } else if !row.try_get::<bool, _>("known")? {
+        Registered::UnknownVerifier
+    } else if row.try_get("slashed")? {
+        Registered::VerifierSlashed
+    } else {
+        Registered::Duplicate
+    })
 }
