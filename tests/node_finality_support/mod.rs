@@ -91,7 +91,8 @@ pub async fn start_with(pool: PgPool, params: FinalityParams) -> Node {
         .add_service(StakingServer::new(StakingGrpc::new(staking_module.clone())))
         .add_service(finality_grpc::server(module.clone()))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            // Without TCP_NODELAY a small response waits for the client's delayed ACK.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async {
                 let _ = stopped.await;
             },
