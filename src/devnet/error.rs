@@ -64,6 +64,9 @@ pub enum DevnetError {
         /// What was seen instead.
         observed: String,
     },
+    /// The user interrupted the story (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
     /// An expected outcome did not happen in time.
     #[error("{what}: not observed within {after:?}")]
     Timeout {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,11 @@ pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
     };
     let db = DevnetDatabase::create(&args.database_url).await?;
     say.say(format!("postgres: created database {}", db.name));
-    let played = on_database(&args, &db, &say).await;
+    // On Ctrl-C the story stops where it is, and the database is still dropped.
+    let played = tokio::select! {
+        played = on_database(&args, &db, &say) => played,
+        _ = tokio::signal::ctrl_c() => Err(DevnetError::Interrupted),
+    };
     if args.keep_database {
         say.say(format!("postgres: kept database {}", db.name));
         return played;
@@ -222,7 +226,7 @@ impl<'a> World<'a> {
     }
 
     async fn play(&mut self, say: &Narrator) -> Result<(), DevnetError> {
-        let equivocate = Arc::new(AtomicBool::new(false));
+        let equivocate = Arc::new(AtomicU64::new(0));
         let names = self.start_verifiers(say, &equivocate).await?;
         let (mut stakers, mut sequencer) = self.fund_parties(say, &names).await?;
         self.register_stakes(say, &mut stakers, &names).await?;
@@ -240,7 +244,7 @@ impl<'a> World<'a> {
     async fn start_verifiers(
         &mut self,
         say: &Narrator,
-        equivocate: &Arc<AtomicBool>,
+        equivocate: &Arc<AtomicU64>,
     ) -> Result<BTreeMap<XOnlyPublicKey, &'static str>, DevnetError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut names = BTreeMap::new();
@@ -258,7 +262,7 @@ impl<'a> World<'a> {
             let flag = if i == setup::EQUIVOCATOR {
                 equivocate.clone()
             } else {
-                Arc::new(AtomicBool::new(false))
+                Arc::new(AtomicU64::new(0))
             };
             let daemon = v.spawn(
                 self.finality.clone(),
@@ -604,10 +608,14 @@ impl<'a> World<'a> {
                 )
             })
             .collect();
+        let results = if results.is_empty() {
+            "no proofs".to_owned()
+        } else {
+            results.join(", ")
+        };
         format!(
-            "round {}: [{}], round hash {}…, active set {} verifiers / {}",
+            "round {}: [{results}], round hash {}…, active set {} verifiers / {}",
             r.round,
-            results.join(", "),
             hex::encode(r.round_hash.get(..8).unwrap_or_default()),
             r.active_set.len(),
             btc(Amount::from_sat(r.total_power_sat))
@@ -709,32 +717,46 @@ impl<'a> World<'a> {
         Ok(h)
     }
 
-    /// Publishes and submits the real proof and the corrupted one; returns their round.
+    /// Publishes and submits the real proof and the corrupted one; returns their round. When
+    /// a round closes between the two submissions they land in two rounds; once both are
+    /// closed the pair is submitted again.
     async fn submit_pair(
         &mut self,
         say: &Narrator,
         sequencer: &Sequencer,
     ) -> Result<u64, DevnetError> {
-        let (valid, h) = sequencer
-            .submit(&mut self.finality, fiamma_proof()?)
-            .await?;
-        let (invalid, h2) = sequencer
-            .submit(&mut self.finality, corrupted_proof()?)
-            .await?;
-        if h != h2 {
-            return Err(DevnetError::unexpected(
-                "SubmitProof",
-                format!("both proofs in round {h}"),
-                format!("rounds {h} and {h2}"),
+        const ATTEMPTS: usize = 3;
+        let mut rounds = (0, 0);
+        for _ in 0..ATTEMPTS {
+            let (valid, h) = sequencer
+                .submit(&mut self.finality, fiamma_proof()?)
+                .await?;
+            let (invalid, h2) = sequencer
+                .submit(&mut self.finality, corrupted_proof()?)
+                .await?;
+            if h == h2 {
+                say.say(format!(
+                    "sequencer: submitted the Fiamma Groth16/BN254 proof {}… and a corrupted copy \
+                     {}… for round {h}",
+                    hex::encode(&valid[..4]),
+                    hex::encode(&invalid[..4])
+                ));
+                return Ok(h);
+            }
+            say.say(format!(
+                "sequencer: round {h} closed between its two submissions; submitting both again"
             ));
+            self.wait_round(h2, false).await?;
+            rounds = (h, h2);
         }
-        say.say(format!(
-            "sequencer: submitted the Fiamma Groth16/BN254 proof {}… and a corrupted copy {}… \
-             for round {h}",
-            hex::encode(&valid[..4]),
-            hex::encode(&invalid[..4])
-        ));
-        Ok(h)
+        Err(DevnetError::unexpected(
+            "SubmitProof",
+            "both proofs in one round",
+            format!(
+                "rounds {} and {} in each of {ATTEMPTS} attempts",
+                rounds.0, rounds.1
+            ),
+        ))
     }
 
     async fn check_mined(&self, txid: Txid, what: &str) -> Result<u32, DevnetError> {
@@ -750,7 +772,7 @@ impl<'a> World<'a> {
         &mut self,
         say: &Narrator,
         sequencer: &mut Sequencer,
-        equivocate: &Arc<AtomicBool>,
+        equivocate: &Arc<AtomicU64>,
         stakers: &[Staker],
         names: &BTreeMap<XOnlyPublicKey, &'static str>,
     ) -> Result<(&'static str, Amount), DevnetError> {
@@ -760,8 +782,8 @@ impl<'a> World<'a> {
             .find(|(_, n)| **n == name)
             .map(|(k, _)| *k)
             .ok_or_else(|| DevnetError::refused("devnet", "no equivocator"))?;
-        equivocate.store(true, std::sync::atomic::Ordering::SeqCst);
         let h = self.submit_pair(say, sequencer).await?;
+        equivocate.store(h, Ordering::SeqCst);
         let round = self.wait_round(h, false).await?;
         say.say(format!("node: closed {}", Self::describe_round(&round)));
         let reports = self.reports_for(h, round.active_set.len()).await?;
@@ -963,14 +985,13 @@ impl<'a> World<'a> {
             .map(|r| r.round)
             .collect();
         let voted: usize = self.counted.values().sum();
+        let listed: Vec<String> = final_rounds.iter().map(u64::to_string).collect();
         say.say(format!(
-            "summary: {} rounds closed, {} final ({}..={}), {voted} votes counted; round \
-             {anchored} anchored on Bitcoin; verifier {} slashed ({} to the slashing address); \
-             {} unbonded {}",
+            "summary: {} rounds closed, final: {} ({voted} verifier votes counted); round \
+             {anchored} anchored on Bitcoin; verifier {} slashed, {} of its stake to the slashing \
+             address; {} unbonded {}",
             rounds.len(),
-            final_rounds.len(),
-            final_rounds.first().copied().unwrap_or(0),
-            final_rounds.last().copied().unwrap_or(0),
+            listed.join(", "),
             slashed.0,
             btc(slashed.1),
             unbonded.0,

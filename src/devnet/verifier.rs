@@ -3,12 +3,12 @@
 //! the active set of, it re-verifies each proof itself, recomputes the round hash, and signs
 //! its EOTS vote only if the hash is the node's.
 //!
-//! One devnet verifier can be told to equivocate: in the next round with an invalid proof it
+//! One devnet verifier can be told to equivocate: in a given round with an invalid proof it
 //! also signs a round hash that calls every proof valid, with the same randomness. That is
 //! the fault the protocol punishes, and the only way its key leaks.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
@@ -128,13 +128,13 @@ impl Verifier {
     }
 
     /// Starts the voting daemon: it follows the node's finality events until the stream ends
-    /// or the verifier is slashed, reporting each round it acted in. Setting `equivocate`
-    /// makes it sign two round hashes in the next round that has an invalid proof.
+    /// or the verifier is slashed, reporting each round it acted in. Setting `equivocate` to
+    /// a round makes it sign two round hashes in that round (0: never).
     pub fn spawn(
         self,
         client: FinalityClient<Channel>,
         proofs: PublishedProofs,
-        equivocate: Arc<AtomicBool>,
+        equivocate: Arc<AtomicU64>,
         reports: mpsc::UnboundedSender<VoteReport>,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
@@ -153,7 +153,7 @@ struct Daemon {
     verifier: Verifier,
     client: FinalityClient<Channel>,
     proofs: PublishedProofs,
-    equivocate: Arc<AtomicBool>,
+    equivocate: Arc<AtomicU64>,
 }
 
 impl Daemon {
@@ -243,7 +243,13 @@ impl Daemon {
             return Ok(Some(report));
         }
         let mut outcomes = Vec::new();
-        if valid < ours.len() && self.equivocate.swap(false, Ordering::SeqCst) {
+        if self.equivocate.load(Ordering::SeqCst) == h {
+            if valid == ours.len() {
+                report.outcome = Err(format!(
+                    "told to equivocate in round {h}, which has no invalid proof to lie about"
+                ));
+                return Ok(Some(report));
+            }
             // The bribed answer: every proof valid.
             let lie: Vec<RoundResult> = ours
                 .iter()
