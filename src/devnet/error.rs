@@ -15,6 +15,14 @@ pub enum DevnetError {
         /// The server's error.
         source: sqlx::Error,
     },
+    /// A local resource (a port, a thread) was not available.
+    #[error("{action}: {reason}")]
+    Local {
+        /// What was being done.
+        action: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The node could not start or stop cleanly.
     #[error("node: {0}")]
     Node(#[from] RunError),
@@ -91,6 +99,14 @@ impl DevnetError {
     /// A Bitcoin failure while doing `action`.
     pub fn bitcoin(action: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         DevnetError::Bitcoin {
+            action: action.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A local failure while doing `action`.
+    pub fn local(action: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        DevnetError::Local {
             action: action.into(),
             reason: reason.to_string(),
         }

@@ -52,6 +52,25 @@ impl Narrator {
     }
 }
 
+/// The verifiers' keys, in the order of [`setup::VERIFIER_NAMES`].
+struct Roster {
+    keys: Vec<XOnlyPublicKey>,
+}
+
+impl Roster {
+    fn name(&self, key: &XOnlyPublicKey) -> &'static str {
+        self.keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|i| setup::VERIFIER_NAMES.get(i).copied())
+            .unwrap_or("?")
+    }
+
+    fn name_of(&self, key: &[u8]) -> &'static str {
+        XOnlyPublicKey::from_slice(key).map_or("?", |k| self.name(&k))
+    }
+}
+
 /// Runs the story on a fresh database, dropping it afterwards unless asked to keep it.
 ///
 /// # Errors
@@ -90,7 +109,7 @@ async fn on_database(
     let round_interval = Duration::from_millis(args.round_interval_ms);
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
-        .map_err(|e| DevnetError::bitcoin("bind the node's gRPC port", e))?;
+        .map_err(|e| DevnetError::local("bind the node's gRPC port", e))?;
     let node = RunningNode::start(NodeSetup {
         pool: pool.clone(),
         params: setup::params_versions()?,
@@ -163,7 +182,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| DevnetError::bitcoin("wallet task", e))?
+        .map_err(|e| DevnetError::local("run a wallet task", e))?
 }
 
 fn deadline(what: impl Into<String>) -> impl Fn() -> Result<(), DevnetError> {
@@ -199,7 +218,7 @@ impl<'a> World<'a> {
         contexts: SigningContexts,
     ) -> Result<World<'a>, DevnetError> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| DevnetError::bitcoin("node address", e))?
+            .map_err(|e| DevnetError::local("read the node's address", e))?
             .connect()
             .await
             .map_err(|e| DevnetError::refused("devnet", format!("cannot reach the node: {e}")))?;
@@ -227,16 +246,16 @@ impl<'a> World<'a> {
 
     async fn play(&mut self, say: &Narrator) -> Result<(), DevnetError> {
         let equivocate = Arc::new(AtomicU64::new(0));
-        let names = self.start_verifiers(say, &equivocate).await?;
-        let (mut stakers, mut sequencer) = self.fund_parties(say, &names).await?;
-        self.register_stakes(say, &mut stakers, &names).await?;
+        let roster = self.start_verifiers(say, &equivocate).await?;
+        let (mut stakers, sequencer) = self.fund_parties(say, &roster).await?;
+        self.register_stakes(say, &mut stakers, &roster).await?;
         self.co_sign(say, &stakers).await?;
-        self.activate(say, &stakers, &names).await?;
-        let anchored = self.first_round(say, &mut sequencer, &names).await?;
+        self.activate(say, &stakers, &roster).await?;
+        let (anchored, sequencer) = self.first_round(say, sequencer, &roster).await?;
         let slashed = self
-            .equivocation(say, &mut sequencer, &equivocate, &stakers, &names)
+            .equivocation(say, &sequencer, &equivocate, &stakers, &roster)
             .await?;
-        let unbonded = self.unbond(say, &stakers, &names).await?;
+        let unbonded = self.unbond(say, &stakers, &roster).await?;
         self.summary(say, anchored, slashed, unbonded).await
     }
 
@@ -245,9 +264,9 @@ impl<'a> World<'a> {
         &mut self,
         say: &Narrator,
         equivocate: &Arc<AtomicU64>,
-    ) -> Result<BTreeMap<XOnlyPublicKey, &'static str>, DevnetError> {
+    ) -> Result<Roster, DevnetError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut names = BTreeMap::new();
+        let mut keys = Vec::new();
         for (i, name) in setup::VERIFIER_NAMES.into_iter().enumerate() {
             let v = Verifier::new(name, self.contexts.clone())?;
             v.register(&mut self.staking).await?;
@@ -257,7 +276,7 @@ impl<'a> World<'a> {
                  committed randomness for rounds {first}..={last}",
                 short(&v.key())
             ));
-            names.insert(v.key(), name);
+            keys.push(v.key());
             // Only the equivocator listens to the flag.
             let flag = if i == setup::EQUIVOCATOR {
                 equivocate.clone()
@@ -273,23 +292,19 @@ impl<'a> World<'a> {
             self.daemons.push(daemon);
         }
         self.reports = Some(rx);
-        Ok(names)
+        Ok(Roster { keys })
     }
 
     /// Wallets are funded by mined coinbases and synced over JSON-RPC.
     async fn fund_parties(
         &mut self,
         say: &Narrator,
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+        roster: &Roster,
     ) -> Result<(Vec<Staker>, Sequencer), DevnetError> {
-        let keys: Vec<XOnlyPublicKey> = names.keys().copied().collect();
-        let by_index: Vec<XOnlyPublicKey> = setup::VERIFIER_NAMES
-            .iter()
-            .filter_map(|n| keys.iter().find(|k| names.get(k) == Some(n)).copied())
-            .collect();
         let mut stakers = Vec::new();
         for (i, (verifier, value)) in setup::STAKES.into_iter().enumerate() {
-            let key = by_index
+            let key = roster
+                .keys
                 .get(verifier)
                 .ok_or_else(|| DevnetError::refused("devnet", "stake to an unknown verifier"))?;
             stakers.push(Staker::new(i + 1, *key, value)?);
@@ -331,7 +346,7 @@ impl<'a> World<'a> {
         &mut self,
         say: &Narrator,
         stakers: &mut Vec<Staker>,
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+        roster: &Roster,
     ) -> Result<(), DevnetError> {
         let (params, contexts) = (self.params.clone(), self.contexts.clone());
         let mut taken = std::mem::take(stakers);
@@ -358,7 +373,7 @@ impl<'a> World<'a> {
                  registration checked locally, sent: {} (params v{version})",
                 s.name,
                 btc(s.value),
-                names.get(&s.verifier).unwrap_or(&"?"),
+                roster.name(&s.verifier),
                 setup::STAKING_TIME,
                 status_name(status)
             ));
@@ -435,7 +450,7 @@ impl<'a> World<'a> {
         &mut self,
         say: &Narrator,
         stakers: &[Staker],
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+        roster: &Roster,
     ) -> Result<(), DevnetError> {
         for s in stakers {
             let txid = s.broadcast_stake(&self.bitcoin).await?;
@@ -469,14 +484,14 @@ impl<'a> World<'a> {
             setup::CONFIRMATION_DEPTH,
             txids.len()
         ));
-        self.print_power(say, tip, names).await
+        self.print_power(say, tip, roster).await
     }
 
     async fn print_power(
         &mut self,
         say: &Narrator,
         height: u32,
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+        roster: &Roster,
     ) -> Result<(), DevnetError> {
         let table = self
             .staking
@@ -488,12 +503,9 @@ impl<'a> World<'a> {
             .entries
             .iter()
             .map(|e| {
-                let name = XOnlyPublicKey::from_slice(&e.verifier_btc_pk)
-                    .ok()
-                    .and_then(|k| names.get(&k).copied())
-                    .unwrap_or("?");
                 format!(
-                    "{name} {}",
+                    "{} {}",
+                    roster.name_of(&e.verifier_btc_pk),
                     btc(Amount::from_sat(e.power_sat.unsigned_abs()))
                 )
             })
@@ -627,10 +639,10 @@ impl<'a> World<'a> {
     async fn first_round(
         &mut self,
         say: &Narrator,
-        sequencer: &mut Sequencer,
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
-    ) -> Result<u64, DevnetError> {
-        let h = self.submit_pair(say, sequencer).await?;
+        mut sequencer: Sequencer,
+        roster: &Roster,
+    ) -> Result<(u64, Sequencer), DevnetError> {
+        let h = self.submit_pair(say, &sequencer).await?;
         let round = self.wait_round(h, false).await?;
         say.say(format!("node: closed {}", Self::describe_round(&round)));
         let verdicts: Vec<bool> = round.results.iter().map(|r| r.valid).collect();
@@ -665,8 +677,7 @@ impl<'a> World<'a> {
             .certificate
             .iter()
             .flat_map(|c| c.entries.iter())
-            .filter_map(|e| XOnlyPublicKey::from_slice(&e.verifier_btc_pk).ok())
-            .map(|k| names.get(&k).copied().unwrap_or("?"))
+            .map(|e| roster.name_of(&e.verifier_btc_pk))
             .collect();
         say.say(format!(
             "node: round {h} FINAL, certificate by {} ({} of {}), sha256 {}…",
@@ -678,18 +689,13 @@ impl<'a> World<'a> {
         let round_hash = <[u8; 32]>::try_from(round.round_hash.as_slice())
             .map_err(|_| DevnetError::refused("sequencer", "round hash is not 32 bytes"))?;
         let client = self.bitcoin.client();
-        let mut seq = std::mem::replace(
-            sequencer,
-            Sequencer::new(self.published.clone(), self.contexts.clone())?,
-        );
         let digest = checked.digest;
-        let (seq_back, (tx, anchor)) = off_thread(move || {
-            seq.wallet.sync(&client)?;
-            let built = seq.anchor_tx(h, round_hash, digest)?;
-            Ok((seq, built))
+        let (sequencer, (tx, anchor)) = off_thread(move || {
+            sequencer.wallet.sync(&client)?;
+            let built = sequencer.anchor_tx(h, round_hash, digest)?;
+            Ok((sequencer, built))
         })
         .await?;
-        *sequencer = seq_back;
         let txid = crate::btc::Backend::broadcast(&self.bitcoin, &tx)
             .await
             .map_err(|e| DevnetError::bitcoin("broadcast the anchor", e))?;
@@ -714,7 +720,7 @@ impl<'a> World<'a> {
              {mined} (tip {tip}): OP_RETURN \"fmma\" round {h}, round hash, certificate digest",
             checked.signers
         ));
-        Ok(h)
+        Ok((h, sequencer))
     }
 
     /// Publishes and submits the real proof and the corrupted one; returns their round. When
@@ -771,16 +777,16 @@ impl<'a> World<'a> {
     async fn equivocation(
         &mut self,
         say: &Narrator,
-        sequencer: &mut Sequencer,
+        sequencer: &Sequencer,
         equivocate: &Arc<AtomicU64>,
         stakers: &[Staker],
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+        roster: &Roster,
     ) -> Result<(&'static str, Amount), DevnetError> {
         let name = setup::VERIFIER_NAMES[setup::EQUIVOCATOR];
-        let culprit = names
-            .iter()
-            .find(|(_, n)| **n == name)
-            .map(|(k, _)| *k)
+        let culprit = roster
+            .keys
+            .get(setup::EQUIVOCATOR)
+            .copied()
             .ok_or_else(|| DevnetError::refused("devnet", "no equivocator"))?;
         let h = self.submit_pair(say, sequencer).await?;
         equivocate.store(h, Ordering::SeqCst);
@@ -923,7 +929,7 @@ impl<'a> World<'a> {
         &mut self,
         say: &Narrator,
         stakers: &[Staker],
-        names: &BTreeMap<XOnlyPublicKey, &'static str>,
+        roster: &Roster,
     ) -> Result<(String, Amount), DevnetError> {
         let s = stakers
             .get(setup::UNBONDER)
@@ -954,7 +960,7 @@ impl<'a> World<'a> {
             "bitcoin: unbonding tx mined at height {at}; node: delegation {staking_txid} UNBONDED \
              (spent by {txid})"
         ));
-        self.print_power(say, tip, names).await?;
+        self.print_power(say, tip, roster).await?;
         Ok((s.name.clone(), s.value))
     }
 
