@@ -1,7 +1,8 @@
 //! The slasher (anyone may run one): reads the key the node extracted from an equivocation,
-//! and for every delegation to that verifier whose staking output is still unspent, decrypts
-//! q covenant adaptor signatures with it, signs as the verifier, adds the staker's
-//! pre-signature and broadcasts the slashing transaction.
+//! and for every delegation to that verifier whose staking output (or, once unbonding, whose
+//! unbonding output) is still unspent, decrypts q covenant adaptor signatures with it, signs
+//! as the verifier, adds the staker's pre-signature and broadcasts the slashing transaction
+//! of that output.
 
 use bitcoin::secp256k1::{SecretKey, XOnlyPublicKey, SECP256K1};
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
@@ -27,6 +28,8 @@ const PARTY: &str = "slasher";
 pub struct Slashed {
     /// The delegation.
     pub staking_txid: Txid,
+    /// Which output it slashed: the staking or the unbonding output.
+    pub which: SlashingTx,
     /// The slashing transaction.
     pub slashing_txid: Txid,
     /// What it pays to the slashing script.
@@ -69,7 +72,8 @@ pub async fn published_key(
     Ok(key)
 }
 
-/// Slashes every delegation to `verifier` whose staking output is unspent, with `key`.
+/// Slashes every delegation to `verifier` whose staking or unbonding output is unspent,
+/// with `key`.
 ///
 /// # Errors
 /// [`DevnetError`] when a delegation cannot be read or slashed, or Bitcoin refuses.
@@ -93,13 +97,14 @@ pub async fn slash_all(
         let reg = wire::registration_of(d).map_err(refuse)?;
         let staking_txid = reg.staking_tx.compute_txid();
         let outpoint = OutPoint::new(staking_txid, reg.staking_output_index);
-        let status = bitcoin
-            .outpoint_status(&outpoint)
-            .await
-            .map_err(|e| DevnetError::bitcoin(format!("status of {outpoint}"), e))?;
-        if !matches!(status, OutPointStatus::Unspent { .. }) {
+        let unbonding = OutPoint::new(reg.unbonding_tx.compute_txid(), 0);
+        let which = if is_unspent(bitcoin, &outpoint).await? {
+            SlashingTx::Staking
+        } else if is_unspent(bitcoin, &unbonding).await? {
+            SlashingTx::Unbonding
+        } else {
             continue;
-        }
+        };
         let params = staking
             .params(pb::ParamsRequest {
                 selector: Some(pb::params_request::Selector::Version(d.params_version)),
@@ -129,19 +134,34 @@ pub async fn slash_all(
             .map(|s| {
                 Ok::<(XOnlyPublicKey, AdaptorSignature), DevnetError>((
                     c::key("covenant_pk", &s.covenant_pk).map_err(refuse)?,
-                    c::adaptor_sig("slashing_adaptor_sig", &s.slashing_adaptor_sig)
-                        .map_err(refuse)?,
+                    match which {
+                        SlashingTx::Staking => {
+                            c::adaptor_sig("slashing_adaptor_sig", &s.slashing_adaptor_sig)
+                        }
+                        SlashingTx::Unbonding => c::adaptor_sig(
+                            "unbonding_slashing_adaptor_sig",
+                            &s.unbonding_slashing_adaptor_sig,
+                        ),
+                    }
+                    .map_err(refuse)?,
                 ))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let (unsigned, staker_sig) = match which {
+            SlashingTx::Staking => (&reg.slashing_tx, &reg.staker_slashing_sig),
+            SlashingTx::Unbonding => (
+                &reg.unbonding_slashing_tx,
+                &reg.staker_unbonding_slashing_sig,
+            ),
+        };
         let tx = signed_slashing_tx(
             key,
             &keys,
             &sighashes,
-            SlashingTx::Staking,
-            &reg.slashing_tx,
+            which,
+            unsigned,
             &adaptor_sigs,
-            &reg.staker_slashing_sig,
+            staker_sig,
             &mut rand::thread_rng(),
         )
         .map_err(|e| refuse(format!("delegation {staking_txid}: {e}")))?;
@@ -156,6 +176,7 @@ pub async fn slash_all(
         let change = tx.output.get(1).map_or(Amount::ZERO, |o| o.value);
         done.push(Slashed {
             staking_txid,
+            which,
             slashing_txid,
             slashed,
             to,
@@ -163,4 +184,12 @@ pub async fn slash_all(
         });
     }
     Ok(done)
+}
+
+async fn is_unspent(bitcoin: &RpcBackend, outpoint: &OutPoint) -> Result<bool, DevnetError> {
+    let status = bitcoin
+        .outpoint_status(outpoint)
+        .await
+        .map_err(|e| DevnetError::bitcoin(format!("status of {outpoint}"), e))?;
+    Ok(matches!(status, OutPointStatus::Unspent { .. }))
 }

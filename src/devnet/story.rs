@@ -841,9 +841,10 @@ impl<'a> World<'a> {
         for s in &slashed {
             say.say(format!(
                 "slasher: delegation {}: decrypted {} covenant adaptor signatures with the key, \
-                 signed as the verifier, broadcast slashing tx {}",
+                 signed as the verifier, broadcast its {} {}",
                 s.staking_txid,
                 setup::COVENANT_QUORUM,
+                s.which,
                 s.slashing_txid
             ));
         }

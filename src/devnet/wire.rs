@@ -163,4 +163,76 @@ mod tests {
         fiamma_staking::pop::verify_pop(&contexts, PopRole::Verifier, &account, &key, &pop)
             .expect("valid proof of possession");
     }
+
+    #[test]
+    fn a_registration_read_back_from_a_served_delegation_is_the_one_sent() {
+        use bitcoin::hashes::Hash as _;
+        use fiamma_staking::registration::{build_registration, StakerChoices};
+        use fiamma_staking::taproot::TaprootOutput;
+
+        let params = setup::params().expect("params");
+        let contexts = setup::contexts();
+        let staker = setup::devnet_keypair("staker/1");
+        let verifier = setup::devnet_keypair("verifier/A").x_only_public_key().0;
+        let keys = StakingKeys::new(
+            staker.x_only_public_key().0,
+            &[verifier],
+            &params.covenant_pks,
+            params.covenant_quorum,
+        )
+        .expect("keys");
+        let output = TaprootOutput::staking(&keys, setup::STAKING_TIME).expect("output");
+        let staking_tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![bitcoin::TxIn {
+                previous_output: bitcoin::OutPoint::new(bitcoin::Txid::from_byte_array([3; 32]), 1),
+                ..bitcoin::TxIn::default()
+            }],
+            output: vec![output.txout(bitcoin::Amount::from_sat(1_000_000))],
+        };
+        let reg = build_registration(
+            &params,
+            &contexts,
+            StakerChoices {
+                staker: &staker,
+                account: account_of(&staker.x_only_public_key().0),
+                verifier_pks: vec![verifier],
+                staking_tx,
+                staking_output_index: 0,
+                staking_time: setup::STAKING_TIME,
+                slashing_fee: setup::SLASHING_FEE,
+            },
+        )
+        .expect("registration");
+        let sent = create_delegation_request(&reg).expect("request");
+        // The node serves back what it stored, with its own fields added.
+        let served = pb::Delegation {
+            staking_txid: reg.staking_tx.compute_txid().to_string(),
+            staker_account: sent.staker_account,
+            staker_btc_pk: sent.staker_btc_pk,
+            verifier_btc_pk: sent.verifier_btc_pk,
+            staking_time_blocks: sent.staking_time_blocks,
+            staking_value_sat: sent.staking_value_sat,
+            staking_tx: sent.staking_tx,
+            staking_output_index: sent.staking_output_index,
+            slashing_tx: sent.slashing_tx,
+            staker_slashing_sig: sent.staker_slashing_sig,
+            unbonding_tx: sent.unbonding_tx,
+            unbonding_time_blocks: sent.unbonding_time_blocks,
+            unbonding_slashing_tx: sent.unbonding_slashing_tx,
+            staker_unbonding_slashing_sig: sent.staker_unbonding_slashing_sig,
+            pop: sent.pop,
+            status: pb::DelegationStatus::Pending.into(),
+            ..pb::Delegation::default()
+        };
+        let read = registration_of(&served).expect("decodes");
+        assert_eq!(read, reg);
+        let checked = fiamma_staking::delegation::validate_delegation(&params, &contexts, &read)
+            .expect("passes the rules");
+        covenant_sighashes(&read, &checked.keys).expect("sighashes");
+        let mut no_pop = served.clone();
+        no_pop.pop = None;
+        assert_eq!(registration_of(&no_pop).expect_err("no pop").field, "pop");
+    }
 }
