@@ -6,7 +6,6 @@ use fiamma_staking::delegation::{
     DelegationSighashes as Sighashes, DelegationSpends, SighashesError,
 };
 use fiamma_staking::keys::StakingKeys;
-use fiamma_staking::sighash::SighashError;
 use fiamma_staking::taproot::{TaprootError, TaprootOutput};
 
 /// One of the two slashing transactions of a delegation.
@@ -61,22 +60,10 @@ pub enum DelegationError {
         /// The pkScript built from the keys, hex.
         expected: String,
     },
-    /// The output has no such leaf (never for the protocol's outputs; kept typed anyway).
-    #[error("leaf for the {what}: {source}")]
-    Leaf {
-        /// Which transaction.
-        what: &'static str,
-        /// The cause.
-        source: TaprootError,
-    },
-    /// The sighash of one of the signed transactions could not be computed.
-    #[error("sighash of the {what}: {source}")]
-    Sighash {
-        /// Which transaction.
-        what: &'static str,
-        /// The cause.
-        source: SighashError,
-    },
+    /// A leaf or sighash of the signed transactions could not be computed (never for the
+    /// protocol's outputs; kept typed anyway).
+    #[error(transparent)]
+    Sighashes(#[from] SighashesError),
 }
 
 /// A delegation's signed transactions and the outputs they spend.
@@ -145,10 +132,6 @@ impl DelegationSighashes {
             slashing_tx: txs.slashing_tx,
             unbonding_tx: txs.unbonding_tx,
             unbonding_slashing_tx: txs.unbonding_slashing_tx,
-        })
-        .map_err(|e| match e {
-            SighashesError::Leaf { what, source } => DelegationError::Leaf { what, source },
-            SighashesError::Sighash { what, source } => DelegationError::Sighash { what, source },
         })?;
         let Sighashes {
             slashing,

@@ -478,52 +478,27 @@ impl EventColumns {
     }
 }
 
-/// Common table expressions that append events (bound from parameter `$first` on by
-/// [`bind_events`]) and record the last sequence number, each only when `condition` (a `WHERE`
-/// clause, or empty) holds: so a statement can write its change and its events together.
-fn events_ctes(first: usize, condition: &str) -> String {
-    let p: Vec<String> = (first..first + 9).map(|i| format!("${i}")).collect();
-    format!(
-        "appended AS (INSERT INTO events (sequence, kind, staking_txid, verifier_btc_pk, \
-         from_status, to_status, btc_height, reason) \
-         SELECT * FROM UNNEST({}::BIGINT[], {}::TEXT[], {}::BYTEA[], {}::BYTEA[], {}::TEXT[], \
-         {}::TEXT[], {}::INTEGER[], {}::TEXT[]) {condition}), \
-         sequenced AS (UPDATE node_state SET last_event_seq = {}::BIGINT {condition})",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
-    )
-}
-
-/// Binds the nine parameters of [`events_ctes`].
-fn bind_events<'q>(
-    q: PgQuery<'q>,
-    events: &[Event],
-    last_seq: u64,
-) -> Result<PgQuery<'q>, StoreError> {
-    let mut c = EventColumns::default();
-    for e in events {
-        c.push(e)?;
-    }
-    Ok(q.bind(c.sequence)
-        .bind(c.kind)
-        .bind(c.staking_txid)
-        .bind(c.verifier)
-        .bind(c.from)
-        .bind(c.to)
-        .bind(c.btc_height)
-        .bind(c.reason)
-        .bind(seq_column(last_seq)?))
-}
-
-/// Appends `events` and records `last_seq` in one statement (one round trip under the lock).
+/// Appends `events` and records `last_seq` in one statement (one round trip under the lock,
+/// which this transaction holds already; the events were numbered on from the same row).
 async fn write_events(
     tx: &mut Transaction<'static, Postgres>,
     events: &[Event],
     last_seq: u64,
 ) -> Result<(), StoreError> {
-    let sql = format!("WITH {} SELECT 1", events_ctes(1, ""));
-    bind_events(sqlx::query(&sql), events, last_seq)?
-        .execute(&mut **tx)
+    let sql = format!(
+        "WITH {LOCK_CTE}, {} SELECT (SELECT last_event_seq FROM lock) AS base",
+        locked_events_ctes(1, "")
+    );
+    let row = bind_locked_events(sqlx::query(&sql), events)?
+        .fetch_one(&mut **tx)
         .await?;
+    let base = seq(row.try_get("base")?)?;
+    if base + events.len() as u64 != last_seq {
+        return Err(StoreError::Corrupt {
+            column: "last_event_seq",
+            reason: format!("events numbered up to {last_seq} were written after sequence {base}"),
+        });
+    }
     Ok(())
 }
 
