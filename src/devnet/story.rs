@@ -865,8 +865,8 @@ impl<'a> World<'a> {
             total += s.slashed;
             say.say(format!(
                 "bitcoin: slashing tx {} mined at height {at} (tip {tip}), accepted by Bitcoin \
-                 Core's consensus engine: {} to the slashing address {to}, {} back to the staker \
-                 after {} blocks",
+                 Core's consensus engine: {} to the slashing address {to}, {} to the staker's \
+                 change output (spendable after U = {} blocks)",
                 s.slashing_txid,
                 btc(s.slashed),
                 btc(s.change),
