@@ -215,3 +215,29 @@ async fn a_cached_round_stops_taking_votes_when_it_expires(pool: PgPool) {
     );
     assert_eq!(stored_votes(&node, 1).await.len(), 2);
 }
+
+#[sqlx::test]
+async fn replayed_votes_of_many_voters_at_once_are_each_stored_once(pool: PgPool) {
+    let (node, verifiers) = network(pool).await;
+    let r1 = node.module.close_round().await.expect("round 1");
+    // Each vote four times, in an order that differs from round to round of sending, so
+    // that batches hold the same voters in different orders.
+    let mut votes = Vec::new();
+    for turn in 0..4 {
+        for i in 0..verifiers.len() {
+            let v = &verifiers[(i * 3 + turn) % verifiers.len()];
+            votes.push(v.vote(1, r1.round_hash));
+        }
+    }
+    let results = send_at_once(&node, votes).await;
+    let counted = results
+        .iter()
+        .filter(|r| **r == Ok(fpb::VoteOutcome::Counted as i32))
+        .count();
+    let duplicates = results
+        .iter()
+        .filter(|r| **r == Err(Code::AlreadyExists))
+        .count();
+    assert_eq!((counted, duplicates), (4, 12), "{results:?}");
+    assert_eq!(stored_votes(&node, 1).await.len(), SEEDS.len());
+}

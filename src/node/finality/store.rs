@@ -219,7 +219,12 @@ pub async fn verifier_record(
     rules: &LivenessRules,
 ) -> Result<Option<VerifierRecord>, StoreError> {
     let Some(row) = sqlx::query(
-        "SELECT status, since_round, signed_window FROM finality_verifiers WHERE verifier = $1 FOR UPDATE",
+        // NO KEY UPDATE: serializes the verifier's votes, commitments and slashing, and does
+        // not block the key-share lock a vote's foreign key takes on this row (a batch of
+        // first votes holds one while it waits for its commit; FOR UPDATE could deadlock with
+        // it).
+        "SELECT status, since_round, signed_window FROM finality_verifiers WHERE verifier = $1 \
+         FOR NO KEY UPDATE",
     )
     .bind(pk.serialize().as_slice())
     .fetch_optional(&mut *conn)
@@ -479,10 +484,11 @@ pub async fn power_table(conn: &mut PgConnection, round: u64) -> Result<PowerTab
     .bind(r)
     .fetch_all(conn)
     .await?;
-    let mut covering = std::collections::BTreeMap::new();
+    // By key bytes: the members' keys are parsed already, and parsing one costs a square root.
+    let mut covering = std::collections::HashMap::with_capacity(rows.len());
     for row in &rows {
         covering.insert(
-            xonly("verifier", row.try_get("verifier")?)?,
+            digest("verifier", row.try_get("verifier")?)?,
             commitment_from_row(row)?,
         );
     }
@@ -492,7 +498,10 @@ pub async fn power_table(conn: &mut PgConnection, round: u64) -> Result<PowerTab
             key: *key,
             status: VerifierStatus::Active,
             power: *power,
-            commitments: covering.get(key).map(std::slice::from_ref).unwrap_or(&[]),
+            commitments: covering
+                .get(&key.serialize())
+                .map(std::slice::from_ref)
+                .unwrap_or(&[]),
         })
         .collect();
     PowerTable::compute(round, &candidates, u32::MAX)
@@ -619,13 +628,16 @@ pub async fn insert_first_votes(
         .iter()
         .map(|v| keys.insert((v.vote.round, v.vote.voter.serialize())))
         .collect();
-    let batch = || {
-        votes
-            .iter()
-            .zip(&tried)
-            .filter(|(_, t)| **t)
-            .map(|(v, _)| v)
-    };
+    // Rows go in in key order, so two batches that both hold a vote of A and one of B (a
+    // replayed vote) wait for each other in one order only and cannot deadlock.
+    let mut sorted: Vec<&FirstVote> = votes
+        .iter()
+        .zip(&tried)
+        .filter(|(_, t)| **t)
+        .map(|(v, _)| v)
+        .collect();
+    sorted.sort_unstable_by_key(|v| (v.vote.round, v.vote.voter.serialize()));
+    let batch = || sorted.iter().copied();
     let ints = |f: fn(&FirstVote) -> u64, column| {
         batch()
             .map(|v| to_i64(column, f(v)))
@@ -663,6 +675,7 @@ pub async fn insert_first_votes(
          WHERE (SELECT latest_round FROM finality_state) <= v.last_accepting \
            AND NOT EXISTS (SELECT 1 FROM finality_verifiers f \
              WHERE f.verifier = v.verifier AND f.status = 'SLASHED') \
+         ORDER BY v.round, v.verifier \
          ON CONFLICT (round, verifier) DO NOTHING \
          RETURNING round, verifier",
     )
