@@ -38,6 +38,8 @@ async fn fresh_database(name: &str) -> PgPool {
         .expect("create");
     let pool = PgPoolOptions::new()
         .max_connections(16)
+        // As `Store::connect` configures the node's pool: no ping round trip per acquire.
+        .test_before_acquire(false)
         .connect(&format!("{server}/{name}"))
         .await
         .expect("connect");

@@ -21,7 +21,7 @@ use super::{
     StoredDelegationError,
 };
 use crate::node::store::{
-    CovenantSigs, Delegation, NewDelegation, OrderedSigs, Pop, PopKind, Registered,
+    CovenantSigs, Delegation, NewDelegation, OrderedSigs, Pop, PopKind, Registered, SigningView,
 };
 
 /// One covenant member's decoded signatures for one delegation.
@@ -84,11 +84,18 @@ fn stored_sighashes(
 
 impl StakingModule {
     fn params_of(&self, d: &Delegation) -> Result<&Params, StoredDelegationError> {
-        let version = d.registration.params_version;
+        self.params_version_of(&d.registration.staking_txid, d.registration.params_version)
+    }
+
+    fn params_version_of(
+        &self,
+        staking_txid: &Txid,
+        version: u32,
+    ) -> Result<&Params, StoredDelegationError> {
         self.params
             .get(version)
             .ok_or(StoredDelegationError::UnknownParamsVersion {
-                txid: d.registration.staking_txid,
+                txid: *staking_txid,
                 version,
             })
     }
@@ -185,25 +192,35 @@ impl StakingModule {
         // One connection for the reads and the unordered write of this message.
         let mut conn = self.store.connection().await?;
         let mut d = conn
-            .delegation(staking_txid)
+            .signing_view(staking_txid)
             .await?
             .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
-        let params = self.params_of(&d)?;
+        let params = self.params_version_of(staking_txid, d.params_version)?;
         let rules = rules(params);
         d.state.check_covenant_signer(sigs.covenant_pk, &rules)?;
-        self.verify_covenant_sigs(&d, params, &sigs)?;
+        let messages = match d.covenant_sighashes {
+            Some(m) => m,
+            None => {
+                let full = conn
+                    .delegation(staking_txid)
+                    .await?
+                    .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
+                stored_sighashes(&full, &self.keys_of(&d, params)?)?
+            }
+        };
+        self.verify_covenant_sigs(&d, params, &messages, &sigs)?;
         let stored = CovenantSigs {
             covenant_pk: sigs.covenant_pk,
             slashing_adaptor_sig: sigs.slashing.to_bytes().to_vec(),
             unbonding_sig: sigs.unbonding.as_ref().to_vec(),
             unbonding_slashing_adaptor_sig: sigs.unbonding_slashing.to_bytes().to_vec(),
         };
-        let verifier = d.registration.verifier_btc_pk;
+        let verifier = d.verifier_btc_pk;
         loop {
             let before = d.state.record().clone();
             let mut state = d.state.clone();
             // Whether the signature moves the delegation does not depend on the tip; the tip
-            // is only recorded when it does, and then it is the one read under the lock.
+            // is only recorded when it does, and then the statement checks it is current.
             let added = state.add_covenant_signatures(sigs.covenant_pk, &rules, 0)?;
             if added.transitions.is_empty() {
                 if conn
@@ -241,38 +258,43 @@ impl StakingModule {
                 }
             }
             d = conn
-                .delegation(staking_txid)
+                .signing_view(staking_txid)
                 .await?
                 .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
         }
     }
 
-    fn verify_covenant_sigs(
+    /// The key sets of a stored delegation under its params version.
+    fn keys_of(
         &self,
-        d: &Delegation,
+        d: &SigningView,
         params: &Params,
-        sigs: &CovenantSigsInput,
-    ) -> Result<(), CovenantSigsError> {
-        let r = &d.registration;
-        let keys = StakingKeys::new(
-            r.staker_btc_pk,
-            &[r.verifier_btc_pk],
+    ) -> Result<StakingKeys, StoredDelegationError> {
+        StakingKeys::new(
+            d.staker_btc_pk,
+            &[d.verifier_btc_pk],
             &params.covenant_pks,
             params.covenant_quorum,
         )
         .map_err(|e| StoredDelegationError::Decode {
-            txid: r.staking_txid,
+            txid: d.staking_txid,
             what: "key sets",
             reason: e.to_string(),
-        })?;
-        let messages = match &d.covenant_sighashes {
-            Some(m) => *m,
-            None => stored_sighashes(d, &keys)?,
-        };
-        let verifier = r.verifier_btc_pk;
+        })
+    }
+
+    fn verify_covenant_sigs(
+        &self,
+        d: &SigningView,
+        params: &Params,
+        messages: &DelegationSighashes,
+        sigs: &CovenantSigsInput,
+    ) -> Result<(), CovenantSigsError> {
+        let keys = self.keys_of(d, params)?;
+        let verifier = d.verifier_btc_pk;
         verify_covenant_signatures_on(
             &keys,
-            &messages,
+            messages,
             &CovenantSignatures {
                 covenant: sigs.covenant_pk,
                 slashing: vec![VerifierAdaptorSig {

@@ -20,7 +20,7 @@ use sqlx::Row;
 
 pub use model::{
     CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
-    NewVerifier, Pop, PopKind, SlashingReason, Verifier, VotingPowerEntry,
+    NewVerifier, Pop, PopKind, SigningView, SlashingReason, Verifier, VotingPowerEntry,
 };
 pub use write::{OrderedSigs, Registered, WriteTx};
 
@@ -96,8 +96,11 @@ pub struct Store {
 impl Store {
     /// Connects to `url` with up to `max_connections` connections.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        // No ping before each acquire: it is one more round trip per message, and a
+        // connection that died fails its statement, which is answered as retryable.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Ok(Store { pool })
@@ -282,6 +285,14 @@ impl StoreConn {
         staking_txid: &Txid,
     ) -> Result<Option<Delegation>, StoreError> {
         read::delegation(&mut self.conn, staking_txid).await
+    }
+
+    /// What a covenant member's signatures on a delegation are checked and counted against.
+    pub async fn signing_view(
+        &mut self,
+        staking_txid: &Txid,
+    ) -> Result<Option<SigningView>, StoreError> {
+        read::signing_view(&mut self.conn, staking_txid).await
     }
 
     /// Counts a covenant member's verified signatures that move the delegation to no other

@@ -180,6 +180,23 @@ pub struct Delegation {
     pub covenant_sighashes: Option<DelegationSighashes>,
 }
 
+/// What AddCovenantSigs needs of a stored delegation (see [`crate::node::store::StoreConn::signing_view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningView {
+    /// The delegation.
+    pub staking_txid: Txid,
+    /// The staker's key.
+    pub staker_btc_pk: XOnlyPublicKey,
+    /// Its verifier's key.
+    pub verifier_btc_pk: XOnlyPublicKey,
+    /// The params version it was registered under.
+    pub params_version: u32,
+    /// Its state machine, with the members whose signatures are counted.
+    pub state: DelegationState,
+    /// The messages the committee signs, when kept (see [`Delegation::covenant_sighashes`]).
+    pub covenant_sighashes: Option<DelegationSighashes>,
+}
+
 /// What an event says changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {

@@ -1,6 +1,6 @@
 //! Queries shared by reads on the pool and reads inside a write transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::XOnlyPublicKey;
@@ -12,7 +12,7 @@ use sqlx::{PgConnection, Row};
 use super::codec::{int, opt_uint, seq, txid, uint, unsat, xonly};
 use super::model::{
     CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
-    NewVerifier, Pop, PopKind, SlashingReason, Verifier, VotingPowerEntry,
+    NewVerifier, Pop, PopKind, SigningView, SlashingReason, Verifier, VotingPowerEntry,
 };
 use super::StoreError;
 
@@ -75,44 +75,59 @@ fn verifier_from_row(row: &sqlx::postgres::PgRow) -> Result<Verifier, StoreError
     })
 }
 
-fn delegation_from_row(
+/// The state machine of a delegation row whose counted signers are `signers`.
+fn state_from_row(
     row: &sqlx::postgres::PgRow,
-    covenant_sigs: Vec<CovenantSigs>,
-) -> Result<Delegation, StoreError> {
+    signers: BTreeSet<XOnlyPublicKey>,
+) -> Result<DelegationState, StoreError> {
     let status_text: String = row.try_get("status")?;
     let status: DelegationStatus = status_text.parse().map_err(|_| StoreError::Corrupt {
         column: "status",
         reason: format!("unknown status {status_text:?}"),
     })?;
-    let staking_time_blocks = uint("staking_time_blocks", row.try_get("staking_time_blocks")?)?;
-    let unbonding_time_blocks = uint(
-        "unbonding_time_blocks",
-        row.try_get("unbonding_time_blocks")?,
-    )?;
     let record = DelegationRecord {
         status,
-        staking_time_blocks,
-        unbonding_time_blocks,
-        covenant_signers: covenant_sigs.iter().map(|s| s.covenant_pk).collect(),
+        staking_time_blocks: uint("staking_time_blocks", row.try_get("staking_time_blocks")?)?,
+        unbonding_time_blocks: uint(
+            "unbonding_time_blocks",
+            row.try_get("unbonding_time_blocks")?,
+        )?,
+        covenant_signers: signers,
         verified_height: opt_uint("verified_height", row.try_get("verified_height")?)?,
         start_height: opt_uint("start_height", row.try_get("start_height")?)?,
         activated_height: opt_uint("activated_height", row.try_get("activated_height")?)?,
         ended_height: opt_uint("ended_height", row.try_get("ended_height")?)?,
     };
-    let state = DelegationState::restore(record).map_err(|e| StoreError::Corrupt {
+    DelegationState::restore(record).map_err(|e| StoreError::Corrupt {
         column: "status",
         reason: e.to_string(),
-    })?;
-    let spending: Option<Vec<u8>> = row.try_get("spending_txid")?;
+    })
+}
+
+/// The `covenant_sighashes` column.
+fn sighashes_from_row(
+    row: &sqlx::postgres::PgRow,
+) -> Result<Option<DelegationSighashes>, StoreError> {
     let sighashes: Option<Vec<u8>> = row.try_get("covenant_sighashes")?;
-    let covenant_sighashes = sighashes
+    sighashes
         .map(|b| {
             DelegationSighashes::from_bytes(&b).ok_or(StoreError::Corrupt {
                 column: "covenant_sighashes",
                 reason: format!("expected 96 bytes, found {}", b.len()),
             })
         })
-        .transpose()?;
+        .transpose()
+}
+
+fn delegation_from_row(
+    row: &sqlx::postgres::PgRow,
+    covenant_sigs: Vec<CovenantSigs>,
+) -> Result<Delegation, StoreError> {
+    let state = state_from_row(row, covenant_sigs.iter().map(|s| s.covenant_pk).collect())?;
+    let staking_time_blocks = state.record().staking_time_blocks;
+    let unbonding_time_blocks = state.record().unbonding_time_blocks;
+    let covenant_sighashes = sighashes_from_row(row)?;
+    let spending: Option<Vec<u8>> = row.try_get("spending_txid")?;
     Ok(Delegation {
         registration: NewDelegation {
             staking_txid: txid("staking_txid", row.try_get("staking_txid")?)?,
@@ -270,6 +285,38 @@ pub(crate) async fn delegation(
     .await?;
     row.map(|row| delegation_from_row(&row, sigs_from_arrays(&row)?))
         .transpose()
+}
+
+/// What a covenant member's signatures are checked and counted against, without the
+/// transactions and the signatures themselves.
+pub(crate) async fn signing_view(
+    conn: &mut PgConnection,
+    staking_txid: &Txid,
+) -> Result<Option<SigningView>, StoreError> {
+    let row = sqlx::query(
+        "SELECT staker_btc_pk, verifier_btc_pk, params_version, status, staking_time_blocks, \
+         unbonding_time_blocks, verified_height, start_height, activated_height, ended_height, \
+         covenant_sighashes, ARRAY(SELECT c.covenant_pk FROM covenant_signatures c \
+                                   WHERE c.staking_txid = d.staking_txid) AS signers \
+         FROM delegations d WHERE staking_txid = $1",
+    )
+    .bind(staking_txid.as_byte_array().as_slice())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let signers: Vec<Vec<u8>> = row.try_get("signers")?;
+    let signers = signers
+        .iter()
+        .map(|pk| xonly("covenant_pk", pk))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(SigningView {
+        staking_txid: *staking_txid,
+        staker_btc_pk: xonly("staker_btc_pk", row.try_get("staker_btc_pk")?)?,
+        verifier_btc_pk: xonly("verifier_btc_pk", row.try_get("verifier_btc_pk")?)?,
+        params_version: uint("params_version", row.try_get("params_version")?)?,
+        state: state_from_row(&row, signers)?,
+        covenant_sighashes: sighashes_from_row(&row)?,
+    }))
 }
 
 /// Delegations matching `filter`, ordered by staking txid (internal byte order), after `after`.
