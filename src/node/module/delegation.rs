@@ -149,6 +149,14 @@ impl StakingModule {
             {
                 Registered::Inserted(events) => {
                     self.publish(&events);
+                    self.signing_cache.put(SigningView {
+                        staking_txid,
+                        staker_btc_pk: reg.staker_pk,
+                        verifier_btc_pk: verifier,
+                        params_version: version,
+                        state,
+                        covenant_sighashes: Some(validated.sighashes),
+                    });
                     return Ok((staking_txid, version));
                 }
                 Registered::TipMoved(now) => {
@@ -191,10 +199,13 @@ impl StakingModule {
     ) -> Result<(DelegationStatus, u32), CovenantSigsError> {
         // One connection for the reads and the unordered write of this message.
         let mut conn = self.store.connection().await?;
-        let mut d = conn
-            .signing_view(staking_txid)
-            .await?
-            .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?;
+        let mut d = match self.signing_cache.get(staking_txid) {
+            Some(view) => view,
+            None => conn
+                .signing_view(staking_txid)
+                .await?
+                .ok_or(CovenantSigsError::UnknownDelegation(*staking_txid))?,
+        };
         let params = self.params_version_of(staking_txid, d.params_version)?;
         let rules = rules(params);
         d.state.check_covenant_signer(sigs.covenant_pk, &rules)?;
@@ -227,7 +238,9 @@ impl StakingModule {
                     .add_covenant_sigs(staking_txid, &stored, &before, &state)
                     .await?
                 {
-                    return Ok((state.status(), added.signatures));
+                    let status = state.status();
+                    self.signing_cache.put(SigningView { state, ..d });
+                    return Ok((status, added.signatures));
                 }
             } else {
                 let tip = self.tip_hint.load(Ordering::Relaxed);
@@ -247,7 +260,9 @@ impl StakingModule {
                 {
                     OrderedSigs::Applied(events) => {
                         self.publish(&events);
-                        return Ok((state.status(), added.signatures));
+                        let status = state.status();
+                        self.signing_cache.put(SigningView { state, ..d });
+                        return Ok((status, added.signatures));
                     }
                     OrderedSigs::TipMoved(now) => {
                         // Decide again at the current tip; the delegation is unchanged.
@@ -257,6 +272,8 @@ impl StakingModule {
                     OrderedSigs::Changed => {}
                 }
             }
+            // The stored delegation is not the view: read it and decide again.
+            self.signing_cache.forget(staking_txid);
             d = conn
                 .signing_view(staking_txid)
                 .await?

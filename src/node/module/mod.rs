@@ -8,6 +8,7 @@
 mod chain;
 mod delegation;
 pub mod errors;
+mod signing_cache;
 mod verifier;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,6 +29,7 @@ use crate::node::store::{
 pub use chain::ChainUpdate;
 pub use delegation::CovenantSigsInput;
 pub use errors::*;
+use signing_cache::SigningCache;
 pub use verifier::VerifierRegistration;
 
 /// Events kept for live subscribers that fall behind before they must re-read the store.
@@ -45,6 +47,8 @@ pub struct StakingModule {
     /// The BTC tip as of the last commit: which params version a registration is checked
     /// against first. Only a hint; the version is checked again under the writer lock.
     tip_hint: Arc<AtomicU32>,
+    /// The last known signing view of recent delegations (see [`signing_cache`]).
+    signing_cache: Arc<SigningCache>,
 }
 
 /// The state-machine view of a params version.
@@ -89,6 +93,7 @@ impl StakingModule {
             header_chain: Arc::new(RwLock::new(None)),
             events,
             tip_hint: Arc::new(AtomicU32::new(tip)),
+            signing_cache: Arc::new(SigningCache::default()),
         })
     }
 
