@@ -126,6 +126,44 @@ async fn a_round_over_fiamma_proofs_becomes_final_just_above_two_thirds(pool: Pg
     assert_eq!(r1.active_set.len(), 4);
     assert_eq!(r1.status(), fpb::RoundStatus::Open);
 
+    // Verifiers fetch the proofs' bytes from the node, page by page.
+    let mut served = Vec::new();
+    for from_position in 0..3 {
+        served.extend(
+            node.finality
+                .round_proofs(fpb::RoundProofsRequest {
+                    round: 1,
+                    from_position,
+                    limit: 1,
+                })
+                .await
+                .expect("round proofs")
+                .into_inner()
+                .proofs,
+        );
+    }
+    let submitted = [fiamma_proof("valid"), corrupted_proof()];
+    assert_eq!(served.len(), 2, "two proofs, then an empty page");
+    for (i, (p, (vk, proof, inputs))) in served.iter().zip(submitted).enumerate() {
+        assert_eq!(p.position as usize, i);
+        assert_eq!(p.proof_id, expected[i].proof_id.as_bytes().to_vec());
+        assert_eq!((p.proof_system, p.valid), (1, i == 0));
+        assert_eq!(
+            (&p.verifying_key, &p.proof, &p.public_inputs),
+            (&vk, &proof, &inputs)
+        );
+    }
+    let unknown = node
+        .finality
+        .round_proofs(fpb::RoundProofsRequest {
+            round: 2,
+            from_position: 0,
+            limit: 0,
+        })
+        .await
+        .expect_err("round 2 is not closed");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
     // A and B: exactly 2/3 of the power, which is not final.
     for v in &verifiers[..2] {
         assert_eq!(

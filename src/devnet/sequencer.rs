@@ -1,4 +1,4 @@
-//! The rollup sequencer: publishes its ZK proofs and submits them to the node, and once a
+//! The rollup sequencer: submits its ZK proofs to the node, and once a
 //! round is final, checks the certificate itself and anchors the round on Bitcoin with the
 //! §10 `OP_RETURN` output, paid from its BDK wallet.
 
@@ -19,7 +19,6 @@ use tonic::transport::Channel;
 
 use super::error::DevnetError;
 use super::setup;
-use super::verifier::PublishedProofs;
 use super::wallet::DevnetWallet;
 
 /// The real Fiamma Groth16 (BN254) proof: its verifying key, proof and public inputs, as
@@ -69,7 +68,6 @@ pub fn corrupted_proof() -> Result<ZkProof, DevnetError> {
 pub struct Sequencer {
     /// The wallet that pays for anchors.
     pub wallet: DevnetWallet,
-    published: PublishedProofs,
     contexts: SigningContexts,
 }
 
@@ -85,19 +83,18 @@ pub struct CheckedCertificate {
 }
 
 impl Sequencer {
-    /// The sequencer, publishing its proofs to `published`.
+    /// The sequencer.
     ///
     /// # Errors
     /// [`DevnetError::Wallet`] when its wallet cannot be created.
-    pub fn new(published: PublishedProofs, contexts: SigningContexts) -> Result<Self, DevnetError> {
+    pub fn new(contexts: SigningContexts) -> Result<Self, DevnetError> {
         Ok(Sequencer {
             wallet: DevnetWallet::new(PARTY, &setup::wallet_seed(PARTY))?,
-            published,
             contexts,
         })
     }
 
-    /// Publishes `proof` and submits it; returns its proof id and the round it will be in.
+    /// Submits `proof` to the node (verifiers fetch it from there); returns its proof id and the round it will be in.
     ///
     /// # Errors
     /// [`DevnetError::Rpc`] when the node refuses it.
@@ -107,10 +104,6 @@ impl Sequencer {
         proof: ZkProof,
     ) -> Result<([u8; 32], u64), DevnetError> {
         let id = *proof.proof_id().as_bytes();
-        self.published
-            .write()
-            .map_err(|_| DevnetError::refused(PARTY, "published proofs unwritable"))?
-            .insert(id, proof.clone());
         let r = client
             .submit_proof(fpb::SubmitProofRequest {
                 proof_system: u32::from(proof.system().code()),

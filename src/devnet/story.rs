@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::XOnlyPublicKey;
@@ -28,7 +28,7 @@ use super::sequencer::{corrupted_proof, fiamma_proof, Sequencer};
 use super::setup::{self, short};
 use super::slasher;
 use super::staker::Staker;
-use super::verifier::{PublishedProofs, Verifier, VoteReport};
+use super::verifier::{Verifier, VoteReport};
 use super::DevnetArgs;
 use crate::btc::RpcBackend;
 use crate::node::run::{connect_and_migrate, NodeSetup, RunningNode};
@@ -167,7 +167,6 @@ struct World<'a> {
     bitcoin: RpcBackend,
     params: Params,
     contexts: SigningContexts,
-    published: PublishedProofs,
     reports: Option<mpsc::UnboundedReceiver<VoteReport>>,
     daemons: Vec<tokio::task::JoinHandle<()>>,
     /// Rounds each verifier's vote was counted in, and what went wrong in daemons.
@@ -229,7 +228,6 @@ impl<'a> World<'a> {
             bitcoin: chain.client()?,
             params,
             contexts,
-            published: Arc::new(RwLock::new(BTreeMap::new())),
             reports: None,
             daemons: Vec::new(),
             counted: BTreeMap::new(),
@@ -283,12 +281,7 @@ impl<'a> World<'a> {
             } else {
                 Arc::new(AtomicU64::new(0))
             };
-            let daemon = v.spawn(
-                self.finality.clone(),
-                self.published.clone(),
-                flag,
-                tx.clone(),
-            );
+            let daemon = v.spawn(self.finality.clone(), flag, tx.clone());
             self.daemons.push(daemon);
         }
         self.reports = Some(rx);
@@ -309,7 +302,7 @@ impl<'a> World<'a> {
                 .ok_or_else(|| DevnetError::refused("devnet", "stake to an unknown verifier"))?;
             stakers.push(Staker::new(i + 1, *key, value)?);
         }
-        let mut sequencer = Sequencer::new(self.published.clone(), self.contexts.clone())?;
+        let mut sequencer = Sequencer::new(self.contexts.clone())?;
         for s in &mut stakers {
             let address = s.wallet.receive_address();
             self.chain.mine(1, &address.script_pubkey()).await?;

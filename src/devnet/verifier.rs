@@ -7,16 +7,15 @@
 //! also signs a round hash that calls every proof valid, with the same randomness. That is
 //! the fault the protocol punishes, and the only way its key leaks.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
 use fiamma_finality::committed::CommittedRandomness;
 use fiamma_finality::merkle::Digest;
 use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
 use fiamma_finality::rounds::Vote;
-use fiamma_finality::zk::{Verdict, ZkProof};
+use fiamma_finality::zk::{ProofSystem, Verdict, ZkProof};
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
@@ -30,10 +29,6 @@ use super::error::DevnetError;
 use super::setup::{self, PUB_RAND_PER_COMMIT};
 use super::wire;
 use crate::node::finality::wire::vote_to_pb;
-
-/// Proofs the sequencer has published, by proof id: where verifiers fetch the bytes of the
-/// proofs a round lists (the node's round query carries only ids and verdicts).
-pub type PublishedProofs = Arc<RwLock<BTreeMap<[u8; 32], ZkProof>>>;
 
 /// What a verifier's daemon did in one round.
 #[derive(Debug, Clone)]
@@ -133,7 +128,6 @@ impl Verifier {
     pub fn spawn(
         self,
         client: FinalityClient<Channel>,
-        proofs: PublishedProofs,
         equivocate: Arc<AtomicU64>,
         reports: mpsc::UnboundedSender<VoteReport>,
     ) -> JoinHandle<()> {
@@ -141,7 +135,6 @@ impl Verifier {
             let mut daemon = Daemon {
                 verifier: self,
                 client,
-                proofs,
                 equivocate,
             };
             daemon.run(reports).await;
@@ -152,7 +145,6 @@ impl Verifier {
 struct Daemon {
     verifier: Verifier,
     client: FinalityClient<Channel>,
-    proofs: PublishedProofs,
     equivocate: Arc<AtomicU64>,
 }
 
@@ -266,20 +258,53 @@ impl Daemon {
         Ok(Some(report))
     }
 
-    /// The verdicts of the round's proofs, computed here from the published bytes.
-    async fn reverify(&self, round: &fpb::Round) -> Result<Vec<RoundResult>, String> {
+    /// The verdicts of the round's proofs, computed here from their bytes as the node serves
+    /// them (RoundProofs): each must hash to the proof id the round lists at its position.
+    async fn reverify(&mut self, round: &fpb::Round) -> Result<Vec<RoundResult>, String> {
+        let h = round.round;
         let mut proofs = Vec::with_capacity(round.results.len());
-        {
-            let published = self
-                .proofs
-                .read()
-                .map_err(|_| "published proofs unreadable".to_owned())?;
-            for r in &round.results {
-                let id = digest("proof_id", &r.proof_id)?;
-                let proof = published
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| format!("proof {} was never published", hex::encode(id)))?;
+        while proofs.len() < round.results.len() {
+            let page = self
+                .client
+                .round_proofs(fpb::RoundProofsRequest {
+                    round: h,
+                    from_position: u32::try_from(proofs.len())
+                        .map_err(|_| format!("round {h}: too many proofs"))?,
+                    limit: 0,
+                })
+                .await
+                .map_err(|s| format!("round {h} proofs: {}", s.message()))?
+                .into_inner()
+                .proofs;
+            if page.is_empty() {
+                return Err(format!(
+                    "round {h} lists {} proofs, the node served {}",
+                    round.results.len(),
+                    proofs.len()
+                ));
+            }
+            for served in page {
+                let listed = round
+                    .results
+                    .get(proofs.len())
+                    .ok_or_else(|| format!("round {h}: more proofs served than listed"))?;
+                let system = u8::try_from(served.proof_system)
+                    .ok()
+                    .and_then(|c| ProofSystem::try_from(c).ok())
+                    .ok_or_else(|| format!("proof system {} unknown", served.proof_system))?;
+                let proof = ZkProof::new(
+                    system,
+                    served.verifying_key,
+                    served.proof,
+                    served.public_inputs,
+                )
+                .map_err(|e| format!("round {h}: served proof refused: {e}"))?;
+                if proof.proof_id().as_bytes().as_slice() != listed.proof_id.as_slice() {
+                    return Err(format!(
+                        "round {h}: the proof served at position {} is not the one listed",
+                        proofs.len()
+                    ));
+                }
                 proofs.push(proof);
             }
         }

@@ -105,6 +105,18 @@ impl Finality for FinalityGrpc {
         Ok(Response::new(pb::RoundsResponse { rounds }))
     }
 
+    async fn round_proofs(
+        &self,
+        request: Request<pb::RoundProofsRequest>,
+    ) -> Result<Response<pb::RoundProofsResponse>, Status> {
+        let r = request.into_inner();
+        let proofs = self
+            .module
+            .round_proofs(r.round, r.from_position, r.limit)
+            .await?;
+        Ok(Response::new(pb::RoundProofsResponse { proofs }))
+    }
+
     async fn verifier(
         &self,
         request: Request<pb::VerifierRequest>,

@@ -18,6 +18,10 @@ const CERTIFICATE_ENTRY_LEN: usize = 96;
 pub const DEFAULT_ROUNDS: u32 = 100;
 /// Largest number of rounds per Rounds page.
 pub const MAX_ROUNDS: u32 = 1000;
+/// Default number of proofs per RoundProofs page.
+pub const DEFAULT_ROUND_PROOFS: u32 = 20;
+/// Largest number of proofs per RoundProofs page (each at most a few kB under the size caps).
+pub const MAX_ROUND_PROOFS: u32 = 100;
 
 fn round_status(text: &str) -> Result<pb::RoundStatus, StoreError> {
     match text {
@@ -133,6 +137,64 @@ impl FinalityModule {
             .iter()
             .map(|(r, proofs)| summary(r, *proofs))
             .collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` proofs (0: [`DEFAULT_ROUND_PROOFS`], capped at [`MAX_ROUND_PROOFS`]) of a
+    /// closed round with their bytes and verdicts, from position `from` on.
+    ///
+    /// # Errors
+    /// [`FinalityQueryError::NotFound`] for a round not closed.
+    pub async fn round_proofs(
+        &self,
+        round: u64,
+        from: u32,
+        limit: u32,
+    ) -> Result<Vec<pb::RoundProof>, FinalityQueryError> {
+        let limit = match limit {
+            0 => DEFAULT_ROUND_PROOFS,
+            n => n.min(MAX_ROUND_PROOFS),
+        };
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        if store::round(&mut conn, round).await?.is_none() {
+            return Err(FinalityQueryError::NotFound {
+                what: format!("round {round}"),
+            });
+        }
+        let position = |p: i32| {
+            u32::try_from(p).map_err(|_| StoreError::Corrupt {
+                column: "round_results.position",
+                reason: format!("{p} is negative"),
+            })
+        };
+        let system = |code: i16| {
+            u32::try_from(code).map_err(|_| StoreError::Corrupt {
+                column: "round_results.proof_system",
+                reason: format!("{code} is negative"),
+            })
+        };
+        let rows = sqlx::query(
+            "SELECT position, proof_id, proof_system, verifying_key, proof, public_inputs, valid \
+             FROM round_results WHERE round = $1 AND position >= $2 ORDER BY position LIMIT $3",
+        )
+        .bind(store::to_i64("round", round)?)
+        .bind(i64::from(from))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
+        let mut proofs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            proofs.push(pb::RoundProof {
+                position: position(row.try_get("position").map_err(StoreError::from)?)?,
+                proof_id: row.try_get("proof_id").map_err(StoreError::from)?,
+                proof_system: system(row.try_get("proof_system").map_err(StoreError::from)?)?,
+                verifying_key: row.try_get("verifying_key").map_err(StoreError::from)?,
+                proof: row.try_get("proof").map_err(StoreError::from)?,
+                public_inputs: row.try_get("public_inputs").map_err(StoreError::from)?,
+                valid: row.try_get("valid").map_err(StoreError::from)?,
+            });
+        }
+        Ok(proofs)
     }
 
     /// The finality record of a verifier.
