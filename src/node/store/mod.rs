@@ -1,8 +1,10 @@
 //! The staking module's PostgreSQL store (schema in `migrations/`).
 //!
-//! Reads go straight to the pool. Every change goes through a [`WriteTx`]: one database
-//! transaction per message, holding the node-wide writer lock, so a crash leaves either the
-//! state before the message or the state after it, and the event log is gapless.
+//! Reads go straight to the pool. Every change is one database transaction per message: a
+//! [`WriteTx`], or for registrations and covenant signatures one statement (see `write`), so a
+//! crash leaves either the state before the message or the state after it; every writer that
+//! appends events holds the node-wide writer lock until it commits, so the event log is
+//! gapless and in commit order.
 
 mod codec;
 pub mod model;

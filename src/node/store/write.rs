@@ -7,6 +7,14 @@
 //! same delegation, which its row lock ([`WriteTx::lock_delegation`]) serializes. Locks are
 //! always taken `node_state` first, then delegation rows, so the two kinds cannot deadlock.
 //! Dropping a [`WriteTx`] without [`WriteTx::commit`] rolls everything back.
+//!
+//! The two busiest messages are each one statement, committed on its own, with the same
+//! guarantees: [`register_delegation`] and [`add_covenant_sigs_ordered`] take the `node_state`
+//! row lock inside the statement (first, then the rows they touch) and number their events
+//! from that row as it is once locked, so the lock is held by the server alone, for that
+//! statement and its commit. [`add_covenant_sigs_unordered`] is the unordered counterpart: a
+//! guarded `UPDATE` of the delegation row, which PostgreSQL re-checks on the row's latest
+//! version, with the signature insert that depends on it.
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::XOnlyPublicKey;
@@ -315,16 +323,8 @@ impl WriteTx {
         verifier: &XOnlyPublicKey,
         transitions: &[Transition],
     ) {
-        for t in transitions {
-            self.push_event(
-                t.height,
-                EventKind::DelegationStatusChanged {
-                    staking_txid: *staking_txid,
-                    verifier: *verifier,
-                    from: Some(t.from),
-                    to: t.to,
-                },
-            );
+        for (height, kind) in transition_events(staking_txid, verifier, transitions) {
+            self.push_event(height, kind);
         }
     }
 
@@ -544,6 +544,28 @@ fn bind_locked_events<'q>(q: PgQuery<'q>, events: &[Event]) -> Result<PgQuery<'q
         .bind(seq_column(events.len() as u64)?))
 }
 
+/// One `delegation_status_changed` event (height, kind) per transition, in order.
+fn transition_events(
+    staking_txid: &Txid,
+    verifier: &XOnlyPublicKey,
+    transitions: &[Transition],
+) -> Vec<(u32, EventKind)> {
+    transitions
+        .iter()
+        .map(|t| {
+            (
+                t.height,
+                EventKind::DelegationStatusChanged {
+                    staking_txid: *staking_txid,
+                    verifier: *verifier,
+                    from: Some(t.from),
+                    to: t.to,
+                },
+            )
+        })
+        .collect()
+}
+
 /// Numbers `kinds` after `last_seq`.
 fn numbered(last_seq: u64, kinds: Vec<(u32, EventKind)>) -> Vec<Event> {
     (last_seq + 1..)
@@ -673,20 +695,7 @@ pub(super) async fn add_covenant_sigs_ordered(
     transitions: &[Transition],
     tip: u32,
 ) -> Result<OrderedSigs, StoreError> {
-    let kinds: Vec<(u32, EventKind)> = transitions
-        .iter()
-        .map(|t| {
-            (
-                t.height,
-                EventKind::DelegationStatusChanged {
-                    staking_txid: *staking_txid,
-                    verifier: *verifier,
-                    from: Some(t.from),
-                    to: t.to,
-                },
-            )
-        })
-        .collect();
+    let kinds = transition_events(staking_txid, verifier, transitions);
     let unnumbered = numbered(0, kinds.clone());
     let sql = covenant_sigs_sql(true);
     let q = bind_covenant_sigs(sqlx::query(&sql), staking_txid, sigs, before, after)?
