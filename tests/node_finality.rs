@@ -546,3 +546,81 @@ async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool
     let r7 = node.module.close_round().await.expect("round 7 closes");
     assert!(r7.active_set.iter().any(|(k, _)| *k == silent.key()));
 }
+
+#[sqlx::test]
+async fn selective_slashing_in_the_staking_module_slashes_in_finality_at_the_next_close(
+    pool: PgPool,
+) {
+    let Network {
+        mut node,
+        verifiers,
+    } = network(pool).await;
+    let b = &verifiers[1];
+    let mut events = node
+        .finality
+        .events(fpb::EventsRequest { from_sequence: 1 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let reg = node_support::registration(30, b.key(), 7);
+    node.staking
+        .create_delegation(node_support::delegation_request(&reg))
+        .await
+        .expect("delegation to B registered");
+    // B broadcast a slashing transaction itself; Extract gave its key, handed to the node.
+    node.staking
+        .selective_slashing_evidence(spb::SelectiveSlashingEvidenceRequest {
+            staking_txid: reg.staking_tx.compute_txid().to_string(),
+            recovered_verifier_sk: b.keypair.secret_key().negate().secret_bytes().to_vec(),
+        })
+        .await
+        .expect("evidence accepted");
+
+    let r1 = node.module.close_round().await.expect("round 1 closes");
+    assert!(
+        r1.active_set.iter().all(|(k, _)| *k != b.key()),
+        "no power from the next round on"
+    );
+    let slashed = node
+        .finality
+        .slashed_verifiers(fpb::SlashedVerifiersRequest {})
+        .await
+        .expect("query")
+        .into_inner()
+        .verifiers;
+    assert_eq!(slashed.len(), 1);
+    assert_eq!(slashed[0].verifier_btc_pk, b.key().serialize().to_vec());
+    assert_eq!(slashed[0].reason, "selective_slashing");
+    assert!(is_key_of(&slashed[0].extracted_secret_key, b));
+    let record = node
+        .finality
+        .verifier(fpb::VerifierRequest {
+            verifier_btc_pk: b.key().serialize().to_vec(),
+        })
+        .await
+        .expect("known")
+        .into_inner()
+        .verifier
+        .expect("record");
+    assert_eq!(record.status(), fpb::VerifierStatus::Slashed);
+
+    let first = events.next().await.expect("event").expect("ok");
+    assert!(
+        matches!(first.kind, Some(fpb::event::Kind::VerifierSlashed(ref s))
+            if s.verifier_btc_pk == b.key().serialize().to_vec()
+            && is_key_of(&s.extracted_secret_key, b)),
+        "{first:?}"
+    );
+    let second = events.next().await.expect("event").expect("ok");
+    assert!(
+        matches!(second.kind, Some(fpb::event::Kind::RoundClosed(ref c)) if c.round == 1),
+        "{second:?}"
+    );
+    // Adopted once: the next close finds nothing new.
+    node.module.close_round().await.expect("round 2 closes");
+    let third = events.next().await.expect("event").expect("ok");
+    assert!(
+        matches!(third.kind, Some(fpb::event::Kind::RoundClosed(ref c)) if c.round == 2),
+        "{third:?}"
+    );
+}

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::errors::CloseRoundError;
 use super::store::{self, to_i64, to_u64, EventLog, Lock};
-use super::FinalityModule;
+use super::{slashing, FinalityModule};
 use crate::node::store::StoreError;
 
 /// What closing a round did.
@@ -60,6 +60,11 @@ impl FinalityModule {
     /// [`CloseRoundError`]; nothing is written on error.
     pub async fn close_round(&self) -> Result<RoundClosed, CloseRoundError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        store::position(&mut tx, Lock::Update).await?;
+        // Slashings adopted from the staking module write their own events, so the position
+        // (and this round's event log) is read after them.
+        let mut adopted =
+            slashing::adopt_selective_slashings(&mut tx, &self.params.liveness).await?;
         let position = store::position(&mut tx, Lock::Update).await?;
         let round = position
             .latest_round
@@ -128,9 +133,9 @@ impl FinalityModule {
             active_verifiers: u32::try_from(active_set.len()).unwrap_or(u32::MAX),
             total_power_sat: u64::try_from(table.total_power()).unwrap_or(u64::MAX),
         }));
-        let events = log.write(&mut tx).await?;
+        adopted.extend(log.write(&mut tx).await?);
         tx.commit().await.map_err(StoreError::from)?;
-        self.publish(events);
+        self.publish(adopted);
         Ok(RoundClosed {
             round,
             round_hash: hash.0,

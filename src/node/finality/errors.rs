@@ -274,4 +274,7 @@ pub enum CloseRoundError {
     /// The proof verification task panicked or was cancelled.
     #[error("proof verification task failed: {0}")]
     Verification(String),
+    /// Adopting the staking module's selective slashing failed.
+    #[error(transparent)]
+    Slashing(#[from] SlashError),
 }

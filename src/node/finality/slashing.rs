@@ -9,14 +9,18 @@
 //! looks), and a `verifier_slashed` event is appended to the staking event log with the next
 //! sequence number.
 
-use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::consensus::deserialize;
+use bitcoin::secp256k1::{SecretKey, XOnlyPublicKey};
+use bitcoin::Transaction;
 use fiamma_finality::rounds::{
-    LivenessRules, SlashError, Slashing, SlashingEvidence, VerifierRecord, Verifiers,
+    selective_slashing, LivenessRules, SlashError, Slashing, SlashingEvidence, VerifierRecord,
+    Verifiers,
 };
 use fiamma_proto::finality::v1 as pb;
 use prost::Message;
 use sqlx::{PgConnection, Row};
 
+use super::errors::CloseRoundError;
 use super::store::{self, to_i64, EventLog, Lock};
 use super::wire::vote_to_pb;
 use crate::node::store::{SlashingReason, StoreError};
@@ -84,6 +88,45 @@ where
         extracted_secret_key: secret_key.to_vec(),
     }));
     Ok(log.write(conn).await?)
+}
+
+/// Verifiers the staking module slashed on selective slashing evidence (PROTOCOL §11) that the
+/// finality registry has not slashed yet: each becomes SLASHED here too, with the key the
+/// staking module recorded, through [`apply`] (whose staking side then finds nothing to do).
+/// Runs under the finality writer lock; returns the finality events to publish after commit.
+pub(super) async fn adopt_selective_slashings(
+    conn: &mut PgConnection,
+    rules: &LivenessRules,
+) -> Result<Vec<pb::Event>, CloseRoundError> {
+    let rows = sqlx::query(
+        "SELECT v.btc_pk, e.secret_key, d.slashing_tx FROM verifiers v \
+         JOIN slashing_evidence e ON e.verifier_btc_pk = v.btc_pk \
+         JOIN delegations d ON d.staking_txid = e.staking_txid \
+         LEFT JOIN slashing_records r ON r.verifier = v.btc_pk \
+         WHERE v.slashing_reason = $1 AND r.verifier IS NULL ORDER BY v.btc_pk",
+    )
+    .bind(SlashingReason::SelectiveSlashing.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::from)?;
+    let corrupt = |column: &'static str, reason: String| StoreError::Corrupt { column, reason };
+    let mut events = Vec::new();
+    for row in &rows {
+        let pk = store::xonly(
+            "verifiers.btc_pk",
+            row.try_get("btc_pk").map_err(StoreError::from)?,
+        )?;
+        let key: Vec<u8> = row.try_get("secret_key").map_err(StoreError::from)?;
+        let key = SecretKey::from_slice(&key)
+            .map_err(|e| corrupt("slashing_evidence.secret_key", e.to_string()))?;
+        let tx: Vec<u8> = row.try_get("slashing_tx").map_err(StoreError::from)?;
+        let slashing_tx: Transaction =
+            deserialize(&tx).map_err(|e| corrupt("delegations.slashing_tx", e.to_string()))?;
+        let slashing = selective_slashing(&pk, key, slashing_tx.compute_txid())
+            .map_err(|e| corrupt("slashing_evidence.secret_key", e.to_string()))?;
+        events.extend(apply::<CloseRoundError>(&mut *conn, &slashing, None, rules).await?);
+    }
+    Ok(events)
 }
 
 /// Marks `pk` slashed in the staking module, unless it is already.
