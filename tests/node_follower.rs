@@ -349,3 +349,112 @@ async fn an_inclusion_proof_activates_against_the_followed_header_chain(pool: Pg
         .expect_err("recorded already");
     assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
 }
+
+/// The embedded backend, counting the per-delegation lookups the follower makes.
+struct Counting {
+    inner: EmbeddedBackend,
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn lookups(&self) -> usize {
+        self.lookups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count(&self) {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Counting {
+    async fn tip(&self) -> Result<fiamma::btc::ChainTip, fiamma::btc::BackendError> {
+        self.inner.tip().await
+    }
+    async fn block_hash(
+        &self,
+        height: u32,
+    ) -> Result<Option<bitcoin::BlockHash>, fiamma::btc::BackendError> {
+        self.inner.block_hash(height).await
+    }
+    async fn header(
+        &self,
+        hash: &bitcoin::BlockHash,
+    ) -> Result<Option<fiamma::btc::HeaderEntry>, fiamma::btc::BackendError> {
+        self.inner.header(hash).await
+    }
+    async fn block(
+        &self,
+        hash: &bitcoin::BlockHash,
+    ) -> Result<Option<bitcoin::Block>, fiamma::btc::BackendError> {
+        self.inner.block(hash).await
+    }
+    async fn transaction(
+        &self,
+        txid: &bitcoin::Txid,
+    ) -> Result<Option<Transaction>, fiamma::btc::BackendError> {
+        self.inner.transaction(txid).await
+    }
+    async fn tx_status(
+        &self,
+        txid: &bitcoin::Txid,
+    ) -> Result<fiamma::btc::TxStatus, fiamma::btc::BackendError> {
+        self.count();
+        self.inner.tx_status(txid).await
+    }
+    async fn outpoint_status(
+        &self,
+        outpoint: &OutPoint,
+    ) -> Result<fiamma::btc::OutPointStatus, fiamma::btc::BackendError> {
+        self.count();
+        self.inner.outpoint_status(outpoint).await
+    }
+    async fn broadcast(
+        &self,
+        tx: &Transaction,
+    ) -> Result<bitcoin::Txid, fiamma::btc::BroadcastError> {
+        self.inner.broadcast(tx).await
+    }
+}
+
+#[sqlx::test]
+async fn open_delegations_are_looked_up_again_only_when_the_tip_or_the_state_moved(pool: PgPool) {
+    let mut node = start(pool).await;
+    let chain = EmbeddedBackend::new(RegtestChain::in_memory().expect("embedded chain"));
+    chain.mine(3, &anyone()).await.expect("mines");
+    let counting = Arc::new(Counting {
+        inner: chain.clone(),
+        lookups: Default::default(),
+    });
+    let backend: Arc<dyn Backend> = counting.clone();
+    let follower = Follower::new(backend, node.module.clone(), bitcoin::Network::Regtest);
+    assert_eq!(follower.step().await.expect("follows"), Some(3));
+
+    let verifier = keypair(10);
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("verifier");
+    node.client
+        .create_delegation(delegation_request(&registration(20, xonly(&verifier), 1)))
+        .await
+        .expect("registered");
+    assert_eq!(follower.step().await.expect("follows"), None);
+    let after_registration = counting.lookups();
+    assert!(after_registration > 0, "a new delegation is looked up");
+    for _ in 0..3 {
+        assert_eq!(follower.step().await.expect("follows"), None);
+    }
+    assert_eq!(
+        counting.lookups(),
+        after_registration,
+        "nothing moved: no lookups"
+    );
+    chain.mine(1, &anyone()).await.expect("mines");
+    assert_eq!(follower.step().await.expect("follows"), Some(4));
+    assert!(
+        counting.lookups() > after_registration,
+        "a new block is looked at"
+    );
+}

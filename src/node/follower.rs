@@ -3,11 +3,11 @@
 //! transactions (checked by Merkle proof against the light client, not taken on the backend's
 //! word), spends of staking outputs, and the new tip for activation and expiry.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::block::Header;
-use bitcoin::{Network, OutPoint};
+use bitcoin::{BlockHash, Network, OutPoint};
 use fiamma_staking::light_client::{
     AcceptHeadersError, ChainSnapshot, Checkpoint, HeaderChain, NewChainError, RestoreError,
 };
@@ -62,6 +62,9 @@ pub struct Follower {
     module: StakingModule,
     network: Network,
     max_reorg_depth: u32,
+    /// The tip and the last staking event of the last scan that found nothing: the open
+    /// delegations are scanned again only when either moved (only mined transactions count).
+    quiet_at: Mutex<Option<(BlockHash, u64)>>,
 }
 
 impl Follower {
@@ -80,6 +83,7 @@ impl Follower {
             module,
             network,
             max_reorg_depth,
+            quiet_at: Mutex::new(None),
         }
     }
 
@@ -96,6 +100,10 @@ impl Follower {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    fn quiet_at(&self) -> Option<(BlockHash, u64)> {
+        self.quiet_at.lock().ok().and_then(|q| *q)
     }
 
     /// Loads the header chain from the store, or starts it at genesis.
@@ -134,6 +142,13 @@ impl Follower {
         let tip = chain.tip();
         let (stored_tip, stored_hash) = self.module.store().tip().await?;
 
+        let last_event = self.module.store().last_event_sequence().await?;
+        let unchanged =
+            headers.is_empty() && stored_tip == tip.height && stored_hash == Some(tip.hash);
+        if unchanged && self.quiet_at() == Some((tip.hash, last_event)) {
+            return Ok(None);
+        }
+
         let mut inclusions = Vec::new();
         let mut spends = Vec::new();
         let open = self.module.store().open_delegations().await?;
@@ -166,12 +181,10 @@ impl Follower {
                 spends.push((r.staking_txid, txid));
             }
         }
-        if headers.is_empty()
-            && inclusions.is_empty()
-            && spends.is_empty()
-            && stored_tip == tip.height
-            && stored_hash == Some(tip.hash)
-        {
+        if unchanged && inclusions.is_empty() && spends.is_empty() {
+            if let Ok(mut quiet) = self.quiet_at.lock() {
+                *quiet = Some((tip.hash, last_event));
+            }
             return Ok(None);
         }
         let snapshot = serde_json::to_vec(&chain.snapshot())
