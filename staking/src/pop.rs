@@ -3,9 +3,11 @@
 //! with a BIP-0322 signature of those same 32 bytes by a P2WPKH or P2TR (key path) address of
 //! that key.
 
+use bitcoin::address::NetworkUnchecked;
+use bitcoin::consensus::{deserialize_partial, encode, Decodable, Encodable};
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{schnorr, Keypair, Message, PublicKey, XOnlyPublicKey, SECP256K1};
-use bitcoin::{Script, Witness};
+use bitcoin::{Address, Script, Witness};
 
 use crate::account::Account;
 use crate::bip322::{p2tr_script, verify_simple, Bip322Error};
@@ -56,6 +58,93 @@ pub enum PopError {
         /// Why the signature was rejected.
         error: Bip322Error,
     },
+}
+
+/// A proof of possession in either format of PROTOCOL §6.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofOfPossession {
+    /// A BIP-0340 signature of [`pop_message`] by the key.
+    Bip340(schnorr::Signature),
+    /// A BIP-0322 simple signature of [`pop_message`] by a P2WPKH or BIP-0086 P2TR address of
+    /// the key.
+    Bip322 {
+        /// The signing address (its network is not part of what is proven).
+        address: Address<NetworkUnchecked>,
+        /// The witness of the BIP-0322 `to_sign` transaction.
+        witness: Witness,
+    },
+}
+
+/// A stored proof of possession that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored proof of possession: {0}")]
+pub struct PopDecodeError(pub String);
+
+impl ProofOfPossession {
+    /// Checks the proof by `key` for `account` in `role`.
+    ///
+    /// # Errors
+    /// [`PopError`] naming what does not hold.
+    pub fn verify(
+        &self,
+        contexts: &SigningContexts,
+        role: PopRole,
+        account: &Account,
+        key: &XOnlyPublicKey,
+    ) -> Result<(), PopError> {
+        match self {
+            ProofOfPossession::Bip340(sig) => verify_pop(contexts, role, account, key, sig),
+            ProofOfPossession::Bip322 { address, witness } => verify_pop_bip322(
+                contexts,
+                role,
+                account,
+                key,
+                &address.assume_checked_ref().script_pubkey(),
+                witness,
+            ),
+        }
+    }
+
+    /// The proof's bytes: the 64-byte signature, or for BIP-0322 the address text with a
+    /// compact-size length followed by the consensus-encoded witness. [`Self::decode`] with the
+    /// same format reverses it.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ProofOfPossession::Bip340(sig) => sig.as_ref().to_vec(),
+            ProofOfPossession::Bip322 { address, witness } => {
+                let mut out = Vec::new();
+                let text = address.assume_checked_ref().to_string();
+                // Writing into a Vec cannot fail.
+                let _ = text.into_bytes().consensus_encode(&mut out);
+                let _ = witness.consensus_encode(&mut out);
+                out
+            }
+        }
+    }
+
+    /// Reads what [`Self::encode`] wrote; `bip322` says which format it is.
+    ///
+    /// # Errors
+    /// [`PopDecodeError`] for bytes that are not that format, exactly.
+    pub fn decode(bip322: bool, bytes: &[u8]) -> Result<Self, PopDecodeError> {
+        if !bip322 {
+            return schnorr::Signature::from_slice(bytes)
+                .map(ProofOfPossession::Bip340)
+                .map_err(|e| PopDecodeError(e.to_string()));
+        }
+        let fail = |e: encode::Error| PopDecodeError(e.to_string());
+        let (text, used): (Vec<u8>, usize) = deserialize_partial(bytes).map_err(fail)?;
+        let mut rest = &bytes[used..];
+        let witness = Witness::consensus_decode(&mut rest).map_err(fail)?;
+        if !rest.is_empty() {
+            return Err(PopDecodeError(format!("{} trailing bytes", rest.len())));
+        }
+        let text = String::from_utf8(text).map_err(|e| PopDecodeError(e.to_string()))?;
+        let address = text
+            .parse::<Address<NetworkUnchecked>>()
+            .map_err(|e| PopDecodeError(format!("address {text:?}: {e}")))?;
+        Ok(ProofOfPossession::Bip322 { address, witness })
+    }
 }
 
 /// The 32-byte message a proof of possession signs: `sha256(ctx(op) ‖ account)`, where
@@ -188,6 +277,35 @@ mod tests {
                     ..
                 })
             ));
+        }
+    }
+
+    #[test]
+    fn either_format_verifies_and_round_trips_through_its_encoding() {
+        use crate::bip322::sign_p2tr;
+        let account = Account([7; 20]);
+        let kp = keypair(1);
+        let message = pop_message(&contexts(), PopRole::Verifier, &account);
+        let address = Address::p2tr(SECP256K1, key(1), None, bitcoin::Network::Regtest);
+        let proofs = [
+            ProofOfPossession::Bip340(sign_pop(&contexts(), PopRole::Verifier, &account, &kp)),
+            ProofOfPossession::Bip322 {
+                address: address.to_string().parse().expect("valid address"),
+                witness: sign_p2tr(&kp, &message),
+            },
+        ];
+        for proof in proofs {
+            let check =
+                |k: &XOnlyPublicKey| proof.verify(&contexts(), PopRole::Verifier, &account, k);
+            assert_eq!(check(&key(1)), Ok(()));
+            assert!(check(&key(2)).is_err());
+            let bip322 = matches!(proof, ProofOfPossession::Bip322 { .. });
+            let bytes = proof.encode();
+            assert_eq!(ProofOfPossession::decode(bip322, &bytes), Ok(proof.clone()));
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(ProofOfPossession::decode(bip322, &longer).is_err());
+            assert!(ProofOfPossession::decode(bip322, &bytes[..bytes.len() - 1]).is_err());
         }
     }
 
