@@ -65,6 +65,35 @@ async fn snapshot(node: &mut Node) -> (Vec<pb::Delegation>, Vec<pb::Verifier>, u
     (delegations, verifiers, events)
 }
 
+/// A BIP-322 P2TR proof of possession signed by key `signer` for the account of
+/// `account_seed`, from the P2TR address of `signer` (cleared when `no_address`), then `edit`ed.
+fn bip322_pop(
+    account_seed: u8,
+    signer: u8,
+    no_address: bool,
+    edit: &dyn Fn(&mut pb::ProofOfPossession),
+) -> pb::ProofOfPossession {
+    use fiamma_staking::bip322::sign_p2tr;
+    use fiamma_staking::pop::{pop_message, PopRole, ProofOfPossession};
+    let kp = keypair(signer);
+    let message = pop_message(&contexts(), PopRole::Verifier, &account(account_seed));
+    let address = bitcoin::Address::p2tr(
+        bitcoin::secp256k1::SECP256K1,
+        xonly(&kp),
+        None,
+        bitcoin::Network::Regtest,
+    );
+    let mut p = fiamma::node::grpc::convert::proof_to_pb(&ProofOfPossession::Bip322 {
+        address: address.to_string().parse().expect("valid address"),
+        witness: sign_p2tr(&kp, &message),
+    });
+    if no_address {
+        p.bip322_address.clear();
+    }
+    edit(&mut p);
+    p
+}
+
 fn flip(bytes: &mut [u8]) {
     bytes[10] ^= 0x01;
 }
@@ -210,12 +239,60 @@ async fn every_bad_field_gets_a_specific_status_and_changes_nothing(pool: PgPool
             }),
         ),
         (
-            "verifier pop bip322",
+            "verifier pop bip322 signature not a witness",
             InvalidArgument,
-            "BIP-322",
+            "not a consensus-encoded witness",
             vreq(&|r| {
                 if let Some(p) = r.pop.as_mut() {
                     p.pop_type = pb::PopType::Bip322.into()
+                }
+            }),
+        ),
+        (
+            "verifier pop bip322 without address",
+            InvalidArgument,
+            "needs bip322_address",
+            vreq(&|r| r.pop = Some(bip322_pop(40, 40, true, &|_| {}))),
+        ),
+        (
+            "verifier pop bip322 address not an address",
+            InvalidArgument,
+            "bip322_address",
+            vreq(&|r| {
+                r.pop = Some(bip322_pop(40, 40, true, &|p| {
+                    p.bip322_address = "bcrt1qnope".into()
+                }))
+            }),
+        ),
+        (
+            "verifier pop bip322 address of another key",
+            InvalidArgument,
+            "does not belong to key",
+            vreq(&|r| r.pop = Some(bip322_pop(40, 41, false, &|_| {}))),
+        ),
+        (
+            "verifier pop bip322 signed for another account",
+            InvalidArgument,
+            "bip-0322",
+            vreq(&|r| r.pop = Some(bip322_pop(41, 40, false, &|_| {}))),
+        ),
+        (
+            "verifier pop bip322 witness over its cap",
+            InvalidArgument,
+            "over 256",
+            vreq(&|r| {
+                r.pop = Some(bip322_pop(40, 40, false, &|p| {
+                    p.signature = serialize(&bitcoin::Witness::from_slice(&[vec![7u8; 300]]))
+                }))
+            }),
+        ),
+        (
+            "verifier pop bip340 with an address",
+            InvalidArgument,
+            "no bip322_address",
+            vreq(&|r| {
+                if let Some(p) = r.pop.as_mut() {
+                    p.bip322_address = "bcrt1qnope".into()
                 }
             }),
         ),

@@ -355,3 +355,74 @@ async fn concurrent_covenant_signatures_reach_quorum_exactly_once(pool: PgPool) 
     // Events: verifier, registration, one PENDING -> VERIFIED.
     assert_eq!(last_event(&mut node.client).await, 3);
 }
+
+#[sqlx::test]
+async fn bip322_proofs_of_possession_are_accepted_and_served_back(pool: PgPool) {
+    use bitcoin::secp256k1::SECP256K1;
+    use bitcoin::{Address, Network};
+    use fiamma::node::grpc::convert::proof_to_pb;
+    use fiamma_staking::bip322::{sign_p2tr, sign_p2wpkh};
+    use fiamma_staking::pop::{pop_message, PopRole, ProofOfPossession};
+
+    let mut node = start(pool).await;
+    // A verifier proves its key with a BIP-322 signature by its P2TR address.
+    let v = keypair(10);
+    let p2tr = Address::p2tr(SECP256K1, xonly(&v), None, Network::Regtest);
+    let verifier_pop = ProofOfPossession::Bip322 {
+        address: p2tr.to_string().parse().expect("address"),
+        witness: sign_p2tr(
+            &v,
+            &pop_message(&contexts(), PopRole::Verifier, &account(10)),
+        ),
+    };
+    let mut request = verifier_request(10);
+    request.pop = Some(proof_to_pb(&verifier_pop));
+    node.client
+        .create_verifier(request.clone())
+        .await
+        .expect("BIP-322 P2TR proof accepted");
+    let served = node
+        .client
+        .verifier(pb::VerifierRequest {
+            btc_pk: xonly(&v).serialize().to_vec(),
+        })
+        .await
+        .expect("verifier")
+        .into_inner()
+        .verifier
+        .expect("verifier");
+    assert_eq!(served.pop, request.pop);
+
+    // A staker proves its key with a BIP-322 signature by its P2WPKH address.
+    let staker = keypair(20);
+    let compressed = bitcoin::CompressedPublicKey(staker.public_key());
+    let p2wpkh = Address::p2wpkh(&compressed, Network::Regtest);
+    let mut reg = registration(20, xonly(&v), 1);
+    reg.pop = ProofOfPossession::Bip322 {
+        address: p2wpkh.to_string().parse().expect("address"),
+        witness: sign_p2wpkh(
+            &staker,
+            &pop_message(&contexts(), PopRole::Staker, &account(20)),
+        ),
+    };
+    let request = delegation_request(&reg);
+    node.client
+        .create_delegation(request.clone())
+        .await
+        .expect("BIP-322 P2WPKH proof accepted");
+    let served = node
+        .client
+        .delegation(pb::DelegationRequest {
+            staking_txid: reg.staking_tx.compute_txid().to_string(),
+        })
+        .await
+        .expect("delegation")
+        .into_inner()
+        .delegation
+        .expect("delegation");
+    assert_eq!(served.pop, request.pop);
+    assert_eq!(
+        served.pop.as_ref().map(|p| p.bip322_address.clone()),
+        Some(p2wpkh.to_string())
+    );
+}

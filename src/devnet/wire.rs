@@ -10,7 +10,7 @@ use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::keys::StakingKeys;
-use fiamma_staking::pop::{sign_pop, PopRole};
+use fiamma_staking::pop::{sign_pop, PopRole, ProofOfPossession};
 use fiamma_staking::registration::Registration;
 
 use crate::node::grpc::convert::{self as c, FieldError};
@@ -31,13 +31,6 @@ pub fn account_text(account: &Account) -> Result<String, FieldError> {
     })
 }
 
-fn bip340_pop(signature: &[u8]) -> pb::ProofOfPossession {
-    pb::ProofOfPossession {
-        pop_type: pb::PopType::Bip340.into(),
-        signature: signature.to_vec(),
-    }
-}
-
 /// CreateVerifier for `keypair`, its account bound by a BIP-0340 proof of possession.
 ///
 /// # Errors
@@ -53,7 +46,7 @@ pub fn create_verifier_request(
     Ok(pb::CreateVerifierRequest {
         account: account_text(&account)?,
         btc_pk: key.serialize().to_vec(),
-        pop: Some(bip340_pop(pop.as_ref())),
+        pop: Some(c::proof_to_pb(&ProofOfPossession::Bip340(pop))),
         description: Some(pb::Description {
             moniker: moniker.to_owned(),
             details: "fiamma devnet verifier".to_owned(),
@@ -78,7 +71,7 @@ pub fn create_delegation_request(
     Ok(pb::CreateDelegationRequest {
         staker_account: account_text(&reg.staker_account)?,
         staker_btc_pk: reg.staker_pk.serialize().to_vec(),
-        pop: Some(bip340_pop(reg.pop.as_ref())),
+        pop: Some(c::proof_to_pb(&reg.pop)),
         verifier_btc_pk: verifier.serialize().to_vec(),
         staking_time_blocks: reg.staking_time,
         staking_value_sat: i64::try_from(reg.staking_value_sat).map_err(|_| FieldError {
@@ -160,7 +153,7 @@ mod tests {
         let account = c::account("account", &r.account).expect("bech32 account");
         let pop = c::pop("pop", r.pop.as_ref()).expect("bip340 pop");
         let key = c::key("btc_pk", &r.btc_pk).expect("key");
-        fiamma_staking::pop::verify_pop(&contexts, PopRole::Verifier, &account, &key, &pop)
+        pop.verify(&contexts, PopRole::Verifier, &account, &key)
             .expect("valid proof of possession");
     }
 

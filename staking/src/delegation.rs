@@ -11,7 +11,7 @@ use crate::context::SigningContexts;
 use crate::identifiable::{IdentifiableStaking, OpReturnError};
 use crate::keys::{KeyError, StakingKeys};
 use crate::params::Params;
-use crate::pop::{verify_pop, PopError, PopRole};
+use crate::pop::{PopError, PopRole};
 use crate::registration::Registration;
 use crate::sighash::{tapscript_sighash_for_leaf, verify, SighashError, SignatureError};
 use crate::slashing::{validate_slashing_tx, SlashingSummary, SlashingTerms, SlashingTxError};
@@ -369,13 +369,8 @@ pub fn validate_delegation(
     .map_err(DelegationError::UnbondingSlashing)?;
 
     // Signatures last: they are the expensive checks.
-    verify_pop(
-        contexts,
-        PopRole::Staker,
-        &r.staker_account,
-        &r.staker_pk,
-        &r.pop,
-    )?;
+    r.pop
+        .verify(contexts, PopRole::Staker, &r.staker_account, &r.staker_pk)?;
     let unbonding_txout = unbonding_output.txout(unbonding_value);
     let sighashes = DelegationSighashes::compute(&DelegationSpends {
         staking_output: &staking_output,

@@ -9,7 +9,7 @@ use crate::account::Account;
 use crate::context::SigningContexts;
 use crate::keys::{KeyError, StakingKeys};
 use crate::params::Params;
-use crate::pop::{sign_pop, PopRole};
+use crate::pop::{sign_pop, PopRole, ProofOfPossession};
 use crate::sighash::{sign, tapscript_sighash, SighashError};
 use crate::slashing::{build_slashing_tx, SlashingTerms, SlashingTxError};
 use crate::taproot::{Leaf, TaprootError, TaprootOutput};
@@ -22,8 +22,8 @@ pub struct Registration {
     pub staker_pk: XOnlyPublicKey,
     /// The staker's account on the node, bound by the proof of possession.
     pub staker_account: Account,
-    /// BIP-0340 proof of possession of `staker_pk` for `staker_account`.
-    pub pop: schnorr::Signature,
+    /// Proof of possession of `staker_pk` for `staker_account` (BIP-0340 or BIP-0322).
+    pub pop: ProofOfPossession,
     /// The verifier(s) the stake is delegated to.
     pub verifier_pks: Vec<XOnlyPublicKey>,
     /// Staking time `T`, in blocks.
@@ -159,7 +159,12 @@ pub fn build_registration(
     Ok(Registration {
         staker_pk,
         staker_account: choices.account,
-        pop: sign_pop(contexts, PopRole::Staker, &choices.account, choices.staker),
+        pop: ProofOfPossession::Bip340(sign_pop(
+            contexts,
+            PopRole::Staker,
+            &choices.account,
+            choices.staker,
+        )),
         verifier_pks: choices.verifier_pks,
         staking_time: choices.staking_time,
         staking_value_sat: staking_value.to_sat(),

@@ -11,6 +11,7 @@ use fiamma_staking::context::{SigningContexts, SigningOp};
 use fiamma_staking::delegation::{validate_delegation, DelegationError};
 use fiamma_staking::keys::parse_xonly_hex;
 use fiamma_staking::params::Params;
+use fiamma_staking::pop::ProofOfPossession;
 use fiamma_staking::registration::Registration;
 use fiamma_staking::sighash::{parse_signature, verify};
 use fiamma_staking::slashing::SlashingTxError;
@@ -134,7 +135,7 @@ fn registration(file: &str, d: &Value) -> Registration {
     Registration {
         staker_pk: key(&d["staker_pk"]),
         staker_account: Account::from_bech32(address, "bbn").expect("bbn address"),
-        pop: parse_signature(pop).expect("64-byte pop"),
+        pop: ProofOfPossession::Bip340(parse_signature(pop).expect("64-byte pop")),
         verifier_pks: d["fp_btc_pk_list"]
             .as_array()
             .expect("fp list")

@@ -8,6 +8,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{Keypair, SecretKey, XOnlyPublicKey, SECP256K1};
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, TxIn, Txid};
+use fiamma::node::grpc::convert::proof_to_pb;
 use fiamma::node::grpc::serve;
 use fiamma::node::module::StakingModule;
 use fiamma::node::store::Store;
@@ -19,7 +20,7 @@ use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::keys::StakingKeys;
 use fiamma_staking::params::{Params, ParamsVersions};
-use fiamma_staking::pop::{sign_pop, PopRole};
+use fiamma_staking::pop::{sign_pop, PopRole, ProofOfPossession};
 use fiamma_staking::registration::{build_registration, Registration, StakerChoices};
 use fiamma_staking::taproot::TaprootOutput;
 use sqlx::PgPool;
@@ -139,10 +140,7 @@ pub fn verifier_request(seed: u8) -> pb::CreateVerifierRequest {
     pb::CreateVerifierRequest {
         account: account_text(seed),
         btc_pk: xonly(&kp).serialize().to_vec(),
-        pop: Some(pb::ProofOfPossession {
-            pop_type: pb::PopType::Bip340.into(),
-            signature: pop.as_ref().to_vec(),
-        }),
+        pop: Some(proof_to_pb(&ProofOfPossession::Bip340(pop))),
         description: Some(pb::Description {
             moniker: format!("verifier {seed}"),
             ..Default::default()
@@ -218,10 +216,7 @@ pub fn delegation_request(reg: &Registration) -> pb::CreateDelegationRequest {
             .to_bech32(ACCOUNT_HRP)
             .expect("valid prefix"),
         staker_btc_pk: reg.staker_pk.serialize().to_vec(),
-        pop: Some(pb::ProofOfPossession {
-            pop_type: pb::PopType::Bip340.into(),
-            signature: reg.pop.as_ref().to_vec(),
-        }),
+        pop: Some(proof_to_pb(&reg.pop)),
         verifier_btc_pk: reg.verifier_pks[0].serialize().to_vec(),
         staking_time_blocks: reg.staking_time,
         staking_value_sat: i64::try_from(reg.staking_value_sat).expect("small"),

@@ -3,16 +3,18 @@
 
 use std::str::FromStr;
 
-use bitcoin::consensus::deserialize;
+use bitcoin::address::NetworkUnchecked;
+use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{schnorr, SecretKey, XOnlyPublicKey};
-use bitcoin::{BlockHash, Transaction, TxMerkleNode, Txid};
+use bitcoin::{Address, BlockHash, Transaction, TxMerkleNode, Txid, Witness};
 use fiamma_covenant::adaptor::AdaptorSignature;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::keys::parse_xonly;
 use fiamma_staking::light_client::{MerkleBranch, MAX_BRANCH_LEN};
 use fiamma_staking::params::Params;
+use fiamma_staking::pop::ProofOfPossession;
 use fiamma_staking::state::DelegationStatus;
 
 use crate::node::store::{
@@ -126,21 +128,61 @@ pub fn account(field: &'static str, text: &str) -> Result<Account, FieldError> {
     Account::from_bech32(text, ACCOUNT_HRP).map_err(|e| bad(field, e.to_string()))
 }
 
-/// A BIP-340 proof of possession (the only format this node checks so far).
+/// Longest BIP-322 witness accepted in a proof of possession (a P2WPKH witness is about 108
+/// bytes, a P2TR key-path one 66).
+pub const MAX_POP_WITNESS_BYTES: usize = 256;
+
+/// A proof of possession in either format: the 64-byte BIP-340 signature, or a BIP-322
+/// witness (consensus-encoded, nothing after it) with the signing address.
 pub fn pop(
     field: &'static str,
     p: Option<&pb::ProofOfPossession>,
-) -> Result<schnorr::Signature, FieldError> {
+) -> Result<ProofOfPossession, FieldError> {
     let p = p.ok_or_else(|| bad(field, "missing proof of possession"))?;
     match pb::PopType::try_from(p.pop_type) {
-        Ok(pb::PopType::Bip340) => schnorr_sig(field, &p.signature),
-        Ok(pb::PopType::Bip322) => Err(bad(
-            field,
-            "BIP-322 proofs of possession are not accepted by this node yet; sign with BIP-340",
-        )),
+        Ok(pb::PopType::Bip340) => {
+            if !p.bip322_address.is_empty() {
+                return Err(bad(
+                    field,
+                    "a BIP-340 proof of possession has no bip322_address",
+                ));
+            }
+            schnorr_sig(field, &p.signature).map(ProofOfPossession::Bip340)
+        }
+        Ok(pb::PopType::Bip322) => {
+            if p.signature.len() > MAX_POP_WITNESS_BYTES {
+                return Err(bad(
+                    field,
+                    format!(
+                        "BIP-322 witness of {} bytes, over {MAX_POP_WITNESS_BYTES}",
+                        p.signature.len()
+                    ),
+                ));
+            }
+            let witness: Witness = deserialize(&p.signature).map_err(|e| {
+                bad(
+                    field,
+                    format!("BIP-322 signature is not a consensus-encoded witness: {e}"),
+                )
+            })?;
+            if p.bip322_address.is_empty() {
+                return Err(bad(
+                    field,
+                    "a BIP-322 proof of possession needs bip322_address",
+                ));
+            }
+            let address = p
+                .bip322_address
+                .parse::<Address<NetworkUnchecked>>()
+                .map_err(|e| bad(field, format!("bip322_address {:?}: {e}", p.bip322_address)))?;
+            Ok(ProofOfPossession::Bip322 { address, witness })
+        }
         _ => Err(bad(
             field,
-            format!("pop_type {} is not POP_TYPE_BIP340", p.pop_type),
+            format!(
+                "pop_type {} is neither POP_TYPE_BIP340 nor POP_TYPE_BIP322",
+                p.pop_type
+            ),
         )),
     }
 }
@@ -330,10 +372,32 @@ fn sat(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The wire form of a proof of possession, as [`pop`] reads it.
+pub fn proof_to_pb(proof: &ProofOfPossession) -> pb::ProofOfPossession {
+    match proof {
+        ProofOfPossession::Bip340(sig) => pb::ProofOfPossession {
+            pop_type: pb::PopType::Bip340.into(),
+            signature: sig.as_ref().to_vec(),
+            bip322_address: String::new(),
+        },
+        ProofOfPossession::Bip322 { address, witness } => pb::ProofOfPossession {
+            pop_type: pb::PopType::Bip322.into(),
+            signature: serialize(witness),
+            bip322_address: address.assume_checked_ref().to_string(),
+        },
+    }
+}
+
+/// The wire form of a stored proof of possession (one that cannot be read is passed on as
+/// stored).
 fn pop_to_pb(p: &Pop) -> pb::ProofOfPossession {
-    pb::ProofOfPossession {
-        pop_type: p.kind.code().into(),
-        signature: p.signature.clone(),
+    match p.proof() {
+        Ok(proof) => proof_to_pb(&proof),
+        Err(_) => pb::ProofOfPossession {
+            pop_type: p.kind.code().into(),
+            signature: p.signature.clone(),
+            bip322_address: String::new(),
+        },
     }
 }
 

@@ -21,7 +21,7 @@ use super::{
     StoredDelegationError,
 };
 use crate::node::store::{
-    CovenantSigs, Delegation, NewDelegation, OrderedSigs, Pop, PopKind, Registered, SigningView,
+    CovenantSigs, Delegation, NewDelegation, OrderedSigs, Pop, Registered, SigningView,
 };
 
 /// One covenant member's decoded signatures for one delegation.
@@ -122,10 +122,7 @@ impl StakingModule {
                 staking_txid,
                 staker_account: staker_account.clone(),
                 staker_btc_pk: reg.staker_pk,
-                pop: Pop {
-                    kind: PopKind::Bip340,
-                    signature: reg.pop.as_ref().to_vec(),
-                },
+                pop: Pop::of(&reg.pop),
                 verifier_btc_pk: verifier,
                 staking_time_blocks: reg.staking_time,
                 staking_value_sat: reg.staking_value_sat,

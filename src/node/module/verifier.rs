@@ -1,12 +1,12 @@
 //! CreateVerifier and SelectiveSlashingEvidence.
 
-use bitcoin::secp256k1::{schnorr, SecretKey, XOnlyPublicKey, SECP256K1};
+use bitcoin::secp256k1::{SecretKey, XOnlyPublicKey, SECP256K1};
 use bitcoin::Txid;
 use fiamma_staking::account::Account;
-use fiamma_staking::pop::{verify_pop, PopRole};
+use fiamma_staking::pop::{PopRole, ProofOfPossession};
 
 use super::{CreateVerifierError, SlashingEvidenceError, StakingModule};
-use crate::node::store::{Description, NewVerifier, Pop, PopKind, SlashingReason};
+use crate::node::store::{Description, NewVerifier, Pop, SlashingReason};
 
 /// A verifier registration with every field decoded.
 #[derive(Debug, Clone)]
@@ -17,8 +17,8 @@ pub struct VerifierRegistration {
     pub account_text: String,
     /// The verifier's BTC key.
     pub btc_pk: XOnlyPublicKey,
-    /// BIP-340 proof of possession.
-    pub pop: schnorr::Signature,
+    /// Proof of possession (BIP-340 or BIP-322).
+    pub pop: ProofOfPossession,
     /// Description, lengths already checked.
     pub description: Description,
     /// Commission, canonical decimal in [0, 1].
@@ -32,13 +32,8 @@ impl StakingModule {
         &self,
         reg: VerifierRegistration,
     ) -> Result<u64, CreateVerifierError> {
-        verify_pop(
-            &self.contexts,
-            PopRole::Verifier,
-            &reg.account,
-            &reg.btc_pk,
-            &reg.pop,
-        )?;
+        reg.pop
+            .verify(&self.contexts, PopRole::Verifier, &reg.account, &reg.btc_pk)?;
         let mut tx = self.store.begin().await?;
         if tx.verifier(&reg.btc_pk).await?.is_some() {
             return Err(CreateVerifierError::Duplicate(reg.btc_pk));
@@ -48,10 +43,7 @@ impl StakingModule {
             account: reg.account_text,
             description: reg.description,
             commission: reg.commission,
-            pop: Pop {
-                kind: PopKind::Bip340,
-                signature: reg.pop.as_ref().to_vec(),
-            },
+            pop: Pop::of(&reg.pop),
         })
         .await?;
         let events = self.commit(tx).await?;

@@ -3,6 +3,7 @@
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::Txid;
 use fiamma_staking::delegation::DelegationSighashes;
+use fiamma_staking::pop::{PopDecodeError, ProofOfPossession};
 use fiamma_staking::state::{DelegationState, DelegationStatus, VerifierState};
 
 /// Format of a proof of possession (PROTOCOL §6).
@@ -38,8 +39,29 @@ impl PopKind {
 pub struct Pop {
     /// Signature format.
     pub kind: PopKind,
-    /// Signature bytes.
+    /// Signature bytes ([`ProofOfPossession::encode`]).
     pub signature: Vec<u8>,
+}
+
+impl Pop {
+    /// The stored form of `proof`.
+    pub fn of(proof: &ProofOfPossession) -> Self {
+        Pop {
+            kind: match proof {
+                ProofOfPossession::Bip340(_) => PopKind::Bip340,
+                ProofOfPossession::Bip322 { .. } => PopKind::Bip322,
+            },
+            signature: proof.encode(),
+        }
+    }
+
+    /// The proof it stores.
+    ///
+    /// # Errors
+    /// [`PopDecodeError`] when the bytes are not of its kind.
+    pub fn proof(&self) -> Result<ProofOfPossession, PopDecodeError> {
+        ProofOfPossession::decode(self.kind == PopKind::Bip322, &self.signature)
+    }
 }
 
 /// Human-readable information about a verifier.
