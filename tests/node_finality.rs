@@ -237,6 +237,15 @@ async fn a_round_over_fiamma_proofs_becomes_final_just_above_two_thirds(pool: Pg
     assert_eq!(round(&mut node, 1).await.certificate, Some(cert));
 }
 
+async fn slashed_verifiers(node: &mut Node) -> Vec<fpb::SlashedVerifier> {
+    node.finality
+        .slashed_verifiers(fpb::SlashedVerifiersRequest {})
+        .await
+        .expect("query")
+        .into_inner()
+        .verifiers
+}
+
 /// The secret key as extracted may be either d or n − d; both have the verifier's x-only key.
 fn is_key_of(extracted: &[u8], v: &TestVerifier) -> bool {
     let sk = SecretKey::from_slice(extracted).expect("a valid secret key");
@@ -304,13 +313,7 @@ async fn equivocation_slashes_publishes_the_key_and_removes_the_power(pool: PgPo
         r1.round_hash.to_vec()
     );
 
-    let slashed = node
-        .finality
-        .slashed_verifiers(fpb::SlashedVerifiersRequest {})
-        .await
-        .expect("query")
-        .into_inner()
-        .verifiers;
+    let slashed = slashed_verifiers(&mut node).await;
     assert_eq!(slashed.len(), 1);
     assert_eq!(slashed[0].verifier_btc_pk, c.key().serialize().to_vec());
     assert_eq!(slashed[0].reason, "equivocation");
@@ -581,13 +584,7 @@ async fn selective_slashing_in_the_staking_module_slashes_in_finality_at_the_nex
         r1.active_set.iter().all(|(k, _)| *k != b.key()),
         "no power from the next round on"
     );
-    let slashed = node
-        .finality
-        .slashed_verifiers(fpb::SlashedVerifiersRequest {})
-        .await
-        .expect("query")
-        .into_inner()
-        .verifiers;
+    let slashed = slashed_verifiers(&mut node).await;
     assert_eq!(slashed.len(), 1);
     assert_eq!(slashed[0].verifier_btc_pk, b.key().serialize().to_vec());
     assert_eq!(slashed[0].reason, "selective_slashing");
