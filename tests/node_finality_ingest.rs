@@ -66,6 +66,15 @@ async fn send_at_once(
     results
 }
 
+/// How many of `results` counted, and how many were refused as duplicates.
+fn counted_and_duplicates(results: &[Result<i32, Code>]) -> (usize, usize) {
+    let count = |wanted: Result<i32, Code>| results.iter().filter(|r| **r == wanted).count();
+    (
+        count(Ok(fpb::VoteOutcome::Counted as i32)),
+        count(Err(Code::AlreadyExists)),
+    )
+}
+
 async fn stored_votes(node: &Node, round: u64) -> Vec<fpb::RecordedVote> {
     node.finality
         .clone()
@@ -95,14 +104,7 @@ async fn the_same_vote_sent_many_times_at_once_is_stored_once(pool: PgPool) {
     let r1 = node.module.close_round().await.expect("round 1");
     let a = &verifiers[0];
     let results = send_at_once(&node, vec![a.vote(1, r1.round_hash); 8]).await;
-    let counted = results
-        .iter()
-        .filter(|r| **r == Ok(fpb::VoteOutcome::Counted as i32))
-        .count();
-    let duplicates = results
-        .iter()
-        .filter(|r| **r == Err(Code::AlreadyExists))
-        .count();
+    let (counted, duplicates) = counted_and_duplicates(&results);
     assert_eq!((counted, duplicates), (1, 7), "{results:?}");
     // Stored as sent, its Merkle proof's aunts included.
     let stored = stored_votes(&node, 1).await;
@@ -230,14 +232,7 @@ async fn replayed_votes_of_many_voters_at_once_are_each_stored_once(pool: PgPool
         }
     }
     let results = send_at_once(&node, votes).await;
-    let counted = results
-        .iter()
-        .filter(|r| **r == Ok(fpb::VoteOutcome::Counted as i32))
-        .count();
-    let duplicates = results
-        .iter()
-        .filter(|r| **r == Err(Code::AlreadyExists))
-        .count();
+    let (counted, duplicates) = counted_and_duplicates(&results);
     assert_eq!((counted, duplicates), (4, 12), "{results:?}");
     assert_eq!(stored_votes(&node, 1).await.len(), SEEDS.len());
 }
