@@ -510,7 +510,9 @@ const LOCK_CTE: &str =
 
 /// Common table expressions appending events numbered on from the locked `last_event_seq`
 /// (columns bound from `$first` on by [`bind_locked_events`]) and moving it past them, when
-/// `condition` (a `WHERE` clause) holds.
+/// `condition` (a `WHERE` clause) holds. Each array is read through a sub-select: the planner
+/// then estimates its length the same with or without the bound values, so PostgreSQL keeps
+/// one generic plan for the statement instead of planning it at every execution.
 fn locked_events_ctes(first: usize, condition: &str) -> String {
     let p: Vec<String> = (first..first + 8).map(|i| format!("${i}")).collect();
     format!(
@@ -518,8 +520,9 @@ fn locked_events_ctes(first: usize, condition: &str) -> String {
          from_status, to_status, btc_height, reason) \
          SELECT l.last_event_seq + e.n, e.kind, e.staking_txid, e.verifier_btc_pk, \
                 e.from_status, e.to_status, e.btc_height, e.reason \
-         FROM lock l, UNNEST({}::TEXT[], {}::BYTEA[], {}::BYTEA[], {}::TEXT[], {}::TEXT[], \
-              {}::INTEGER[], {}::TEXT[]) WITH ORDINALITY \
+         FROM lock l, UNNEST((SELECT {}::TEXT[]), (SELECT {}::BYTEA[]), (SELECT {}::BYTEA[]), \
+              (SELECT {}::TEXT[]), (SELECT {}::TEXT[]), (SELECT {}::INTEGER[]), \
+              (SELECT {}::TEXT[])) WITH ORDINALITY \
               AS e(kind, staking_txid, verifier_btc_pk, from_status, to_status, btc_height, \
                    reason, n) {condition}), \
          sequenced AS (UPDATE node_state SET last_event_seq = last_event_seq + {}::BIGINT \
