@@ -23,12 +23,13 @@ const IN_FLIGHT: usize = 8;
 const VERIFIERS: usize = 1_000;
 const DELEGATIONS: i64 = 100_000;
 
-/// Creates a fresh database and returns a pool on it, migrated.
+/// Creates a fresh database and returns a pool on it, migrated. The names are fixed, so a
+/// run replaces the previous run's database instead of adding one.
 async fn fresh_database(name: &str) -> PgPool {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let (server, _) = base.rsplit_once('/').expect("url with a database");
     let mut admin = PgConnection::connect(&base).await.expect("database server");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await
         .expect("drop");
@@ -53,7 +54,7 @@ async fn fresh_database(name: &str) -> PgPool {
 fn delegation_bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let node = rt.block_on(async {
-        let pool = fresh_database(&format!("fiamma_bench_{}", std::process::id())).await;
+        let pool = fresh_database("fiamma_bench_node").await;
         let mut node = start(pool).await;
         node.client
             .create_verifier(verifier_request(10))
@@ -113,7 +114,7 @@ fn delegation_bench(c: &mut Criterion) {
 fn voting_power_bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut node = rt.block_on(async {
-        let pool = fresh_database(&format!("fiamma_bench_vp_{}", std::process::id())).await;
+        let pool = fresh_database("fiamma_bench_vp").await;
         let node = start(pool.clone()).await;
         let keys: Vec<Vec<u8>> = (0..VERIFIERS)
             .map(|i| {

@@ -220,8 +220,11 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
 /// # Errors
 /// [`RunError::Store`] when the server cannot be reached or a migration fails.
 pub async fn connect_and_migrate(url: &str) -> Result<PgPool, RunError> {
+    // No ping before each use: a dead connection fails its statement, which the client sees
+    // as "database unavailable; retry", and the pool replaces it.
     let pool = PgPoolOptions::new()
         .max_connections(MAX_DB_CONNECTIONS)
+        .test_before_acquire(false)
         .connect(url)
         .await
         .map_err(StoreError::from)?;
