@@ -237,13 +237,19 @@ async fn a_round_over_fiamma_proofs_becomes_final_just_above_two_thirds(pool: Pg
     assert_eq!(round(&mut node, 1).await.certificate, Some(cert));
 }
 
-async fn slashed_verifiers(node: &mut Node) -> Vec<fpb::SlashedVerifier> {
-    node.finality
+/// SlashedVerifiers lists `v` alone, for `reason`, with its extracted key.
+async fn assert_only_slashed(node: &mut Node, v: &TestVerifier, reason: &str) {
+    let slashed = node
+        .finality
         .slashed_verifiers(fpb::SlashedVerifiersRequest {})
         .await
         .expect("query")
         .into_inner()
-        .verifiers
+        .verifiers;
+    assert_eq!(slashed.len(), 1);
+    assert_eq!(slashed[0].verifier_btc_pk, v.key().serialize().to_vec());
+    assert_eq!(slashed[0].reason, reason);
+    assert!(is_key_of(&slashed[0].extracted_secret_key, v));
 }
 
 /// The secret key as extracted may be either d or n − d; both have the verifier's x-only key.
@@ -313,11 +319,7 @@ async fn equivocation_slashes_publishes_the_key_and_removes_the_power(pool: PgPo
         r1.round_hash.to_vec()
     );
 
-    let slashed = slashed_verifiers(&mut node).await;
-    assert_eq!(slashed.len(), 1);
-    assert_eq!(slashed[0].verifier_btc_pk, c.key().serialize().to_vec());
-    assert_eq!(slashed[0].reason, "equivocation");
-    assert!(is_key_of(&slashed[0].extracted_secret_key, c));
+    assert_only_slashed(&mut node, c, "equivocation").await;
 
     // The staking module sees it slashed, too.
     let staking_view = node
@@ -584,11 +586,7 @@ async fn selective_slashing_in_the_staking_module_slashes_in_finality_at_the_nex
         r1.active_set.iter().all(|(k, _)| *k != b.key()),
         "no power from the next round on"
     );
-    let slashed = slashed_verifiers(&mut node).await;
-    assert_eq!(slashed.len(), 1);
-    assert_eq!(slashed[0].verifier_btc_pk, b.key().serialize().to_vec());
-    assert_eq!(slashed[0].reason, "selective_slashing");
-    assert!(is_key_of(&slashed[0].extracted_secret_key, b));
+    assert_only_slashed(&mut node, b, "selective_slashing").await;
     let record = node
         .finality
         .verifier(fpb::VerifierRequest {
