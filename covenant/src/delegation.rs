@@ -6,6 +6,7 @@ use fiamma_staking::delegation::{
     DelegationSighashes as Sighashes, DelegationSpends, SighashesError,
 };
 use fiamma_staking::keys::StakingKeys;
+use fiamma_staking::registration::Registration;
 use fiamma_staking::taproot::{TaprootError, TaprootOutput};
 
 /// One of the two slashing transactions of a delegation.
@@ -109,6 +110,27 @@ pub struct DelegationSighashes {
 }
 
 impl DelegationSighashes {
+    /// The sighashes of a staker's registration, over its checked key sets `keys`.
+    ///
+    /// # Errors
+    /// [`DelegationError`] when the registration's funding outputs are not the protocol
+    /// outputs of `keys`.
+    pub fn of_registration(
+        reg: &Registration,
+        keys: &StakingKeys,
+    ) -> Result<Self, DelegationError> {
+        Self::compute(&DelegationTxs {
+            keys,
+            staking_time: reg.staking_time,
+            unbonding_time: reg.unbonding_time,
+            staking_tx: &reg.staking_tx,
+            staking_output_index: reg.staking_output_index as usize,
+            slashing_tx: &reg.slashing_tx,
+            unbonding_tx: &reg.unbonding_tx,
+            unbonding_slashing_tx: &reg.unbonding_slashing_tx,
+        })
+    }
+
     /// Builds both outputs from the keys and times and computes the three sighashes.
     pub fn compute(txs: &DelegationTxs<'_>) -> Result<Self, DelegationError> {
         let staking_output =

@@ -4,6 +4,7 @@
 //! unbonding transaction.
 
 use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
+use fiamma_covenant::delegation::DelegationSighashes;
 use fiamma_covenant::signing::{sign_delegation, CovenantSignatures};
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
@@ -124,7 +125,8 @@ impl CovenantMember {
         reg: &Registration,
         keys: &fiamma_staking::keys::StakingKeys,
     ) -> Result<CovenantSignatures, String> {
-        let sighashes = wire::covenant_sighashes(reg, keys).map_err(|e| e.to_string())?;
+        let sighashes =
+            DelegationSighashes::of_registration(reg, keys).map_err(|e| e.to_string())?;
         sign_delegation(
             &self.keypair,
             &sighashes,

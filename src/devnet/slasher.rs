@@ -7,7 +7,7 @@
 use bitcoin::secp256k1::{SecretKey, XOnlyPublicKey, SECP256K1};
 use bitcoin::{Amount, OutPoint, ScriptBuf, Txid};
 use fiamma_covenant::adaptor::AdaptorSignature;
-use fiamma_covenant::delegation::SlashingTx;
+use fiamma_covenant::delegation::{DelegationSighashes, SlashingTx};
 use fiamma_covenant::slashing::signed_slashing_tx;
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
@@ -127,7 +127,7 @@ pub async fn slash_all(
             params.covenant_quorum,
         )
         .map_err(refuse)?;
-        let sighashes = wire::covenant_sighashes(&reg, &keys).map_err(refuse)?;
+        let sighashes = DelegationSighashes::of_registration(&reg, &keys).map_err(refuse)?;
         let adaptor_sigs = d
             .covenant_sigs
             .iter()

@@ -153,7 +153,7 @@ impl Staker {
         &self,
         client: &mut StakingClient<Channel>,
     ) -> Result<(String, u32), DevnetError> {
-        let request = wire::create_delegation_request(self.registration()?)
+        let request = c::create_delegation_request(self.registration()?)
             .map_err(|e| DevnetError::refused(&self.name, e))?;
         let r = client
             .create_delegation(request)

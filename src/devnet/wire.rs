@@ -2,14 +2,11 @@
 //! registration a covenant member or slasher reads back from a served delegation. Fields are
 //! decoded with the node's own decoders, so a client refuses exactly what the node would.
 
-use bitcoin::consensus::serialize;
 use bitcoin::hashes::{hash160, Hash};
 use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
-use fiamma_covenant::delegation::{DelegationError, DelegationSighashes, DelegationTxs};
 use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::context::SigningContexts;
-use fiamma_staking::keys::StakingKeys;
 use fiamma_staking::pop::{sign_pop, PopRole, ProofOfPossession};
 use fiamma_staking::registration::Registration;
 
@@ -56,39 +53,6 @@ pub fn create_verifier_request(
     })
 }
 
-/// CreateDelegation carrying `reg` (which names exactly one verifier).
-///
-/// # Errors
-/// [`FieldError`] when `reg` names no verifier, its value does not fit the wire type, or the
-/// account cannot be encoded.
-pub fn create_delegation_request(
-    reg: &Registration,
-) -> Result<pb::CreateDelegationRequest, FieldError> {
-    let verifier = reg.verifier_pks.first().ok_or_else(|| FieldError {
-        field: "verifier_btc_pk",
-        reason: "the registration names no verifier".to_owned(),
-    })?;
-    Ok(pb::CreateDelegationRequest {
-        staker_account: account_text(&reg.staker_account)?,
-        staker_btc_pk: reg.staker_pk.serialize().to_vec(),
-        pop: Some(c::proof_to_pb(&reg.pop)),
-        verifier_btc_pk: verifier.serialize().to_vec(),
-        staking_time_blocks: reg.staking_time,
-        staking_value_sat: i64::try_from(reg.staking_value_sat).map_err(|_| FieldError {
-            field: "staking_value_sat",
-            reason: format!("{} does not fit an int64", reg.staking_value_sat),
-        })?,
-        staking_tx: serialize(&reg.staking_tx),
-        staking_output_index: reg.staking_output_index,
-        slashing_tx: serialize(&reg.slashing_tx),
-        staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
-        unbonding_time_blocks: reg.unbonding_time,
-        unbonding_tx: serialize(&reg.unbonding_tx),
-        unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
-        staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
-    })
-}
-
 /// The registration behind a delegation the node serves, every field decoded as the node
 /// decodes a CreateDelegation request (nothing is validated here).
 ///
@@ -119,27 +83,6 @@ pub fn registration_of(d: &pb::Delegation) -> Result<Registration, FieldError> {
     })
 }
 
-/// The messages the covenant committee signs for `reg` (and a slasher needs to complete a
-/// slashing witness), over the delegation's checked `keys`.
-///
-/// # Errors
-/// [`DelegationError`] when the funding outputs are not the protocol outputs of `keys`.
-pub fn covenant_sighashes(
-    reg: &Registration,
-    keys: &StakingKeys,
-) -> Result<DelegationSighashes, DelegationError> {
-    DelegationSighashes::compute(&DelegationTxs {
-        keys,
-        staking_time: reg.staking_time,
-        unbonding_time: reg.unbonding_time,
-        staking_tx: &reg.staking_tx,
-        staking_output_index: reg.staking_output_index as usize,
-        slashing_tx: &reg.slashing_tx,
-        unbonding_tx: &reg.unbonding_tx,
-        unbonding_slashing_tx: &reg.unbonding_slashing_tx,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +110,7 @@ mod tests {
         let contexts = setup::contexts();
         let staker = setup::devnet_keypair("staker/1");
         let verifier = setup::devnet_keypair("verifier/A").x_only_public_key().0;
-        let keys = StakingKeys::new(
+        let keys = fiamma_staking::keys::StakingKeys::new(
             staker.x_only_public_key().0,
             &[verifier],
             &params.covenant_pks,
@@ -198,7 +141,7 @@ mod tests {
             },
         )
         .expect("registration");
-        let sent = create_delegation_request(&reg).expect("request");
+        let sent = c::create_delegation_request(&reg).expect("request");
         // The node serves back what it stored, with its own fields added.
         let served = pb::Delegation {
             staking_txid: reg.staking_tx.compute_txid().to_string(),
@@ -223,7 +166,8 @@ mod tests {
         assert_eq!(read, reg);
         let checked = fiamma_staking::delegation::validate_delegation(&params, &contexts, &read)
             .expect("passes the rules");
-        covenant_sighashes(&read, &checked.keys).expect("sighashes");
+        fiamma_covenant::delegation::DelegationSighashes::of_registration(&read, &checked.keys)
+            .expect("sighashes");
         let mut no_pop = served.clone();
         no_pop.pop = None;
         assert_eq!(registration_of(&no_pop).expect_err("no pop").field, "pop");

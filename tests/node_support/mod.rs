@@ -3,16 +3,15 @@
 #![allow(dead_code)]
 
 use bitcoin::absolute::LockTime;
-use bitcoin::consensus::serialize;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{Keypair, SecretKey, XOnlyPublicKey, SECP256K1};
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, TxIn, Txid};
-use fiamma::node::grpc::convert::proof_to_pb;
+use fiamma::node::grpc::convert::{create_delegation_request, proof_to_pb};
 use fiamma::node::grpc::serve;
 use fiamma::node::module::StakingModule;
 use fiamma::node::store::Store;
-use fiamma_covenant::delegation::{DelegationSighashes, DelegationTxs};
+use fiamma_covenant::delegation::DelegationSighashes;
 use fiamma_covenant::signing::sign_delegation;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
@@ -210,25 +209,7 @@ pub fn registration(staker_seed: u8, verifier: XOnlyPublicKey, nonce: u32) -> Re
 
 /// The CreateDelegation request carrying `reg`.
 pub fn delegation_request(reg: &Registration) -> pb::CreateDelegationRequest {
-    pb::CreateDelegationRequest {
-        staker_account: reg
-            .staker_account
-            .to_bech32(ACCOUNT_HRP)
-            .expect("valid prefix"),
-        staker_btc_pk: reg.staker_pk.serialize().to_vec(),
-        pop: Some(proof_to_pb(&reg.pop)),
-        verifier_btc_pk: reg.verifier_pks[0].serialize().to_vec(),
-        staking_time_blocks: reg.staking_time,
-        staking_value_sat: i64::try_from(reg.staking_value_sat).expect("small"),
-        staking_tx: serialize(&reg.staking_tx),
-        slashing_tx: serialize(&reg.slashing_tx),
-        staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
-        unbonding_time_blocks: reg.unbonding_time,
-        unbonding_tx: serialize(&reg.unbonding_tx),
-        unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
-        staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
-        staking_output_index: reg.staking_output_index,
-    }
+    create_delegation_request(reg).expect("a registration the wire can carry")
 }
 
 /// The three messages the covenant signs for `reg`.
@@ -241,17 +222,7 @@ pub fn sighashes(reg: &Registration) -> DelegationSighashes {
         p.covenant_quorum,
     )
     .expect("distinct keys");
-    DelegationSighashes::compute(&DelegationTxs {
-        keys: &keys,
-        staking_time: reg.staking_time,
-        unbonding_time: reg.unbonding_time,
-        staking_tx: &reg.staking_tx,
-        staking_output_index: reg.staking_output_index as usize,
-        slashing_tx: &reg.slashing_tx,
-        unbonding_tx: &reg.unbonding_tx,
-        unbonding_slashing_tx: &reg.unbonding_slashing_tx,
-    })
-    .expect("sighashes")
+    DelegationSighashes::of_registration(reg, &keys).expect("sighashes")
 }
 
 /// Real covenant signatures by `member` on `reg`, adaptor-encrypted to `encrypt_to`.

@@ -15,6 +15,7 @@ use fiamma_staking::keys::parse_xonly;
 use fiamma_staking::light_client::{MerkleBranch, MAX_BRANCH_LEN};
 use fiamma_staking::params::Params;
 use fiamma_staking::pop::ProofOfPossession;
+use fiamma_staking::registration::Registration;
 use fiamma_staking::state::DelegationStatus;
 
 use crate::node::store::{
@@ -386,6 +387,42 @@ pub fn proof_to_pb(proof: &ProofOfPossession) -> pb::ProofOfPossession {
             bip322_address: address.assume_checked_ref().to_string(),
         },
     }
+}
+
+/// CreateDelegation carrying `reg` (which names exactly one verifier).
+///
+/// # Errors
+/// [`FieldError`] when `reg` names no verifier, its value does not fit the wire type, or the
+/// account cannot be encoded.
+pub fn create_delegation_request(
+    reg: &Registration,
+) -> Result<pb::CreateDelegationRequest, FieldError> {
+    let verifier = reg.verifier_pks.first().ok_or_else(|| FieldError {
+        field: "verifier_btc_pk",
+        reason: "the registration names no verifier".to_owned(),
+    })?;
+    Ok(pb::CreateDelegationRequest {
+        staker_account: reg
+            .staker_account
+            .to_bech32(ACCOUNT_HRP)
+            .map_err(|e| bad("staker_account", e.to_string()))?,
+        staker_btc_pk: reg.staker_pk.serialize().to_vec(),
+        pop: Some(proof_to_pb(&reg.pop)),
+        verifier_btc_pk: verifier.serialize().to_vec(),
+        staking_time_blocks: reg.staking_time,
+        staking_value_sat: i64::try_from(reg.staking_value_sat).map_err(|_| FieldError {
+            field: "staking_value_sat",
+            reason: format!("{} does not fit an int64", reg.staking_value_sat),
+        })?,
+        staking_tx: serialize(&reg.staking_tx),
+        staking_output_index: reg.staking_output_index,
+        slashing_tx: serialize(&reg.slashing_tx),
+        staker_slashing_sig: reg.staker_slashing_sig.as_ref().to_vec(),
+        unbonding_time_blocks: reg.unbonding_time,
+        unbonding_tx: serialize(&reg.unbonding_tx),
+        unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
+        staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
+    })
 }
 
 /// The wire form of a stored proof of possession (one that cannot be read is passed on as
