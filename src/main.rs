@@ -18,7 +18,7 @@ enum Command {
     Staking(cli::staking::StakingCommand),
     /// Serve an embedded regtest chain, validated by Bitcoin Core's consensus engine, over JSON-RPC.
     Regtest(cli::regtest::RegtestArgs),
-    /// Run the node: staking module on PostgreSQL, gRPC API, following Bitcoin.
+    /// Run the node: staking and finality modules on PostgreSQL, gRPC API, following Bitcoin.
     Node(fiamma::node::config::NodeArgs),
     /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
