@@ -80,7 +80,11 @@ async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool)
         let cb = &block.txdata[0];
         coinbases.push((OutPoint::new(cb.compute_txid(), 0), cb.output[0].value));
     }
-    let backend: Arc<dyn Backend> = Arc::new(chain.clone());
+    let counting = Arc::new(Counting {
+        inner: chain.clone(),
+        lookups: Default::default(),
+    });
+    let backend: Arc<dyn Backend> = counting.clone();
     let follower = Follower::new(backend, node.module.clone(), bitcoin::Network::Regtest);
     assert_eq!(follower.step().await.expect("follows"), Some(102));
 
@@ -138,6 +142,10 @@ async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool)
     for reg in [&unbonds, &expires] {
         assert_eq!(status(&mut node, reg).await, pb::DelegationStatus::Active);
     }
+    // Just activated: looked up once more at the next block, then only the blocks are read.
+    chain.mine(1, &anyone()).await.expect("mines");
+    follower.step().await.expect("follows");
+    let lookups = counting.lookups();
 
     // Unbond: the staker broadcasts the unbonding transaction with the stored covenant
     // signatures and its own.
@@ -185,12 +193,17 @@ async fn the_follower_activates_unbonds_and_expires_from_the_chain(pool: PgPool)
         pb::DelegationStatus::Unbonded
     );
     assert_eq!(
+        counting.lookups(),
+        lookups,
+        "the spend of an ACTIVE delegation is found in the block, not by a lookup"
+    );
+    assert_eq!(
         status(&mut node, &expires).await,
         pb::DelegationStatus::Active
     );
 
     // Expiry: start 103 + T 20 = 123; tip + U (5) reaches it at 118.
-    chain.mine(11, &anyone()).await.expect("mines");
+    chain.mine(10, &anyone()).await.expect("mines");
     follower.step().await.expect("follows");
     assert_eq!(
         status(&mut node, &expires).await,

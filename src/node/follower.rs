@@ -2,19 +2,26 @@
 //! and turns what it sees into [`ChainUpdate`]s for the staking module: k-deep staking
 //! transactions (checked by Merkle proof against the light client, not taken on the backend's
 //! word), spends of staking outputs, and the new tip for activation and expiry.
+//!
+//! ACTIVE delegations, the many, cost nothing per delegation: their spends are found by reading
+//! the new blocks' inputs (each block checked against its header's Merkle root). Delegations
+//! not yet ACTIVE are looked up one by one, and only when the tip or the staking state moved.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::block::Header;
-use bitcoin::{BlockHash, Network, OutPoint};
+use std::collections::BTreeMap;
+
+use bitcoin::{BlockHash, Network, OutPoint, Txid};
 use fiamma_staking::light_client::{
     AcceptHeadersError, ChainSnapshot, Checkpoint, HeaderChain, NewChainError, RestoreError,
 };
+use fiamma_staking::state::DelegationStatus;
 
 use crate::btc::{Backend, BackendError, OutPointStatus, TxStatus};
 use crate::node::module::{ChainUpdate, StakingModule};
-use crate::node::store::StoreError;
+use crate::node::store::{Delegation, StoreError};
 
 /// Most headers fetched in one step, so a long catch-up commits progress as it goes.
 const HEADERS_PER_STEP: u32 = 2000;
@@ -48,6 +55,12 @@ pub enum FollowError {
     /// The backend lost a block it had just named.
     #[error("the backend has no header for block at height {0}")]
     MissingHeader(u32),
+    /// The backend has no body for a block of the chain.
+    #[error("the backend has no block {0}")]
+    MissingBlock(BlockHash),
+    /// The backend's block does not match its header.
+    #[error("block {0} from the backend does not match its header's merkle root")]
+    BadBlock(BlockHash),
 }
 
 impl From<RestoreError> for FollowError {
@@ -134,7 +147,7 @@ impl Follower {
             Some(chain) => chain,
             None => self.load_chain().await?,
         };
-        let headers = self.new_headers(&chain).await?;
+        let (first_height, headers) = self.new_headers(&chain).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -152,7 +165,18 @@ impl Follower {
         let mut inclusions = Vec::new();
         let mut spends = Vec::new();
         let open = self.module.store().open_delegations().await?;
-        for d in &open {
+        // One that became ACTIVE at the last tip the follower scanned or later (by an
+        // inclusion proof, say) is looked up once more: earlier blocks were not read for it.
+        let (active, others): (Vec<_>, Vec<_>) = open.iter().partition(|d| {
+            d.state.status() == DelegationStatus::Active
+                && d.state
+                    .record()
+                    .activated_height
+                    .is_some_and(|a| a < first_height.saturating_sub(1))
+        });
+        self.spends_in_blocks(&active, first_height, &headers, &mut spends)
+            .await?;
+        for d in others {
             let r = &d.registration;
             let Some(params) = self.module.params().get(r.params_version) else {
                 continue;
@@ -208,8 +232,56 @@ impl Follower {
         Ok(Some(tip.height))
     }
 
-    /// Headers the backend has beyond the fork point with `chain`, oldest first.
-    async fn new_headers(&self, chain: &HeaderChain) -> Result<Vec<Header>, FollowError> {
+    /// Spends of `active` delegations' staking outputs in the new blocks `headers` (the first at
+    /// `first_height`), read from the blocks' inputs; blocks below every start height are not
+    /// fetched.
+    async fn spends_in_blocks(
+        &self,
+        active: &[&Delegation],
+        first_height: u32,
+        headers: &[Header],
+        spends: &mut Vec<(Txid, Txid)>,
+    ) -> Result<(), FollowError> {
+        let Some(earliest) = active.iter().filter_map(|d| d.state.start_height()).min() else {
+            return Ok(());
+        };
+        let watched: BTreeMap<OutPoint, Txid> = active
+            .iter()
+            .map(|d| {
+                let r = &d.registration;
+                (
+                    OutPoint::new(r.staking_txid, r.staking_output_index),
+                    r.staking_txid,
+                )
+            })
+            .collect();
+        for (height, header) in (first_height..).zip(headers) {
+            if height < earliest {
+                continue;
+            }
+            let hash = header.block_hash();
+            let block = self
+                .backend
+                .block(&hash)
+                .await?
+                .ok_or(FollowError::MissingBlock(hash))?;
+            if block.header != *header || !block.check_merkle_root() {
+                return Err(FollowError::BadBlock(hash));
+            }
+            for tx in &block.txdata {
+                for input in &tx.input {
+                    if let Some(staking_txid) = watched.get(&input.previous_output) {
+                        spends.push((*staking_txid, tx.compute_txid()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Headers the backend has beyond the fork point with `chain`, oldest first, with the
+    /// height of the first.
+    async fn new_headers(&self, chain: &HeaderChain) -> Result<(u32, Vec<Header>), FollowError> {
         let ours = chain.tip();
         let theirs = self.backend.tip().await?;
         // Walk back from our tip to the highest block the backend also has.
@@ -243,6 +315,6 @@ impl Follower {
                 .ok_or(FollowError::MissingHeader(height))?;
             headers.push(entry.header);
         }
-        Ok(headers)
+        Ok((fork + 1, headers))
     }
 }
