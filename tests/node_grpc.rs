@@ -426,3 +426,53 @@ async fn bip322_proofs_of_possession_are_accepted_and_served_back(pool: PgPool) 
         Some(p2wpkh.to_string())
     );
 }
+
+#[sqlx::test]
+async fn a_delegation_stored_without_sighashes_is_co_signed_from_its_transactions(pool: PgPool) {
+    // Registered before migration 0003 kept the sighashes with the delegation: the column is
+    // NULL, and a node that never saw the registration computes them from the stored
+    // transactions.
+    let verifier = keypair(10);
+    let reg = registration(20, xonly(&verifier), 1);
+    {
+        let mut first = start(pool.clone()).await;
+        first
+            .client
+            .create_verifier(verifier_request(10))
+            .await
+            .expect("verifier");
+        first
+            .client
+            .create_delegation(delegation_request(&reg))
+            .await
+            .expect("registered");
+    }
+    let txid = reg.staking_tx.compute_txid();
+    let cleared = sqlx::query("UPDATE delegations SET covenant_sighashes = NULL")
+        .execute(&pool)
+        .await
+        .expect("update");
+    assert_eq!(cleared.rows_affected(), 1);
+
+    let mut node = start(pool).await;
+    for member in 0..QUORUM as u8 {
+        node.client
+            .add_covenant_sigs(covenant_request(&reg, &covenant(member), xonly(&verifier)))
+            .await
+            .expect("signature checked against the recomputed sighashes");
+    }
+    assert_eq!(
+        status_of(&mut node.client, &txid.to_string()).await,
+        pb::DelegationStatus::Verified
+    );
+    let mut forged = covenant_request(&reg, &covenant(QUORUM as u8), xonly(&verifier));
+    if let Some(sigs) = forged.sigs.as_mut() {
+        sigs.unbonding_sig[5] ^= 1;
+    }
+    let refused = node
+        .client
+        .add_covenant_sigs(forged)
+        .await
+        .expect_err("a bad signature is still refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+}
