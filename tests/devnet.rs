@@ -1,6 +1,7 @@
 //! `fiamma devnet` as a newcomer runs it: the built binary plays the whole story against the
-//! PostgreSQL server of DATABASE_URL, prints each step, exits 0, and leaves no database
-//! behind; a step that cannot happen makes it exit non-zero with the reason.
+//! PostgreSQL server of DATABASE_URL (or, without one, a throwaway cluster of its own), prints
+//! each step, exits 0, and leaves no database behind; a step that cannot happen makes it exit
+//! non-zero with the reason.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,13 +16,21 @@ fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// Runs `fiamma devnet <args>` and kills it if it outlives [`LIMIT`].
+/// Runs `fiamma devnet <args>` on DATABASE_URL and kills it if it outlives [`LIMIT`].
 fn devnet(args: &[&str]) -> (Output, Duration) {
+    devnet_on(Some(&database_url()), args)
+}
+
+/// Runs `fiamma devnet <args>` with DATABASE_URL set to `url`, or unset.
+fn devnet_on(url: Option<&str>, args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fiamma"))
-        .arg("devnet")
-        .args(args)
-        .env("DATABASE_URL", database_url())
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fiamma"));
+    command.arg("devnet").args(args);
+    match url {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -41,18 +50,24 @@ fn devnet(args: &[&str]) -> (Output, Duration) {
     (out, started.elapsed())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_devnet_plays_the_whole_story_and_cleans_up() {
-    let (out, took) = tokio::task::spawn_blocking(|| devnet(&[]))
-        .await
-        .expect("runner");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// The stdout of a run that must have exited 0 (its output shown when it did not).
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_plays_the_whole_story_and_cleans_up() {
+    let (out, took) = tokio::task::spawn_blocking(|| devnet(&[]))
+        .await
+        .expect("runner");
+    let stdout = succeeded(&out);
     // One line per step, in the story's order.
     let steps = [
         "postgres: created database fiamma_devnet_",
@@ -82,7 +97,7 @@ async fn the_devnet_plays_the_whole_story_and_cleans_up() {
         "summary:",
         "postgres: dropped database fiamma_devnet_",
     ];
-    let mut rest = stdout.as_ref();
+    let mut rest = stdout.as_str();
     for step in steps {
         let at = rest
             .find(step)
@@ -114,4 +129,28 @@ fn an_unusable_database_url_fails_with_the_reason() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a postgres:// URL"), "{stderr}");
+}
+
+#[test]
+fn without_a_database_url_it_runs_on_a_throwaway_cluster() {
+    let (out, _) = devnet_on(None, &[]);
+    let stdout = succeeded(&out);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("no DATABASE_URL given: started a throwaway cluster at postgres://"),
+        "{first}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("stopped and removed the throwaway cluster"),
+        "{last}"
+    );
+
+    let (out, _) = devnet_on(None, &["--keep-database"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--keep-database needs --database-url"),
+        "{stderr}"
+    );
 }

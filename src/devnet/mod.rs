@@ -16,6 +16,7 @@
 //! the Bitcoin side, [`database`] the database, [`wire`] the requests they send.
 
 pub mod chain;
+pub mod cluster;
 pub mod covenant;
 pub mod database;
 pub mod error;
@@ -30,15 +31,13 @@ pub mod wire;
 
 pub use error::DevnetError;
 
-/// The default PostgreSQL server; the devnet creates its own database on it.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// `fiamma devnet` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevnetArgs {
     /// PostgreSQL server: a new database `fiamma_devnet_<pid>_<unix secs>` is created on it.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    /// Without one, a throwaway cluster is started from the local PostgreSQL binaries.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Keep the devnet's database at exit instead of dropping it.
     #[arg(long)]
     pub keep_database: bool,

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::chain::DevnetChain;
+use super::cluster::ThrowawayCluster;
 use super::covenant::CovenantMember;
 use super::database::DevnetDatabase;
 use super::error::DevnetError;
@@ -79,11 +80,47 @@ pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
     let say = Narrator {
         start: Instant::now(),
     };
-    let db = DevnetDatabase::create(&args.database_url).await?;
+    let (server_url, cluster) = match &args.database_url {
+        Some(url) => (url.clone(), None),
+        None if args.keep_database => {
+            return Err(DevnetError::refused(
+                "devnet",
+                "--keep-database needs --database-url: a throwaway cluster is removed at exit",
+            ))
+        }
+        None => {
+            let cluster = tokio::task::spawn_blocking(ThrowawayCluster::start)
+                .await
+                .map_err(|e| DevnetError::local("start a throwaway PostgreSQL", e))??;
+            say.say(format!(
+                "postgres: no DATABASE_URL given: started a throwaway cluster at {}",
+                cluster.url
+            ));
+            (cluster.url.clone(), Some(cluster))
+        }
+    };
+    let played = on_server(&args, &server_url, &say).await;
+    match cluster {
+        Some(cluster) => {
+            let stopped = tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .map_err(|e| DevnetError::local("stop the throwaway PostgreSQL", e))
+                .and_then(|s| s);
+            if stopped.is_ok() {
+                say.say("postgres: stopped and removed the throwaway cluster");
+            }
+            played.and(stopped)
+        }
+        None => played,
+    }
+}
+
+async fn on_server(args: &DevnetArgs, server_url: &str, say: &Narrator) -> Result<(), DevnetError> {
+    let db = DevnetDatabase::create(server_url).await?;
     say.say(format!("postgres: created database {}", db.name));
     // On Ctrl-C the story stops where it is, and the database is still dropped.
     let played = tokio::select! {
-        played = on_database(&args, &db, &say) => played,
+        played = on_database(args, &db, say) => played,
         _ = tokio::signal::ctrl_c() => Err(DevnetError::Interrupted),
     };
     if args.keep_database {
