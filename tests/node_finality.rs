@@ -237,6 +237,19 @@ async fn a_round_over_fiamma_proofs_becomes_final_just_above_two_thirds(pool: Pg
     assert_eq!(round(&mut node, 1).await.certificate, Some(cert));
 }
 
+/// The finality module's record of `v`.
+async fn finality_record(node: &mut Node, v: &TestVerifier) -> fpb::FinalityVerifier {
+    node.finality
+        .verifier(fpb::VerifierRequest {
+            verifier_btc_pk: v.key().serialize().to_vec(),
+        })
+        .await
+        .expect("known")
+        .into_inner()
+        .verifier
+        .expect("record")
+}
+
 /// SlashedVerifiers lists `v` alone, for `reason`, with its extracted key.
 async fn assert_only_slashed(node: &mut Node, v: &TestVerifier, reason: &str) {
     let slashed = node
@@ -288,16 +301,7 @@ async fn equivocation_slashes_publishes_the_key_and_removes_the_power(pool: PgPo
         fpb::VoteOutcome::Equivocation
     );
 
-    let record = node
-        .finality
-        .verifier(fpb::VerifierRequest {
-            verifier_btc_pk: c.key().serialize().to_vec(),
-        })
-        .await
-        .expect("known")
-        .into_inner()
-        .verifier
-        .expect("set");
+    let record = finality_record(&mut node, c).await;
     assert_eq!(record.status(), fpb::VerifierStatus::Slashed);
     assert_eq!(record.since_round, 1);
 
@@ -471,22 +475,6 @@ async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool
         verifiers.push(v);
     }
     let silent = &verifiers[3];
-    let status = |node: &mut Node| {
-        let mut client = node.finality.clone();
-        let pk = silent.key().serialize().to_vec();
-        async move {
-            client
-                .verifier(fpb::VerifierRequest {
-                    verifier_btc_pk: pk,
-                })
-                .await
-                .expect("known")
-                .into_inner()
-                .verifier
-                .expect("set")
-        }
-    };
-
     // Rounds 1..=4: everyone but the silent verifier votes. Round r's liveness is recorded
     // when round r + 2 closes, so the third miss (round 3) jails it when round 5 closes.
     let mut jailed_at = None;
@@ -505,7 +493,7 @@ async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool
         }
     }
     assert_eq!(jailed_at, Some(5));
-    let record = status(&mut node).await;
+    let record = finality_record(&mut node, silent).await;
     assert_eq!(record.status(), fpb::VerifierStatus::Jailed);
     assert_eq!(record.since_round, 3);
 
@@ -545,7 +533,7 @@ async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool
         .await
         .expect("unjailed");
     assert_eq!(
-        status(&mut node).await.status(),
+        finality_record(&mut node, silent).await.status(),
         fpb::VerifierStatus::Active
     );
     let r7 = node.module.close_round().await.expect("round 7 closes");
@@ -587,16 +575,7 @@ async fn selective_slashing_in_the_staking_module_slashes_in_finality_at_the_nex
         "no power from the next round on"
     );
     assert_only_slashed(&mut node, b, "selective_slashing").await;
-    let record = node
-        .finality
-        .verifier(fpb::VerifierRequest {
-            verifier_btc_pk: b.key().serialize().to_vec(),
-        })
-        .await
-        .expect("known")
-        .into_inner()
-        .verifier
-        .expect("record");
+    let record = finality_record(&mut node, b).await;
     assert_eq!(record.status(), fpb::VerifierStatus::Slashed);
 
     let first = events.next().await.expect("event").expect("ok");
