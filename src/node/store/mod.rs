@@ -61,8 +61,9 @@ pub enum StoreError {
         /// What was looked for.
         what: String,
     },
-    /// An unordered write tried to append events (a bug in the caller).
-    #[error("an unordered write transaction tried to append {events} events")]
+    /// A write without the node-wide order was asked to change a delegation's status, which
+    /// appends events (a bug in the caller).
+    #[error("a write without the node-wide order would append {events} events")]
     EventsWithoutOrder {
         /// How many.
         events: usize,
@@ -157,14 +158,9 @@ impl Store {
         Ok(())
     }
 
-    /// Begins an ordered write transaction; it waits for any other ordered writer to finish.
+    /// Begins a write transaction; it waits for any other writer to finish.
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
         WriteTx::begin(&self.pool).await
-    }
-
-    /// Begins an unordered write transaction: no node-wide lock, no events (see [`WriteTx`]).
-    pub async fn begin_unordered(&self) -> Result<WriteTx, StoreError> {
-        WriteTx::begin_unordered(&self.pool).await
     }
 
     /// One pooled connection, for a message that reads and then writes without the

@@ -438,24 +438,6 @@ async fn voting_power_table_matches_the_state_machine(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn an_unordered_write_cannot_append_events(pool: PgPool) {
-    let store = store_with_params(pool).await;
-    let mut tx = store.begin_unordered().await.expect("begin");
-    tx.insert_verifier(&new_verifier(key(1)))
-        .await
-        .expect("insert");
-    assert!(matches!(
-        tx.commit().await,
-        Err(StoreError::EventsWithoutOrder { events: 1 })
-    ));
-    assert_eq!(
-        store.verifier(&key(1)).await.expect("read"),
-        None,
-        "rolled back"
-    );
-}
-
 fn messages(i: u8) -> DelegationSighashes {
     DelegationSighashes::from_bytes(&[i; 96]).expect("96 bytes")
 }

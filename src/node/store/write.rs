@@ -1,19 +1,17 @@
 //! One message applied as one database transaction.
 //!
-//! An *ordered* [`WriteTx`] locks the single `node_state` row when it begins, so ordered
-//! writers apply one at a time in a single order, and the events they append get consecutive
-//! sequence numbers in commit order. An *unordered* one takes no node-wide lock and may not
-//! append events: it serves changes that commute with everything else except writes to the
-//! same delegation, which its row lock ([`WriteTx::lock_delegation`]) serializes. Locks are
-//! always taken `node_state` first, then delegation rows, so the two kinds cannot deadlock.
-//! Dropping a [`WriteTx`] without [`WriteTx::commit`] rolls everything back.
+//! A [`WriteTx`] locks the single `node_state` row when it begins, so writers apply one at a
+//! time in a single order, and the events they append get consecutive sequence numbers in
+//! commit order. Locks are always taken `node_state` first, then delegation rows
+//! ([`WriteTx::lock_delegation`]), so writers cannot deadlock. Dropping a [`WriteTx`] without
+//! [`WriteTx::commit`] rolls everything back.
 //!
 //! The two busiest messages are each one statement, committed on its own, with the same
 //! guarantees: [`register_delegation`] and [`add_covenant_sigs_ordered`] take the `node_state`
 //! row lock inside the statement (first, then the rows they touch) and number their events
 //! from that row as it is once locked, so the lock is held by the server alone, for that
-//! statement and its commit. [`add_covenant_sigs_unordered`] is the unordered counterpart: a
-//! guarded `UPDATE` of the delegation row, which PostgreSQL re-checks on the row's latest
+//! statement and its commit. [`add_covenant_sigs_unordered`] takes no node-wide lock and appends
+//! no events: a guarded `UPDATE` of the delegation row, which PostgreSQL re-checks on the row's latest
 //! version, with the signature insert that depends on it.
 
 use bitcoin::hashes::Hash;
@@ -37,7 +35,6 @@ pub struct WriteTx {
     tip: u32,
     last_seq: u64,
     events: Vec<Event>,
-    ordered: bool,
 }
 
 /// What [`register_delegation`] did.
@@ -128,19 +125,6 @@ impl WriteTx {
             tip,
             last_seq,
             events: Vec::new(),
-            ordered: true,
-        })
-    }
-
-    pub(super) async fn begin_unordered(pool: &sqlx::PgPool) -> Result<Self, StoreError> {
-        let mut tx = pool.begin().await?;
-        let tip = read_tip(&mut tx).await?;
-        Ok(WriteTx {
-            tx,
-            tip,
-            last_seq: 0,
-            events: Vec::new(),
-            ordered: false,
         })
     }
 
@@ -155,17 +139,6 @@ impl WriteTx {
         read::verifier(&mut self.tx, pk).await
     }
 
-    /// Whether a delegation with this staking txid exists, as seen inside this transaction.
-    pub async fn delegation_exists(&mut self, staking_txid: &Txid) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("SELECT 1 AS one FROM delegations WHERE staking_txid = $1")
-                .bind(staking_txid.as_byte_array().as_slice())
-                .fetch_optional(&mut *self.tx)
-                .await?
-                .is_some(),
-        )
-    }
-
     /// One delegation by staking txid, as seen inside this transaction.
     pub async fn delegation(
         &mut self,
@@ -175,8 +148,7 @@ impl WriteTx {
     }
 
     /// Locks one delegation's row until commit and reads it with its signatures as committed
-    /// by then. In an unordered transaction the tip is re-read too, since waiting for the
-    /// lock may have let a chain update commit.
+    /// by then.
     pub async fn lock_delegation(
         &mut self,
         staking_txid: &Txid,
@@ -188,9 +160,6 @@ impl WriteTx {
                 .await?;
         if found.is_none() {
             return Ok(None);
-        }
-        if !self.ordered {
-            self.tip = read_tip(&mut self.tx).await?;
         }
         read::delegation(&mut self.tx, staking_txid).await
     }
@@ -391,31 +360,13 @@ impl WriteTx {
     }
 
     /// Writes the events and commits; returns the events, now durable, for publishing.
-    /// An unordered transaction with events is refused (and rolled back): events need the
-    /// node-wide order.
     pub async fn commit(mut self) -> Result<Vec<Event>, StoreError> {
-        if !self.ordered {
-            if !self.events.is_empty() {
-                return Err(StoreError::EventsWithoutOrder {
-                    events: self.events.len(),
-                });
-            }
-            self.tx.commit().await?;
-            return Ok(Vec::new());
-        }
         if !self.events.is_empty() {
             write_events(&mut self.tx, &self.events, self.last_seq).await?;
         }
         self.tx.commit().await?;
         Ok(self.events)
     }
-}
-
-async fn read_tip(tx: &mut Transaction<'static, Postgres>) -> Result<u32, StoreError> {
-    let row = sqlx::query("SELECT tip_height FROM node_state")
-        .fetch_one(&mut **tx)
-        .await?;
-    uint("tip_height", row.try_get("tip_height")?)
 }
 
 fn seq_column(value: u64) -> Result<i64, StoreError> {
