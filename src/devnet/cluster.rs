@@ -6,8 +6,8 @@
 //! `runuser`.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
 use super::error::DevnetError;
 
@@ -89,23 +89,19 @@ impl ThrowawayCluster {
             stopped: true,
         };
         if as_user.is_some() {
-            cluster.run(
+            run(
                 "chown",
-                Path::new("chown"),
-                |c| {
-                    c.arg(format!("{SERVER_USER}:{SERVER_USER}"))
-                        .arg(&cluster.dir);
-                },
-                false,
+                Command::new("chown")
+                    .arg(format!("{SERVER_USER}:{SERVER_USER}"))
+                    .arg(&cluster.dir),
             )?;
         }
         let data = cluster.dir.join("data");
-        let initdb = cluster.bin.join("initdb");
-        cluster.run(
+        run(
             "initdb",
-            &initdb,
-            |c| {
-                c.args([
+            cluster
+                .server_command("initdb")
+                .args([
                     "-A",
                     "trust",
                     "-U",
@@ -115,60 +111,36 @@ impl ThrowawayCluster {
                     "--no-sync",
                     "-D",
                 ])
-                .arg(&data);
-            },
-            true,
+                .arg(&data),
         )?;
         let port = free_port()?;
-        let pg_ctl = cluster.bin.join("pg_ctl");
         let options = format!("-p {port} -h 127.0.0.1 -k {}", cluster.dir.display());
-        let log = cluster.dir.join("server.log");
-        cluster.run(
+        run(
             "pg_ctl start",
-            &pg_ctl,
-            |c| {
-                c.args(["-w", "-t", "30", "-D"])
-                    .arg(&data)
-                    .arg("-l")
-                    .arg(&log)
-                    .args(["-o", &options, "start"]);
-            },
-            true,
+            cluster
+                .server_command("pg_ctl")
+                .args(["-w", "-t", "30", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(cluster.dir.join("server.log"))
+                .args(["-o", &options, "start"]),
         )?;
         cluster.stopped = false;
         cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         Ok(cluster)
     }
 
-    /// Runs `program` (as the server user when needed, if `as_server`) with the arguments
-    /// `args` sets; a non-zero exit is an error carrying its output.
-    fn run(
-        &self,
-        what: &str,
-        program: &Path,
-        args: impl FnOnce(&mut Command),
-        as_server: bool,
-    ) -> Result<Output, DevnetError> {
-        let mut command = match self.as_user.filter(|_| as_server) {
+    /// The server tool `tool`, run as the server user when this process is root.
+    fn server_command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        match self.as_user {
             Some(user) => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", user, "--"]).arg(program);
                 c
             }
             None => Command::new(program),
-        };
-        args(&mut command);
-        let output = command
-            .output()
-            .map_err(|e| DevnetError::local(format!("run {what}"), e))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(DevnetError::local(
-                format!("run {what}"),
-                format!("{}: {}", output.status, stderr.trim()),
-            ));
         }
-        Ok(output)
     }
 
     /// Stops the server at once (nothing in it is kept) and deletes its directory.
@@ -184,18 +156,13 @@ impl ThrowawayCluster {
             Ok(())
         } else {
             self.stopped = true;
-            let data = self.dir.join("data");
-            self.run(
+            run(
                 "pg_ctl stop",
-                &self.bin.join("pg_ctl"),
-                |c| {
-                    c.args(["-w", "-m", "immediate", "-D"])
-                        .arg(&data)
-                        .arg("stop");
-                },
-                true,
+                self.server_command("pg_ctl")
+                    .args(["-w", "-m", "immediate", "-D"])
+                    .arg(self.dir.join("data"))
+                    .arg("stop"),
             )
-            .map(drop)
         };
         let _ = std::fs::remove_dir_all(&self.dir);
         stopped
@@ -206,4 +173,19 @@ impl Drop for ThrowawayCluster {
     fn drop(&mut self) {
         let _ = self.shut_down();
     }
+}
+
+/// Runs `command`; a non-zero exit is an error carrying its standard error.
+fn run(what: &str, command: &mut Command) -> Result<(), DevnetError> {
+    let output = command
+        .output()
+        .map_err(|e| DevnetError::local(format!("run {what}"), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(DevnetError::local(
+        format!("run {what}"),
+        format!("{}: {}", output.status, stderr.trim()),
+    ))
 }
