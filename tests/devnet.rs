@@ -129,6 +129,11 @@ fn an_unusable_database_url_fails_with_the_reason() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a postgres:// URL"), "{stderr}");
+
+    let (out, _) = devnet(&["--round-interval-ms", "5"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--round-interval-ms"), "{stderr}");
 }
 
 #[test]
