@@ -162,17 +162,27 @@ async fn a_dropped_write_leaves_nothing_behind(pool: PgPool) {
     assert_eq!(store.events_from(0, 10).await.expect("read").len(), 1);
 }
 
+/// A covenant committee of keys 10, 11 and 12.
+fn committee() -> Vec<XOnlyPublicKey> {
+    vec![key(10), key(11), key(12)]
+}
+
+/// `committee`'s rules with quorum 2 and k = 2.
+fn two_of_three(committee: &[XOnlyPublicKey]) -> Rules<'_> {
+    Rules {
+        covenant_pks: committee,
+        covenant_quorum: 2,
+        confirmation_depth: 2,
+    }
+}
+
 #[sqlx::test]
 async fn a_delegation_life_is_stored_with_gapless_events(pool: PgPool) {
     let store = store_with_params(pool).await;
     let verifier = key(1);
     add_verifier(&store, verifier).await;
-    let committee = vec![key(10), key(11), key(12)];
-    let rules = Rules {
-        covenant_pks: &committee,
-        covenant_quorum: 2,
-        confirmation_depth: 2,
-    };
+    let committee = committee();
+    let rules = two_of_three(&committee);
     let reg = new_delegation(1, key(2), verifier);
 
     let mut tx = store.begin().await.expect("begin");
@@ -517,12 +527,8 @@ async fn a_covenant_signature_is_counted_only_against_the_state_it_was_decided_o
     let store = store_with_params(pool).await;
     let verifier = key(1);
     add_verifier(&store, verifier).await;
-    let committee = vec![key(10), key(11), key(12)];
-    let rules = Rules {
-        covenant_pks: &committee,
-        covenant_quorum: 2,
-        confirmation_depth: 2,
-    };
+    let committee = committee();
+    let rules = two_of_three(&committee);
     let reg = new_delegation(1, key(2), verifier);
     assert!(matches!(
         store
