@@ -129,6 +129,7 @@ pub fn params() -> Result<Params, DevnetError> {
         identifiable_staking_tag: None,
         btc_activation_height: 0,
         max_verifiers_per_delegation: 1,
+        limits: fiamma_staking::params::ResourceLimits::default(),
     })
 }
 

@@ -47,6 +47,7 @@ fn params() -> Params {
         identifiable_staking_tag: Some(*b"fmma"),
         btc_activation_height: 0,
         max_verifiers_per_delegation: 1,
+        limits: fiamma_staking::params::ResourceLimits::default(),
     }
 }
 

@@ -51,10 +51,107 @@ pub struct Params {
     /// default); Babylon's multi-network staking (as in the cosmos-bsn data) allows more.
     #[serde(default = "one")]
     pub max_verifiers_per_delegation: u32,
+    /// Bounds on what one message may make the node store or compute; each has a default,
+    /// so a params file written before them still loads.
+    #[serde(flatten)]
+    pub limits: ResourceLimits,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// The resource limits of a params version (PROTOCOL §7): how much one registrant can make
+/// every node store and compute. Each field has a default, used when a params file omits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    /// Most public randomness values in one commitment.
+    #[serde(default = "default_max_pub_rand")]
+    pub max_pub_rand: u64,
+    /// Most proofs one round takes; later submissions wait for the next round or are refused.
+    #[serde(default = "default_max_proofs_per_round")]
+    pub max_proofs_per_round: u32,
+    /// Most bytes of one proof submission (verifying key, proof and public inputs together).
+    #[serde(default = "default_max_proof_bytes")]
+    pub max_proof_bytes: u32,
+    /// Most bytes of all the proofs of one round together.
+    #[serde(default = "default_max_round_proof_bytes")]
+    pub max_round_proof_bytes: u64,
+    /// BTC blocks a PENDING or VERIFIED delegation lives without its staking transaction
+    /// being included k-deep; after that it is dropped.
+    #[serde(default = "default_pending_expiry_blocks")]
+    pub pending_expiry_blocks: u32,
+}
+
+/// About eleven days of rounds at one round per 10 s.
+pub const DEFAULT_MAX_PUB_RAND: u64 = 100_000;
+/// Proofs per round by default.
+pub const DEFAULT_MAX_PROOFS_PER_ROUND: u32 = 256;
+/// Bytes of one proof submission by default.
+pub const DEFAULT_MAX_PROOF_BYTES: u32 = 16 * 1024;
+/// Bytes of one round's proofs by default.
+pub const DEFAULT_MAX_ROUND_PROOF_BYTES: u64 = 1024 * 1024;
+/// One week of blocks.
+pub const DEFAULT_PENDING_EXPIRY_BLOCKS: u32 = 1008;
+
+fn default_max_pub_rand() -> u64 {
+    DEFAULT_MAX_PUB_RAND
+}
+fn default_max_proofs_per_round() -> u32 {
+    DEFAULT_MAX_PROOFS_PER_ROUND
+}
+fn default_max_proof_bytes() -> u32 {
+    DEFAULT_MAX_PROOF_BYTES
+}
+fn default_max_round_proof_bytes() -> u64 {
+    DEFAULT_MAX_ROUND_PROOF_BYTES
+}
+fn default_pending_expiry_blocks() -> u32 {
+    DEFAULT_PENDING_EXPIRY_BLOCKS
+}
+
+impl ResourceLimits {
+    /// Checks that every limit admits something, and that a commitment of `min_pub_rand`
+    /// values fits under `max_pub_rand`.
+    pub fn validate(&self, min_pub_rand: u64) -> Result<(), ParamsError> {
+        let limit = |field, value, reason| ParamsError::Limit {
+            field,
+            value,
+            reason,
+        };
+        if self.max_pub_rand < min_pub_rand {
+            return Err(limit(
+                "max_pub_rand",
+                self.max_pub_rand,
+                "below min_pub_rand",
+            ));
+        }
+        let zeros = [
+            ("max_proofs_per_round", u64::from(self.max_proofs_per_round)),
+            ("max_proof_bytes", u64::from(self.max_proof_bytes)),
+            ("max_round_proof_bytes", self.max_round_proof_bytes),
+            (
+                "pending_expiry_blocks",
+                u64::from(self.pending_expiry_blocks),
+            ),
+        ];
+        match zeros.into_iter().find(|(_, value)| *value == 0) {
+            Some((field, value)) => Err(limit(field, value, "must be at least 1")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            max_pub_rand: DEFAULT_MAX_PUB_RAND,
+            max_proofs_per_round: DEFAULT_MAX_PROOFS_PER_ROUND,
+            max_proof_bytes: DEFAULT_MAX_PROOF_BYTES,
+            max_round_proof_bytes: DEFAULT_MAX_ROUND_PROOF_BYTES,
+            pending_expiry_blocks: DEFAULT_PENDING_EXPIRY_BLOCKS,
+        }
+    }
 }
 
 /// Why a parameter version is invalid; one variant per rule.
@@ -119,6 +216,16 @@ pub enum ParamsError {
     /// Zero verifiers per delegation.
     #[error("max_verifiers_per_delegation is 0")]
     ZeroVerifiersPerDelegation,
+    /// A resource limit that admits nothing, or a commitment length below `min_pub_rand`.
+    #[error("{field} is {value}: {reason}")]
+    Limit {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it must be.
+        reason: &'static str,
+    },
 }
 
 impl Params {
@@ -183,10 +290,10 @@ impl Params {
                 ParamsError::ZeroVerifiersPerDelegation,
             ),
         ];
-        match zero_checks.into_iter().find(|(zero, _)| *zero) {
-            Some((_, error)) => Err(error),
-            None => Ok(()),
+        if let Some((_, error)) = zero_checks.into_iter().find(|(zero, _)| *zero) {
+            return Err(error);
         }
+        self.limits.validate(self.min_pub_rand)
     }
 
     /// `unbonding_fee_sat` as an amount.
@@ -379,6 +486,7 @@ pub(crate) mod tests {
             identifiable_staking_tag: Some(*b"fmma"),
             btc_activation_height: 100,
             max_verifiers_per_delegation: 1,
+            limits: ResourceLimits::default(),
         }
     }
 
@@ -474,6 +582,30 @@ pub(crate) mod tests {
             ),
             (|p| p.min_pub_rand = 0, ParamsError::ZeroPubRand),
             (
+                |p| p.limits.max_pub_rand = p.min_pub_rand - 1,
+                ParamsError::Limit {
+                    field: "max_pub_rand",
+                    value: 99,
+                    reason: "below min_pub_rand",
+                },
+            ),
+            (
+                |p| p.limits.max_proofs_per_round = 0,
+                zero_limit("max_proofs_per_round"),
+            ),
+            (
+                |p| p.limits.max_proof_bytes = 0,
+                zero_limit("max_proof_bytes"),
+            ),
+            (
+                |p| p.limits.max_round_proof_bytes = 0,
+                zero_limit("max_round_proof_bytes"),
+            ),
+            (
+                |p| p.limits.pending_expiry_blocks = 0,
+                zero_limit("pending_expiry_blocks"),
+            ),
+            (
                 |p| p.max_verifiers_per_delegation = 0,
                 ParamsError::ZeroVerifiersPerDelegation,
             ),
@@ -530,6 +662,37 @@ pub(crate) mod tests {
                 error: ParamsError::ZeroPubRand
             })
         );
+    }
+
+    fn zero_limit(field: &'static str) -> ParamsError {
+        ParamsError::Limit {
+            field,
+            value: 0,
+            reason: "must be at least 1",
+        }
+    }
+
+    #[test]
+    fn limits_default_when_absent_and_load_flat() {
+        let mut json = serde_json::to_value(params()).unwrap();
+        assert_eq!(json["max_proofs_per_round"], DEFAULT_MAX_PROOFS_PER_ROUND);
+        let object = json.as_object_mut().unwrap();
+        for field in [
+            "max_pub_rand",
+            "max_proofs_per_round",
+            "max_proof_bytes",
+            "max_round_proof_bytes",
+            "pending_expiry_blocks",
+        ] {
+            assert!(
+                object.remove(field).is_some(),
+                "{field} is not a flat field"
+            );
+        }
+        object.insert("pending_expiry_blocks".into(), 6.into());
+        let loaded: Params = serde_json::from_value(json).unwrap();
+        assert_eq!(loaded.limits.pending_expiry_blocks, 6);
+        assert_eq!(loaded.limits.max_pub_rand, DEFAULT_MAX_PUB_RAND);
     }
 
     #[test]

@@ -89,6 +89,7 @@ fn params(data: &Value) -> Params {
         identifiable_staking_tag: None,
         btc_activation_height: 0,
         max_verifiers_per_delegation: 2,
+        limits: fiamma_staking::params::ResourceLimits::default(),
     }
 }
 

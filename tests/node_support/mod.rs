@@ -70,6 +70,7 @@ pub fn params() -> Params {
         identifiable_staking_tag: None,
         btc_activation_height: 0,
         max_verifiers_per_delegation: 1,
+        limits: fiamma_staking::params::ResourceLimits::default(),
     }
 }
 

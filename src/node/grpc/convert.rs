@@ -465,6 +465,12 @@ pub fn params_to_pb(version: u32, p: &Params) -> pb::Params {
             .identifiable_staking_tag
             .map(|t| t.to_vec())
             .unwrap_or_default(),
+        max_verifiers_per_delegation: p.max_verifiers_per_delegation,
+        max_pub_rand: p.limits.max_pub_rand,
+        max_proofs_per_round: p.limits.max_proofs_per_round,
+        max_proof_bytes: p.limits.max_proof_bytes,
+        max_round_proof_bytes: p.limits.max_round_proof_bytes,
+        pending_expiry_blocks: p.limits.pending_expiry_blocks,
     }
 }
 
