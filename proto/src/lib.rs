@@ -1,8 +1,13 @@
-//! Generated gRPC and protobuf types of `fiamma.staking.v1`.
+//! The node's wire: generated gRPC and protobuf types of `fiamma.staking.v1` and
+//! `fiamma.finality.v1`, the one codec between them and the domain types ([`codec`]), and the
+//! typed node client the roles talk through ([`client`]).
 //!
-//! The `.proto` files under `proto/fiamma/` are the source of truth; this crate only compiles
-//! them (prost messages, tonic clients and servers) and exposes the encoded file descriptor set
-//! for gRPC server reflection.
+//! The `.proto` files under `proto/fiamma/` are the source of truth; the build compiles them
+//! (prost messages, tonic clients and servers) and the encoded file descriptor set for gRPC
+//! server reflection.
+
+pub mod client;
+pub mod codec;
 
 /// The `fiamma.staking.v1` package: records, requests and the `Staking` service.
 pub mod staking {

@@ -8,7 +8,8 @@ use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::pop::{sign_pop, PopRole, ProofOfPossession};
-use fiamma_staking::registration::Registration;
+
+pub use fiamma_proto::codec::registration_of;
 
 use crate::node::grpc::convert::{self as c, FieldError};
 
@@ -50,36 +51,6 @@ pub fn create_verifier_request(
             ..pb::Description::default()
         }),
         commission: "0.05".to_owned(),
-    })
-}
-
-/// The registration behind a delegation the node serves, every field decoded as the node
-/// decodes a CreateDelegation request (nothing is validated here).
-///
-/// # Errors
-/// [`FieldError`] naming the first field that does not decode.
-pub fn registration_of(d: &pb::Delegation) -> Result<Registration, FieldError> {
-    Ok(Registration {
-        staker_pk: c::key("staker_btc_pk", &d.staker_btc_pk)?,
-        staker_account: c::account("staker_account", &d.staker_account)?,
-        pop: c::pop("pop", d.pop.as_ref())?,
-        verifier_pks: vec![c::key("verifier_btc_pk", &d.verifier_btc_pk)?],
-        staking_time: d.staking_time_blocks,
-        staking_value_sat: u64::try_from(d.staking_value_sat).map_err(|_| FieldError {
-            field: "staking_value_sat",
-            reason: format!("{} is negative", d.staking_value_sat),
-        })?,
-        staking_tx: c::transaction("staking_tx", &d.staking_tx)?,
-        staking_output_index: d.staking_output_index,
-        slashing_tx: c::transaction("slashing_tx", &d.slashing_tx)?,
-        staker_slashing_sig: c::schnorr_sig("staker_slashing_sig", &d.staker_slashing_sig)?,
-        unbonding_time: d.unbonding_time_blocks,
-        unbonding_tx: c::transaction("unbonding_tx", &d.unbonding_tx)?,
-        unbonding_slashing_tx: c::transaction("unbonding_slashing_tx", &d.unbonding_slashing_tx)?,
-        staker_unbonding_slashing_sig: c::schnorr_sig(
-            "staker_unbonding_slashing_sig",
-            &d.staker_unbonding_slashing_sig,
-        )?,
     })
 }
 

@@ -13,7 +13,6 @@ use fiamma_staking::light_client::{BestChainError, InclusionError};
 use fiamma_staking::state::{AddCovenantSigsError, RecordInclusionError};
 use tonic::{Code, Status};
 
-use super::convert::FieldError;
 use crate::node::module::{
     CovenantSigsError, CreateDelegationError, CreateVerifierError, InclusionProofError, QueryError,
     SlashingEvidenceError, StoredDelegationError,
@@ -22,12 +21,6 @@ use crate::node::store::StoreError;
 
 fn status(code: Code, message: impl std::fmt::Display) -> Status {
     Status::new(code, message.to_string())
-}
-
-impl From<FieldError> for Status {
-    fn from(e: FieldError) -> Self {
-        status(Code::InvalidArgument, e)
-    }
 }
 
 impl From<StoreError> for Status {

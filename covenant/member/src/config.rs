@@ -1,0 +1,170 @@
+//! `covenant.toml`: how a committee member's daemon runs. Relative paths are read from the
+//! config file's folder.
+//!
+//! ```toml
+//! node = "http://127.0.0.1:9090"      # the node's gRPC endpoint
+//! params_file = "params.json"         # the member's OWN copy of the params versions
+//! chain_id = "fiamma-regtest"         # signing contexts (PROTOCOL §6)
+//! module_address = ""
+//! disabled_contexts = []
+//! keystore = "covenant.age"           # from `fiamma covenant keys new`
+//! # passphrase_file = "passphrase"    # else FIAMMA_COVENANT_PASSPHRASE, else a prompt
+//! # store = "sqlite://covenant.db"    # default: covenant.db beside the keystore; or postgres://…
+//! # status_addr = "127.0.0.1:9191"    # GET /health and /metrics
+//! poll_interval_ms = 5000
+//! page_size = 100
+//! call_timeout_ms = 10000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The environment variable a passphrase may come from.
+pub const PASSPHRASE_ENV: &str = "FIAMMA_COVENANT_PASSPHRASE";
+/// The role name written in the keystore.
+pub const ROLE: &str = "covenant";
+
+/// The config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// The node's gRPC endpoint.
+    pub node: String,
+    /// The member's own params versions (JSON list, oldest first).
+    pub params_file: PathBuf,
+    /// Chain id of the signing contexts.
+    pub chain_id: String,
+    /// Module address of the signing contexts.
+    #[serde(default)]
+    pub module_address: String,
+    /// Operations signed without a context.
+    #[serde(default)]
+    pub disabled_contexts: Vec<String>,
+    /// The keystore's `.age` file.
+    pub keystore: PathBuf,
+    /// A file holding the passphrase.
+    pub passphrase_file: Option<PathBuf>,
+    /// The local store's URL.
+    pub store: Option<String>,
+    /// Where `/health` and `/metrics` are served.
+    pub status_addr: Option<SocketAddr>,
+    /// Longest wait between two passes, in milliseconds.
+    #[serde(default = "default_poll")]
+    pub poll_interval_ms: u64,
+    /// Delegations per PendingDelegations page.
+    #[serde(default = "default_page")]
+    pub page_size: u32,
+    /// Timeout of each call to the node, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub call_timeout_ms: u64,
+    /// Longest wait before re-sending refused or undelivered signatures, in milliseconds.
+    #[serde(default = "default_max_retry")]
+    pub max_retry_ms: u64,
+}
+
+fn default_poll() -> u64 {
+    5_000
+}
+fn default_page() -> u32 {
+    100
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_max_retry() -> u64 {
+    60_000
+}
+
+/// Why the config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a valid config.
+    #[error("config file {path} is invalid: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("config file {path}: {field} {reason}")]
+    Range {
+        /// The file.
+        path: PathBuf,
+        /// The setting.
+        field: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+impl MemberConfig {
+    /// Reads and checks `path`, resolving relative paths against its folder.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: MemberConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            reason: e.message().to_owned(),
+        })?;
+        let range = |field, reason| ConfigError::Range {
+            path: path.to_owned(),
+            field,
+            reason,
+        };
+        if !(1..=1000).contains(&config.page_size) {
+            return Err(range("page_size", "must be between 1 and 1000"));
+        }
+        if !(10..=3_600_000).contains(&config.poll_interval_ms) {
+            return Err(range("poll_interval_ms", "must be between 10 and 3600000"));
+        }
+        if !(100..=600_000).contains(&config.call_timeout_ms) {
+            return Err(range("call_timeout_ms", "must be between 100 and 600000"));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.params_file);
+        resolve(&mut config.keystore);
+        if let Some(p) = config.passphrase_file.as_mut() {
+            resolve(p);
+        }
+        Ok(config)
+    }
+
+    /// The local store's URL: as configured, else `covenant.db` beside the keystore.
+    pub fn store_url(&self) -> String {
+        self.store.clone().unwrap_or_else(|| {
+            fiamma_role::store::sqlite_url(&self.keystore.with_file_name("covenant.db"))
+        })
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The call timeout.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}

@@ -1,0 +1,509 @@
+//! The covenant member component: `new`, `step` (one pass over the delegations waiting for this
+//! member) and `run` (the daemon loop).
+//!
+//! Every delegation is decided on its own, with the member's **own** params and the one
+//! validation library (`validate_delegation`); one bad delegation never blocks the others.
+//! Signatures are recorded in the local store before they are sent, so a restart re-sends the
+//! same signatures and never signs a delegation twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fiamma_covenant::delegation::DelegationSighashes;
+use fiamma_proto::client::{Code, CovenantSigsAck, NodeError, PendingDelegation, StakingNode};
+use fiamma_proto::codec::params_to_pb;
+use fiamma_proto::staking::v1 as pb;
+use fiamma_role::daemon::{Health, Metrics, Shutdown};
+use fiamma_staking::context::SigningContexts;
+use fiamma_staking::delegation::validate_delegation;
+use fiamma_staking::params::ParamsVersions;
+use tokio_stream::StreamExt;
+
+use crate::params::differing_fields;
+use crate::signer::{SignRequest, Signer};
+use crate::store::{MemberStore, Progress, RefusalKind, SignedMessages, SignedRecord, StoreError};
+
+/// How long after a new registration's event the member starts its step.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// First wait before re-sending to a node that refused or failed.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// How a member runs, apart from its keys, node and store.
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    /// The member's own params versions (from its own file, never the node's).
+    pub params: ParamsVersions,
+    /// The signing contexts the staker's proof of possession is checked in.
+    pub contexts: SigningContexts,
+    /// Delegations asked for per PendingDelegations page.
+    pub page_size: u32,
+    /// Longest wait between two passes when no event arrives.
+    pub poll_interval: Duration,
+    /// Longest wait before retrying a delegation whose signatures the node did not take.
+    pub max_retry: Duration,
+}
+
+/// What became of one delegation in a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Checked, signed, recorded and delivered now.
+    Signed(CovenantSigsAck),
+    /// Signed in an earlier step (or before a restart); the recorded signatures were delivered now.
+    Resent(CovenantSigsAck),
+    /// Signed and recorded, but the node did not take them yet; they are re-sent later.
+    Undelivered(String),
+    /// Not signed, for this reason (recorded).
+    Refused {
+        /// Why, in a word.
+        kind: RefusalKind,
+        /// Why, in full.
+        reason: String,
+    },
+    /// Refused for good in an earlier step; not looked at again.
+    AlreadyRefused,
+    /// Waiting out a retry delay.
+    Backoff,
+}
+
+/// One delegation's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The delegation.
+    pub staking_txid: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepReport {
+    /// Why nothing was signed, when the node's params differ from the member's own.
+    pub params_problem: Option<String>,
+    /// The delegations the node listed as waiting for this member.
+    pub decisions: Vec<Decision>,
+}
+
+impl StepReport {
+    /// How many delegations reached `outcome`'s kind.
+    pub fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
+        self.decisions
+            .iter()
+            .filter(|d| matches(&d.outcome))
+            .count()
+    }
+}
+
+/// Why a step could not run at all (a single delegation's trouble is an [`Outcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The node could not be asked.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store holds signatures by another key for a delegation.
+    #[error("the local store holds signatures of {staking_txid} by another covenant key; this store belongs to another member")]
+    ForeignStore {
+        /// The delegation.
+        staking_txid: String,
+    },
+}
+
+/// A covenant committee member.
+pub struct CovenantMember {
+    settings: MemberSettings,
+    signer: Arc<dyn Signer>,
+    node: Arc<dyn StakingNode>,
+    store: MemberStore,
+    metrics: Metrics,
+    health: Health,
+    retry: Mutex<HashMap<String, (Instant, Duration)>>,
+    events: Mutex<EventCursor>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct EventCursor {
+    /// Newest event seen on the stream.
+    seen: u64,
+    /// `seen` when the last completed step began: everything up to it has been acted on.
+    acted: u64,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl CovenantMember {
+    /// A member signing with `signer`, asking `node`, remembering in `store`.
+    pub fn new(
+        settings: MemberSettings,
+        signer: Arc<dyn Signer>,
+        node: Arc<dyn StakingNode>,
+        store: MemberStore,
+    ) -> Self {
+        CovenantMember {
+            settings,
+            signer,
+            node,
+            store,
+            metrics: Metrics::default(),
+            health: Health::default(),
+            retry: Mutex::default(),
+            events: Mutex::default(),
+        }
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Its health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Its local store.
+    pub fn store(&self) -> &MemberStore {
+        &self.store
+    }
+
+    /// One pass: checks the node's params against the member's own, then decides every
+    /// delegation the node lists as waiting for this member.
+    ///
+    /// # Errors
+    /// [`MemberError`] when the node cannot be asked for the list or the store fails; each
+    /// delegation's own trouble is in the report instead.
+    pub async fn step(&self) -> Result<StepReport, MemberError> {
+        let started_at = self.cursor().seen;
+        let mut report = StepReport {
+            params_problem: self.params_problem().await?,
+            decisions: Vec::new(),
+        };
+        if let Some(problem) = &report.params_problem {
+            tracing::error!(problem = %problem, "refusing to sign: the node's params differ from this member's own");
+            self.metrics
+                .set("fiamma_covenant_params_mismatch", &[], 1.0);
+            self.health.failing(format!("params mismatch: {problem}"));
+        } else {
+            self.metrics
+                .set("fiamma_covenant_params_mismatch", &[], 0.0);
+            let mut token = None;
+            loop {
+                let page = self
+                    .node
+                    .pending_delegations(self.signer.public_key(), token, self.settings.page_size)
+                    .await?;
+                for d in page.delegations {
+                    let outcome = self.decide(&d).await?;
+                    self.account(&d.staking_txid, &outcome);
+                    report.decisions.push(Decision {
+                        staking_txid: d.staking_txid,
+                        outcome,
+                    });
+                }
+                match page.next_page_token {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+            self.health.ok();
+        }
+        let mut cursor = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        cursor.acted = cursor.acted.max(started_at);
+        let lag = cursor.seen.saturating_sub(cursor.acted);
+        drop(cursor);
+        self.metrics
+            .set("fiamma_covenant_event_lag", &[], lag as f64);
+        self.metrics.set(
+            "fiamma_covenant_pending",
+            &[],
+            report.decisions.len() as f64,
+        );
+        self.store
+            .record_progress(&Progress {
+                last_step_at: unix_now(),
+                pending_seen: report.decisions.len() as u64,
+                last_event_sequence: started_at,
+                params_problem: report.params_problem.clone(),
+            })
+            .await?;
+        Ok(report)
+    }
+
+    fn cursor(&self) -> EventCursor {
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `None` when every params version the member has is the node's too, byte for byte on
+    /// the wire; else what differs.
+    async fn params_problem(&self) -> Result<Option<String>, MemberError> {
+        for (version, own) in self.settings.params.versions().iter().enumerate() {
+            let version = u32::try_from(version).unwrap_or(u32::MAX);
+            let ours = params_to_pb(version, own);
+            let theirs = match self.node.params(version).await {
+                Ok(p) => p,
+                Err(NodeError::Status {
+                    code: Code::NotFound,
+                    ..
+                }) => return Ok(Some(format!("the node has no params version {version}"))),
+                Err(e) => return Err(e.into()),
+            };
+            let fields = differing_fields(&ours, &theirs);
+            if !fields.is_empty() {
+                return Ok(Some(format!(
+                    "params version {version} differs in {}",
+                    fields.join(", ")
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn decide(&self, d: &PendingDelegation) -> Result<Outcome, MemberError> {
+        if let Some(record) = self.store.signed(&d.staking_txid).await? {
+            if record.signatures.covenant != self.signer.public_key() {
+                return Err(MemberError::ForeignStore {
+                    staking_txid: d.staking_txid.clone(),
+                });
+            }
+            return self.deliver(&record, Outcome::Resent).await;
+        }
+        if let Some(refusal) = self.store.refusal(&d.staking_txid).await? {
+            let is_final = refusal.kind == RefusalKind::Rule.as_str()
+                || refusal.kind == RefusalKind::Decode.as_str();
+            if is_final {
+                return Ok(Outcome::AlreadyRefused);
+            }
+        }
+        match self.check_and_sign(d).await {
+            Ok(record) => {
+                // Durable before the signatures leave the process.
+                self.store.record_signed(&record).await?;
+                self.deliver(&record, Outcome::Signed).await
+            }
+            Err((kind, reason)) => {
+                tracing::warn!(staking_txid = %d.staking_txid, kind = kind.as_str(), reason = %reason, "delegation refused");
+                self.store
+                    .record_refusal(&d.staking_txid, kind, &reason)
+                    .await?;
+                Ok(Outcome::Refused { kind, reason })
+            }
+        }
+    }
+
+    /// The member's own checks, then the signatures; a refusal says why.
+    async fn check_and_sign(
+        &self,
+        d: &PendingDelegation,
+    ) -> Result<SignedRecord, (RefusalKind, String)> {
+        let reg = d
+            .registration
+            .as_ref()
+            .map_err(|e| (RefusalKind::Decode, e.to_string()))?;
+        let txid = reg.staking_tx.compute_txid().to_string();
+        if txid != d.staking_txid {
+            return Err((
+                RefusalKind::Decode,
+                format!(
+                    "served under txid {} but its staking transaction is {txid}",
+                    d.staking_txid
+                ),
+            ));
+        }
+        let params = self.settings.params.get(d.params_version).ok_or_else(|| {
+            (
+                RefusalKind::Params,
+                format!(
+                    "params version {} is not in this member's params file",
+                    d.params_version
+                ),
+            )
+        })?;
+        let checked = validate_delegation(params, &self.settings.contexts, reg)
+            .map_err(|e| (RefusalKind::Rule, e.to_string()))?;
+        let sighashes = DelegationSighashes::of_registration(reg, &checked.keys)
+            .map_err(|e| (RefusalKind::Rule, e.to_string()))?;
+        let signatures = self
+            .signer
+            .sign(SignRequest {
+                staking_txid: &d.staking_txid,
+                params_version: d.params_version,
+                registration: reg,
+                sighashes: &sighashes,
+                verifiers: checked.keys.verifiers(),
+            })
+            .await
+            .map_err(|e| (RefusalKind::Signer, e.to_string()))?;
+        Ok(SignedRecord {
+            staking_txid: d.staking_txid.clone(),
+            params_version: d.params_version,
+            messages: SignedMessages {
+                slashing: sighashes.slashing,
+                unbonding: sighashes.unbonding,
+                unbonding_slashing: sighashes.unbonding_slashing,
+            },
+            signatures,
+            delivered: false,
+        })
+    }
+
+    /// Sends recorded signatures, unless a retry delay runs.
+    async fn deliver(
+        &self,
+        record: &SignedRecord,
+        done: fn(CovenantSigsAck) -> Outcome,
+    ) -> Result<Outcome, MemberError> {
+        let txid = &record.staking_txid;
+        if self.waiting(txid) {
+            return Ok(Outcome::Backoff);
+        }
+        self.store.count_send(txid).await?;
+        match self.node.add_covenant_sigs(txid, &record.signatures).await {
+            Ok(ack) => {
+                self.store.mark_delivered(txid).await?;
+                self.clear_retry(txid);
+                Ok(done(ack))
+            }
+            Err(NodeError::Status {
+                code: Code::AlreadyExists,
+                ..
+            }) => {
+                // The node holds this member's signatures already (sent before a crash).
+                self.store.mark_delivered(txid).await?;
+                self.clear_retry(txid);
+                Ok(done(CovenantSigsAck {
+                    status: pb::DelegationStatus::Unspecified,
+                    signatures: 0,
+                }))
+            }
+            Err(e) => {
+                self.schedule_retry(txid);
+                if e.is_transient() {
+                    Ok(Outcome::Undelivered(e.to_string()))
+                } else {
+                    let reason = e.to_string();
+                    self.store
+                        .record_refusal(txid, RefusalKind::Node, &reason)
+                        .await?;
+                    Ok(Outcome::Refused {
+                        kind: RefusalKind::Node,
+                        reason,
+                    })
+                }
+            }
+        }
+    }
+
+    fn waiting(&self, txid: &str) -> bool {
+        let retry = self.retry.lock().unwrap_or_else(PoisonError::into_inner);
+        retry.get(txid).is_some_and(|(at, _)| Instant::now() < *at)
+    }
+
+    fn schedule_retry(&self, txid: &str) {
+        let mut retry = self.retry.lock().unwrap_or_else(PoisonError::into_inner);
+        let delay = retry
+            .get(txid)
+            .map(|(_, d)| (*d * 2).min(self.settings.max_retry))
+            .unwrap_or(FIRST_RETRY);
+        retry.insert(txid.to_owned(), (Instant::now() + delay, delay));
+    }
+
+    fn clear_retry(&self, txid: &str) {
+        self.retry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(txid);
+    }
+
+    fn account(&self, txid: &str, outcome: &Outcome) {
+        let label = match outcome {
+            Outcome::Signed(_) => "signed",
+            Outcome::Resent(_) => "resent",
+            Outcome::Undelivered(_) => "undelivered",
+            Outcome::Refused { kind, .. } => kind.as_str(),
+            Outcome::AlreadyRefused | Outcome::Backoff => return,
+        };
+        match outcome {
+            Outcome::Refused { .. } => self
+                .metrics
+                .inc("fiamma_covenant_refused_total", &[("kind", label)]),
+            _ => self
+                .metrics
+                .inc("fiamma_covenant_delegations_total", &[("outcome", label)]),
+        }
+        tracing::info!(staking_txid = %txid, outcome = label, "delegation decided");
+    }
+
+    /// The daemon loop: a step, then wait for a new registration on the node's event stream
+    /// (or the poll interval), until `shutdown`. A failed step is logged, reported on health
+    /// and retried; the loop never stops on its own.
+    pub async fn run(&self, shutdown: Shutdown) {
+        let mut stream = None;
+        while !shutdown.is_fired() {
+            match self.step().await {
+                Ok(report) => tracing::debug!(
+                    pending = report.decisions.len(),
+                    params_problem = report.params_problem.is_some(),
+                    "step done"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "step failed; retrying");
+                    self.health.failing(e.to_string());
+                    self.metrics.inc("fiamma_covenant_step_errors_total", &[]);
+                }
+            }
+            let poll = tokio::time::sleep(self.settings.poll_interval);
+            tokio::pin!(poll);
+            // A new registration starts a step shortly after, so that a burst of them (or the
+            // replay of the log after a restart) is served by one step, not one step each.
+            let debounce = tokio::time::sleep(Duration::MAX / 4);
+            tokio::pin!(debounce);
+            let mut work = false;
+            loop {
+                if stream.is_none() {
+                    stream = self.node.events(self.cursor().seen + 1).await.ok();
+                }
+                let next = async {
+                    match stream.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = &mut poll => break,
+                    _ = &mut debounce, if work => break,
+                    item = next => match item {
+                        Some(Ok(event)) => {
+                            if self.note_event(&event) && !work {
+                                work = true;
+                                debounce.as_mut().reset(tokio::time::Instant::now() + DEBOUNCE);
+                            }
+                        }
+                        // Reconnected on the next pass; the step is the catch-up path.
+                        Some(Err(_)) | None => {
+                            stream = None;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// Records the event's sequence; true when it may bring work (a new PENDING delegation).
+    fn note_event(&self, event: &pb::Event) -> bool {
+        let mut cursor = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        cursor.seen = cursor.seen.max(event.sequence);
+        matches!(
+            &event.kind,
+            Some(pb::event::Kind::DelegationStatusChanged(c)) if c.to == pb::DelegationStatus::Pending as i32
+        )
+    }
+}

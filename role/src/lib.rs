@@ -1,0 +1,14 @@
+//! What every role program (covenant member, verifier, staker, slasher) shares:
+//!
+//! - [`keystore`]: the role's BTC key, encrypted at rest in a standard format (age, scrypt);
+//! - [`passphrase`]: where the keystore passphrase comes from (file, environment, terminal);
+//! - [`store`]: the role's local store (SQLite by default, PostgreSQL as an option), migrated
+//!   by the role itself;
+//! - [`daemon`]: the daemon loop's shutdown signal, health and metrics endpoint.
+
+pub mod daemon;
+pub mod keystore;
+pub mod passphrase;
+pub mod store;
+
+pub use age::secrecy::SecretString;

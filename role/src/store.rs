@@ -1,0 +1,97 @@
+//! A role's local store: SQLite in a file by default, PostgreSQL as an option, reached through
+//! sqlx's `Any` driver so that one set of statements serves both. Each role keeps its schema in
+//! two migration folders (one per dialect) and migrates on start.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`: a commit is on disk before it returns,
+//! which is what "recorded before it is sent" needs.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+/// Which database a local store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Why the local store cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalStoreError {
+    /// The URL names another database.
+    #[error("local store URL must start with sqlite: or postgres:, not {0:?}")]
+    Scheme(String),
+    /// Connecting failed.
+    #[error("cannot open the local store: {0}")]
+    Connect(sqlx::Error),
+    /// A migration failed.
+    #[error("cannot migrate the local store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Dialect {
+    /// The dialect of `url`.
+    ///
+    /// # Errors
+    /// [`LocalStoreError::Scheme`] for anything but `sqlite:` and `postgres:`/`postgresql:`.
+    pub fn of(url: &str) -> Result<Self, LocalStoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Dialect::Postgres)
+        } else {
+            let scheme: String = url.chars().take_while(|c| *c != ':').take(32).collect();
+            Err(LocalStoreError::Scheme(scheme))
+        }
+    }
+}
+
+/// The SQLite URL of a file, created when missing.
+pub fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Opens the store at `url` and applies the migrator of its dialect.
+///
+/// # Errors
+/// [`LocalStoreError`]: unknown scheme, unreachable database, failed migration.
+pub async fn open(
+    url: &str,
+    sqlite: &Migrator,
+    postgres: &Migrator,
+) -> Result<(AnyPool, Dialect), LocalStoreError> {
+    sqlx::any::install_default_drivers();
+    let dialect = Dialect::of(url)?;
+    let options: AnyConnectOptions = url.parse().map_err(LocalStoreError::Connect)?;
+    let pool = AnyPoolOptions::new()
+        // One writer is all a role needs; SQLite serializes writers anyway.
+        .max_connections(match dialect {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => 4,
+        })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(LocalStoreError::Connect)?;
+    let migrator = match dialect {
+        Dialect::Sqlite => sqlite,
+        Dialect::Postgres => postgres,
+    };
+    migrator.run(&pool).await?;
+    Ok((pool, dialect))
+}
