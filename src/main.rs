@@ -20,6 +20,9 @@ enum Command {
     Regtest(cli::regtest::RegtestArgs),
     /// Run the node: staking and finality modules on PostgreSQL, gRPC API, following Bitcoin.
     Node(fiamma::node::config::NodeArgs),
+    /// A covenant committee member: its encrypted key and the co-signing daemon.
+    #[command(subcommand)]
+    Covenant(cli::covenant::CovenantCommand),
     /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
     /// slashed on Bitcoin, and an unbonding.
@@ -33,6 +36,7 @@ async fn main() {
         Command::Staking(cmd) => cli::staking::run(cmd).await,
         Command::Regtest(args) => cli::regtest::run(args).await,
         Command::Node(args) => fiamma::node::run::run(args).await.map_err(Into::into),
+        Command::Covenant(cmd) => cli::covenant::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {
