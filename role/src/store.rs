@@ -75,6 +75,15 @@ pub async fn open(
             Dialect::Postgres => 4,
         })
         .acquire_timeout(Duration::from_secs(10))
+        // An in-memory SQLite database lives as long as its one connection: never recycle it.
+        .idle_timeout(match dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(Duration::from_secs(600)),
+        })
+        .max_lifetime(match dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(Duration::from_secs(1800)),
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if dialect == Dialect::Sqlite {

@@ -1,138 +1,100 @@
-//! A covenant committee member: reads the delegations waiting for its signature, checks each
-//! with the shared validation library (the same rules the node applied), and only then
-//! adaptor-signs both slashing transactions to the delegation's verifier and signs its
-//! unbonding transaction.
+//! The devnet's covenant committee: each member is the component `fiamma covenant run` runs
+//! ([`CovenantMember`]), with its key from the devnet's seed, its own copy of the params, the
+//! node over gRPC and an in-memory store, driven one step at a time by the story.
 
-use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
-use fiamma_covenant::delegation::DelegationSighashes;
-use fiamma_covenant::signing::{sign_delegation, CovenantSignatures};
-use fiamma_proto::staking::v1 as pb;
-use fiamma_proto::staking::v1::staking_client::StakingClient;
+use std::sync::Arc;
+
+use bitcoin::secp256k1::XOnlyPublicKey;
+use fiamma_covenant_member::member::{CovenantMember, MemberSettings, Outcome, StepReport};
+use fiamma_covenant_member::signer::{KeystoreSigner, Signer};
+use fiamma_covenant_member::store::MemberStore;
+use fiamma_proto::client::GrpcNode;
 use fiamma_staking::context::SigningContexts;
-use fiamma_staking::delegation::validate_delegation;
-use fiamma_staking::params::Params;
-use fiamma_staking::registration::Registration;
+use fiamma_staking::params::{Params, ParamsVersions};
 use tonic::transport::Channel;
 
 use super::error::DevnetError;
 use super::setup;
-use super::wire;
 
-/// What a member did with one pending delegation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoSigned {
-    /// The delegation.
-    pub staking_txid: String,
-    /// Its status after the signatures.
-    pub status: pb::DelegationStatus,
-    /// Signatures it holds now.
-    pub signatures: u32,
-}
-
-/// One member of the committee, with the params version it signs under.
-pub struct CovenantMember {
+/// One member of the devnet committee.
+pub struct DevnetMember {
     /// "covenant 1", …
     pub name: String,
-    keypair: Keypair,
-    params: Params,
-    contexts: SigningContexts,
+    /// Its key.
+    pub key: XOnlyPublicKey,
+    /// The component.
+    pub member: CovenantMember,
 }
 
-impl CovenantMember {
-    /// Member `i` (0-based) of the devnet committee.
-    pub fn new(i: u32, params: Params, contexts: SigningContexts) -> Self {
-        CovenantMember {
-            name: format!("covenant {}", i + 1),
-            keypair: setup::covenant_keypair(i),
-            params,
-            contexts,
-        }
+/// The committee: `setup::COVENANT_MEMBERS` members, each signing under `params`.
+///
+/// # Errors
+/// [`DevnetError::Local`] when a member's store cannot be opened.
+pub async fn committee(
+    params: &Params,
+    contexts: &SigningContexts,
+    channel: Channel,
+) -> Result<Vec<DevnetMember>, DevnetError> {
+    let versions = ParamsVersions::new(vec![params.clone()])
+        .map_err(|e| DevnetError::refused("devnet params", e))?;
+    let mut members = Vec::new();
+    for i in 0..setup::COVENANT_MEMBERS {
+        let name = format!("covenant {}", i + 1);
+        let signer = KeystoreSigner::new(setup::covenant_keypair(i));
+        let key = signer.public_key();
+        let store = MemberStore::open("sqlite::memory:")
+            .await
+            .map_err(|e| DevnetError::local(format!("{name}: local store"), e))?;
+        let settings = MemberSettings {
+            params: versions.clone(),
+            contexts: contexts.clone(),
+            page_size: 100,
+            poll_interval: std::time::Duration::from_secs(1),
+            max_retry: std::time::Duration::from_secs(10),
+        };
+        let member = CovenantMember::new(
+            settings,
+            Arc::new(signer),
+            Arc::new(GrpcNode::from_channel(channel.clone())),
+            store,
+        );
+        members.push(DevnetMember { name, key, member });
     }
+    Ok(members)
+}
 
-    /// The member's key.
-    pub fn key(&self) -> XOnlyPublicKey {
-        self.keypair.x_only_public_key().0
-    }
-
-    /// Signs every delegation pending for this member, each after [`validate_delegation`].
+impl DevnetMember {
+    /// One pass of the member: every delegation waiting for it, checked and signed.
     ///
     /// # Errors
-    /// [`DevnetError::Refused`] when a delegation fails the rules (the member signs nothing
-    /// for it), [`DevnetError::Rpc`] when the node refuses a call.
-    pub async fn sign_pending(
-        &self,
-        client: &mut StakingClient<Channel>,
-    ) -> Result<Vec<CoSigned>, DevnetError> {
-        let pending = client
-            .pending_delegations(pb::PendingDelegationsRequest {
-                covenant_pk: self.key().serialize().to_vec(),
-                page: None,
-            })
+    /// [`DevnetError::Refused`] when the member refused a delegation or the node's params,
+    /// [`DevnetError::Local`] when the pass itself failed.
+    pub async fn step(&self) -> Result<StepReport, DevnetError> {
+        let report = self
+            .member
+            .step()
             .await
-            .map_err(|s| DevnetError::rpc(&self.name, "PendingDelegations", &s))?
-            .into_inner()
-            .delegations;
-        let mut done = Vec::with_capacity(pending.len());
-        for d in &pending {
-            let request = self.co_sign(d)?;
-            let r = client
-                .add_covenant_sigs(request)
-                .await
-                .map_err(|s| DevnetError::rpc(&self.name, "AddCovenantSigs", &s))?
-                .into_inner();
-            done.push(CoSigned {
-                staking_txid: d.staking_txid.clone(),
-                status: r.status(),
-                signatures: r.signatures,
-            });
+            .map_err(|e| DevnetError::local(format!("{}: step", self.name), e))?;
+        if let Some(problem) = &report.params_problem {
+            return Err(DevnetError::refused(&self.name, problem));
         }
-        Ok(done)
-    }
-
-    /// Checks one served delegation and signs it.
-    fn co_sign(&self, d: &pb::Delegation) -> Result<pb::AddCovenantSigsRequest, DevnetError> {
-        let refuse = |e: &dyn std::fmt::Display| {
-            DevnetError::refused(&self.name, format!("delegation {}: {e}", d.staking_txid))
-        };
-        if d.params_version != 0 {
-            return Err(refuse(&format!(
-                "params version {} is not the one this member signs under",
-                d.params_version
-            )));
+        for d in &report.decisions {
+            match &d.outcome {
+                Outcome::Refused { reason, .. } => {
+                    return Err(DevnetError::refused(
+                        &self.name,
+                        format!("delegation {}: {reason}", d.staking_txid),
+                    ))
+                }
+                Outcome::Undelivered(reason) => {
+                    return Err(DevnetError::refused(
+                        &self.name,
+                        format!("delegation {}: not delivered: {reason}", d.staking_txid),
+                    ))
+                }
+                _ => {}
+            }
         }
-        let reg = wire::registration_of(d).map_err(|e| refuse(&e))?;
-        let checked =
-            validate_delegation(&self.params, &self.contexts, &reg).map_err(|e| refuse(&e))?;
-        let sigs = self.sign(&reg, &checked.keys).map_err(|e| refuse(&e))?;
-        let first = |list: &[fiamma_covenant::signing::VerifierAdaptorSig]| {
-            list.first()
-                .map(|s| s.signature.to_bytes().to_vec())
-                .ok_or_else(|| refuse(&"no verifier to encrypt to"))
-        };
-        Ok(pb::AddCovenantSigsRequest {
-            staking_txid: d.staking_txid.clone(),
-            sigs: Some(pb::CovenantSignatures {
-                covenant_pk: self.key().serialize().to_vec(),
-                slashing_adaptor_sig: first(&sigs.slashing)?,
-                unbonding_sig: sigs.unbonding.as_ref().to_vec(),
-                unbonding_slashing_adaptor_sig: first(&sigs.unbonding_slashing)?,
-            }),
-        })
-    }
-
-    fn sign(
-        &self,
-        reg: &Registration,
-        keys: &fiamma_staking::keys::StakingKeys,
-    ) -> Result<CovenantSignatures, String> {
-        let sighashes =
-            DelegationSighashes::of_registration(reg, keys).map_err(|e| e.to_string())?;
-        sign_delegation(
-            &self.keypair,
-            &sighashes,
-            keys.verifiers(),
-            &mut rand::thread_rng(),
-        )
-        .map_err(|e| e.to_string())
+        Ok(report)
     }
 }

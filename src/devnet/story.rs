@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 use super::chain::DevnetChain;
 use super::cluster::ThrowawayCluster;
-use super::covenant::CovenantMember;
+use super::covenant;
 use super::database::DevnetDatabase;
 use super::error::DevnetError;
 use super::sequencer::{corrupted_proof, fiamma_proof, Sequencer};
@@ -33,6 +33,7 @@ use super::verifier::{Verifier, VoteReport};
 use super::DevnetArgs;
 use crate::btc::RpcBackend;
 use crate::node::run::{connect_and_migrate, NodeSetup, RunningNode};
+use fiamma_covenant_member::member::Outcome;
 
 /// How long the story waits for any one outcome.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -199,6 +200,8 @@ async fn on_database(
 /// Everything the parties share: their connections and the network's rules.
 struct World<'a> {
     chain: &'a DevnetChain,
+    /// The connection to the node, for the role components' node clients.
+    channel: Channel,
     staking: StakingClient<Channel>,
     finality: FinalityClient<Channel>,
     bitcoin: RpcBackend,
@@ -261,7 +264,8 @@ impl<'a> World<'a> {
         Ok(World {
             chain,
             staking: StakingClient::new(channel.clone()),
-            finality: FinalityClient::new(channel),
+            finality: FinalityClient::new(channel.clone()),
+            channel,
             bitcoin: chain.client()?,
             params,
             contexts,
@@ -429,27 +433,28 @@ impl<'a> World<'a> {
 
     /// The committee checks and co-signs every pending delegation.
     async fn co_sign(&mut self, say: &Narrator, stakers: &[Staker]) -> Result<(), DevnetError> {
-        for i in 0..setup::COVENANT_MEMBERS {
-            let member = CovenantMember::new(i, self.params.clone(), self.contexts.clone());
-            let done = member.sign_pending(&mut self.staking).await?;
-            if done.is_empty() {
+        let committee =
+            covenant::committee(&self.params, &self.contexts, self.channel.clone()).await?;
+        for m in &committee {
+            let report = m.step().await?;
+            let signed = report.count(|o| matches!(o, Outcome::Signed(_)));
+            if signed == 0 {
                 say.say(format!(
                     "{} ({}): nothing pending, the quorum was reached without it",
-                    member.name,
-                    short(&member.key())
+                    m.name,
+                    short(&m.key)
                 ));
                 continue;
             }
-            let verified = done
-                .iter()
-                .filter(|d| d.status == pb::DelegationStatus::Verified)
-                .count();
+            let verified = report.count(|o| {
+                matches!(o, Outcome::Signed(ack) if ack.status == pb::DelegationStatus::Verified)
+            });
             say.say(format!(
                 "{} ({}): validate_delegation passed for {} pending delegations; adaptor-signed \
                  their slashing txs and signed their unbonding txs ({} now VERIFIED)",
-                member.name,
-                short(&member.key()),
-                done.len(),
+                m.name,
+                short(&m.key),
+                signed,
                 verified
             ));
         }
