@@ -387,7 +387,8 @@ impl MemberStore {
     /// [`StoreError::Database`].
     pub async fn summary(&self, limit: u32) -> Result<Summary, StoreError> {
         let counts = sqlx::query(
-            "SELECT COUNT(*) AS signed, COALESCE(SUM(delivered), 0) AS delivered FROM signed",
+            "SELECT COUNT(*) AS signed, CAST(COALESCE(SUM(delivered), 0) AS BIGINT) AS delivered \
+             FROM signed",
         )
         .fetch_one(&self.pool)
         .await?;
