@@ -89,6 +89,7 @@ async fn the_node_serves_both_modules_and_closes_rounds_on_its_timer(pool: PgPoo
     let round = finality
         .round(fpb::RoundRequest {
             round: submitted.round,
+            ..Default::default()
         })
         .await
         .expect("round query")

@@ -53,7 +53,10 @@ fn expected_result(parts: (Vec<u8>, Vec<u8>, Vec<u8>)) -> RoundResult {
 
 async fn round(node: &mut Node, round: u64) -> fpb::Round {
     node.finality
-        .round(fpb::RoundRequest { round })
+        .round(fpb::RoundRequest {
+            round,
+            ..Default::default()
+        })
         .await
         .expect("round known")
         .into_inner()

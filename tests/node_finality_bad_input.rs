@@ -47,7 +47,13 @@ async fn send(node: &mut Node, req: Req) -> Result<(), tonic::Status> {
         Req::Vote(r) => f.add_finality_sig(r).await.map(drop),
         Req::Evidence(r) => f.equivocation_evidence(r).await.map(drop),
         Req::Unjail(r) => f.unjail_verifier(r).await.map(drop),
-        Req::Round(round) => f.round(fpb::RoundRequest { round }).await.map(drop),
+        Req::Round(round) => f
+            .round(fpb::RoundRequest {
+                round,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         Req::EvidenceQuery(pk) => f
             .evidence(fpb::EvidenceRequest {
                 verifier_btc_pk: pk,
@@ -77,7 +83,10 @@ async fn snapshot(node: &mut Node) -> String {
     let mut out = format!("{rounds:?}\n");
     for r in &rounds.rounds {
         let round = f
-            .round(fpb::RoundRequest { round: r.round })
+            .round(fpb::RoundRequest {
+                round: r.round,
+                ..Default::default()
+            })
             .await
             .expect("round");
         out += &format!("{:?}\n", round.into_inner());
@@ -237,6 +246,12 @@ async fn each_bad_message_gets_its_status_and_changes_nothing(pool: PgPool) {
             sub(vk.clone(), proof.clone(), vec![0; caps.public_inputs + 1]),
         ),
         (
+            "proof over max_proof_bytes",
+            Code::OutOfRange,
+            "max_proof_bytes 16384",
+            sub(vec![0; 16 * 1024], proof.clone(), inputs.clone()),
+        ),
+        (
             "truncated proof",
             Code::InvalidArgument,
             "truncated",
@@ -298,6 +313,24 @@ async fn each_bad_message_gets_its_status_and_changes_nothing(pool: PgPool) {
             Req::Commit(other_range(2, 100, MIN_PUB_RAND - 1)),
         ),
         (
+            "commitment over max_pub_rand",
+            Code::InvalidArgument,
+            "max_pub_rand 100000",
+            commit(1, &|r| r.num_pub_rand = 100_001),
+        ),
+        (
+            "commitment starting before the latest round",
+            Code::FailedPrecondition,
+            "before the latest closed round 1",
+            Req::Commit(other_range(2, 0, 20)),
+        ),
+        (
+            "commitment starting beyond the largest round",
+            Code::InvalidArgument,
+            "start_round",
+            commit(1, &|r| r.start_round = u64::MAX - 100),
+        ),
+        (
             "commitment too far ahead",
             Code::FailedPrecondition,
             "rounds after the current round",
@@ -343,6 +376,12 @@ async fn each_bad_message_gets_its_status_and_changes_nothing(pool: PgPool) {
             Code::NotFound,
             "round 2 is unknown",
             vote_req(vote_to_pb(&b.vote(2, hash))),
+        ),
+        (
+            "vote for a round beyond the largest",
+            Code::InvalidArgument,
+            "vote.round",
+            vote_req(with(&b_vote, |v| v.round = u64::MAX)),
         ),
         (
             "vote for round 0",
@@ -524,6 +563,12 @@ async fn each_bad_message_gets_its_status_and_changes_nothing(pool: PgPool) {
             Code::NotFound,
             "round 99",
             Req::Round(99),
+        ),
+        (
+            "round beyond the largest round",
+            Code::InvalidArgument,
+            "round",
+            Req::Round(u64::MAX),
         ),
         (
             "evidence against an honest verifier",

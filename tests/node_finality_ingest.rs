@@ -78,7 +78,10 @@ fn counted_and_duplicates(results: &[Result<i32, Code>]) -> (usize, usize) {
 async fn stored_votes(node: &Node, round: u64) -> Vec<fpb::RecordedVote> {
     node.finality
         .clone()
-        .round(fpb::RoundRequest { round })
+        .round(fpb::RoundRequest {
+            round,
+            ..Default::default()
+        })
         .await
         .expect("round known")
         .into_inner()

@@ -16,6 +16,7 @@ use secp256k1::{Keypair, SECP256K1};
 const ROUND: u64 = 40;
 const RULES: CommitmentRules = CommitmentRules {
     min_pub_rand: 1,
+    max_pub_rand: 100_000,
     max_start_ahead: 0,
 };
 const HASH: [u8; 32] = [0x77; 32];

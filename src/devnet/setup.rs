@@ -158,6 +158,7 @@ pub fn finality_config(round_interval: Duration) -> Result<FinalityConfig, Devne
         max_start_ahead: PUB_RAND_PER_COMMIT,
         liveness: LivenessRules::new(100, 50, 100)
             .map_err(|e| DevnetError::refused("devnet liveness rules", e))?,
+        proof_retention_rounds: crate::node::config::DEFAULT_PROOF_RETENTION_ROUNDS,
     })
 }
 

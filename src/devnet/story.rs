@@ -554,7 +554,14 @@ impl<'a> World<'a> {
     }
 
     async fn round(&mut self, h: u64) -> Result<Option<fpb::Round>, DevnetError> {
-        match self.finality.round(fpb::RoundRequest { round: h }).await {
+        match self
+            .finality
+            .round(fpb::RoundRequest {
+                round: h,
+                ..Default::default()
+            })
+            .await
+        {
             Ok(r) => Ok(r.into_inner().round),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(DevnetError::rpc("devnet", "Round", &s)),

@@ -206,7 +206,10 @@ impl Daemon {
     async fn on_round(&mut self, h: u64) -> Result<Option<VoteReport>, String> {
         let round = self
             .client
-            .round(fpb::RoundRequest { round: h })
+            .round(fpb::RoundRequest {
+                round: h,
+                ..Default::default()
+            })
             .await
             .map_err(|s| format!("round {h}: {}", s.message()))?
             .into_inner()

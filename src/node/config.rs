@@ -25,7 +25,13 @@ pub const DEFAULT_FINALITY: FinalityFile = FinalityFile {
     liveness_window: Some(100),
     liveness_min_signed: Some(50),
     jail_duration: Some(100),
+    proof_retention_rounds: Some(DEFAULT_PROOF_RETENTION_ROUNDS),
 };
+
+/// Rounds a closed round's proof bytes are kept for RoundProofs by default: an hour of rounds
+/// at one per 10 s, 36 vote windows of the default `vote_expiry`, so verifiers re-verify
+/// long after the round stops taking votes; at most `max_round_proof_bytes` per round.
+pub const DEFAULT_PROOF_RETENTION_ROUNDS: u64 = 360;
 
 /// Which Bitcoin backend the node follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -72,6 +78,9 @@ pub struct FinalityFile {
     pub liveness_min_signed: Option<u64>,
     /// Rounds a jailed verifier waits before it may ask to be unjailed.
     pub jail_duration: Option<u64>,
+    /// Rounds after its close that a round's proof bytes are kept (at least twice
+    /// `vote_expiry`); then only the proof ids and verdicts remain.
+    pub proof_retention_rounds: Option<u64>,
 }
 
 /// The resolved finality settings.
@@ -85,6 +94,8 @@ pub struct FinalityConfig {
     pub max_start_ahead: u64,
     /// Liveness jailing.
     pub liveness: LivenessRules,
+    /// Rounds after its close that a round's proof bytes are kept.
+    pub proof_retention_rounds: u64,
 }
 
 /// The config file, every field optional.
@@ -412,11 +423,22 @@ fn resolve_finality(args: &NodeArgs, f: &FinalityFile) -> Result<FinalityConfig,
         key: "liveness_window",
         reason: e.to_string(),
     })?;
+    let proof_retention_rounds = pick(f.proof_retention_rounds, d.proof_retention_rounds);
+    // Verifiers re-verify a round's proofs while it takes votes; the margin of one more vote
+    // window serves verifiers that fetch late.
+    let least_retention = vote_expiry.saturating_mul(2);
+    if proof_retention_rounds < least_retention {
+        return Err(ConfigError::Finality {
+            key: "proof_retention_rounds",
+            reason: format!("must be at least twice vote_expiry ({least_retention} rounds)"),
+        });
+    }
     Ok(FinalityConfig {
         round_interval: Duration::from_millis(round_interval_ms),
         vote_expiry,
         max_start_ahead: pick(f.max_start_ahead, d.max_start_ahead),
         liveness,
+        proof_retention_rounds,
     })
 }
 
@@ -508,6 +530,10 @@ mod tests {
         for (text, key) in [
             ("[finality]\nround_interval_ms = 0", "round_interval_ms"),
             ("[finality]\nvote_expiry = 0", "vote_expiry"),
+            (
+                "[finality]\nvote_expiry = 10\nproof_retention_rounds = 19",
+                "proof_retention_rounds",
+            ),
             ("[finality]\nliveness_window = 0", "liveness_window"),
             (
                 "[finality]\nliveness_window = 5\nliveness_min_signed = 6",

@@ -100,9 +100,12 @@ pub fn finality_params(config: &FinalityConfig, params: &ParamsVersions) -> Fina
         max_active_verifiers: latest.max_active_verifiers,
         commitment: CommitmentRules {
             min_pub_rand: latest.min_pub_rand,
+            max_pub_rand: latest.limits.max_pub_rand,
             max_start_ahead: config.max_start_ahead,
         },
         liveness: config.liveness,
+        limits: latest.limits,
+        proof_retention: config.proof_retention_rounds,
     }
 }
 

@@ -23,7 +23,7 @@ use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
 use fiamma_proto::staking::v1::staking_server::StakingServer;
-use fiamma_staking::params::ParamsVersions;
+use fiamma_staking::params::{ParamsVersions, ResourceLimits};
 use fiamma_staking::state::{DelegationState, Rules};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -44,9 +44,12 @@ pub fn finality_params() -> FinalityParams {
         max_active_verifiers: 100,
         commitment: CommitmentRules {
             min_pub_rand: MIN_PUB_RAND,
+            max_pub_rand: ResourceLimits::default().max_pub_rand,
             max_start_ahead: 1_000,
         },
         liveness: LivenessRules::new(20, 10, 5).expect("valid rules"),
+        limits: ResourceLimits::default(),
+        proof_retention: 2 * VOTE_EXPIRY,
     }
 }
 

@@ -5,11 +5,18 @@ use secp256k1::{schnorr, XOnlyPublicKey};
 
 use crate::commitment::{CommitmentSignatureError, RandomnessCommitment};
 
+/// The largest round number: rounds are stored as signed 64-bit integers, so no committed
+/// round may lie beyond `i64::MAX` (and a range ending there stays computable everywhere).
+pub const MAX_ROUND: u64 = i64::MAX as u64;
+
 /// The parameters a commitment is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitmentRules {
     /// The least number of rounds a commitment must cover (`min_pub_rand`).
     pub min_pub_rand: u64,
+    /// The most rounds a commitment may cover (`max_pub_rand` of the params' resource
+    /// limits): what one signature can make every node store and index.
+    pub max_pub_rand: u64,
     /// How far past the current round a commitment may start: `start ≤ current + this`.
     pub max_start_ahead: u64,
 }
@@ -30,6 +37,32 @@ pub enum CommitRandomnessError {
         num: u64,
         /// The parameter.
         min_pub_rand: u64,
+    },
+    /// It covers more rounds than `max_pub_rand`.
+    #[error("num_pub_rand {num} is above the limit max_pub_rand {max_pub_rand}")]
+    TooManyRounds {
+        /// The commitment's number of rounds.
+        num: u64,
+        /// The limit.
+        max_pub_rand: u64,
+    },
+    /// Its last round lies beyond [`MAX_ROUND`].
+    #[error(
+        "commitment from round {start} of {num} rounds ends beyond the largest round {MAX_ROUND}"
+    )]
+    BeyondLastRound {
+        /// The commitment's first round.
+        start: u64,
+        /// The commitment's number of rounds.
+        num: u64,
+    },
+    /// It starts before the latest closed round.
+    #[error("commitment starts at round {start}, before the latest closed round {current_round}")]
+    StartInPast {
+        /// The commitment's first round.
+        start: u64,
+        /// The latest closed round.
+        current_round: u64,
     },
     /// It starts too far after the current round.
     #[error(
@@ -62,10 +95,18 @@ pub enum CommitRandomnessError {
     },
 }
 
-/// Checks a commitment by `verifier` before it is stored: enough rounds, a start not too far
-/// ahead of `current_round`, a valid signature, and no round in common with `earlier`
-/// (the verifier's accepted commitments, in any order). Stateless checks come first, so a
-/// malformed commitment is refused without looking at the stored ones.
+/// Checks a commitment by `verifier` before it is stored: between `min_pub_rand` and
+/// `max_pub_rand` rounds, none beyond [`MAX_ROUND`], a start neither before `current_round`
+/// (the latest closed round) nor too far ahead of it, a valid signature, and no round in
+/// common with `earlier` (the verifier's accepted commitments, in any order). Stateless
+/// checks come first, so a malformed commitment is refused without looking at the stored
+/// ones. No arithmetic here can overflow.
+///
+/// The earliest start is the latest closed round itself rather than the round after it: the
+/// node checks a commitment against a snapshot of the position, so a round may close while
+/// the commitment is checked and the rule can only hold to within one round without
+/// blocking the closer. A commitment covering a closed round gains its verifier nothing (the
+/// round's active set is fixed), and this bound keeps every commitment out of older history.
 ///
 /// # Errors
 /// [`CommitRandomnessError`] naming the first rule broken.
@@ -82,6 +123,24 @@ pub fn check_commitment(
         return Err(CommitRandomnessError::TooFewRounds {
             num: commitment.num(),
             min_pub_rand: rules.min_pub_rand,
+        });
+    }
+    if commitment.num() > rules.max_pub_rand {
+        return Err(CommitRandomnessError::TooManyRounds {
+            num: commitment.num(),
+            max_pub_rand: rules.max_pub_rand,
+        });
+    }
+    if commitment.last() > MAX_ROUND {
+        return Err(CommitRandomnessError::BeyondLastRound {
+            start: commitment.start(),
+            num: commitment.num(),
+        });
+    }
+    if commitment.start() < current_round {
+        return Err(CommitRandomnessError::StartInPast {
+            start: commitment.start(),
+            current_round,
         });
     }
     if commitment.start() > current_round.saturating_add(rules.max_start_ahead) {
@@ -110,6 +169,7 @@ mod tests {
 
     const RULES: CommitmentRules = CommitmentRules {
         min_pub_rand: 4,
+        max_pub_rand: 1_000,
         max_start_ahead: 100,
     };
 
@@ -167,6 +227,85 @@ mod tests {
                 max_start_ahead: 100
             })
         );
+    }
+
+    #[test]
+    fn more_rounds_than_max_pub_rand_are_refused() {
+        assert_eq!(check(&keypair(), 50, 1_000, &[]), Ok(()));
+        assert_eq!(
+            check(&keypair(), 50, 1_001, &[]),
+            Err(CommitRandomnessError::TooManyRounds {
+                num: 1_001,
+                max_pub_rand: 1_000
+            })
+        );
+        // Even a num that fits no BIGINT is refused by the limit, not by arithmetic.
+        assert_eq!(
+            check(&keypair(), 50, u64::MAX - 50, &[]),
+            Err(CommitRandomnessError::TooManyRounds {
+                num: u64::MAX - 50,
+                max_pub_rand: 1_000
+            })
+        );
+    }
+
+    #[test]
+    fn a_range_ending_beyond_the_largest_round_is_refused_without_overflow() {
+        let contexts = SigningContexts::new("chain", "addr");
+        let pk = keypair().x_only_public_key().0;
+        let lax = CommitmentRules {
+            max_pub_rand: u64::MAX,
+            max_start_ahead: u64::MAX,
+            ..RULES
+        };
+        let at = |start: u64, num: u64, current: u64| {
+            let (c, sig) = signed(&keypair(), start, num, &contexts);
+            check_commitment(&pk, &c, &sig, &[], current, &lax, &contexts)
+        };
+        // Ends exactly at the largest round: accepted.
+        assert_eq!(at(MAX_ROUND - 3, 4, MAX_ROUND - 10), Ok(()));
+        assert_eq!(
+            at(MAX_ROUND - 2, 4, MAX_ROUND - 10),
+            Err(CommitRandomnessError::BeyondLastRound {
+                start: MAX_ROUND - 2,
+                num: 4
+            })
+        );
+        assert_eq!(
+            at(1, MAX_ROUND + 1, 0),
+            Err(CommitRandomnessError::BeyondLastRound {
+                start: 1,
+                num: MAX_ROUND + 1
+            })
+        );
+        // A current round near u64::MAX does not overflow the ahead bound.
+        assert_eq!(
+            at(u64::MAX - 3, 4, u64::MAX - 3),
+            Err(CommitRandomnessError::BeyondLastRound {
+                start: u64::MAX - 3,
+                num: 4
+            })
+        );
+    }
+
+    #[test]
+    fn a_start_before_the_latest_closed_round_is_refused() {
+        assert_eq!(
+            check(&keypair(), 49, 4, &[]),
+            Err(CommitRandomnessError::StartInPast {
+                start: 49,
+                current_round: 50
+            })
+        );
+        assert_eq!(
+            check(&keypair(), 0, 4, &[]),
+            Err(CommitRandomnessError::StartInPast {
+                start: 0,
+                current_round: 50
+            })
+        );
+        // The latest closed round itself is the earliest start (see check_commitment).
+        assert_eq!(check(&keypair(), 50, 4, &[]), Ok(()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod testkit;
 pub mod vote;
 
 pub use certificate::{Certificate, CertificateEntry, CertificateError};
-pub use commit::{check_commitment, CommitRandomnessError, CommitmentRules};
+pub use commit::{check_commitment, CommitRandomnessError, CommitmentRules, MAX_ROUND};
 pub use evidence::{
     equivocation, selective_slashing, Equivocation, EquivocationError, KeyMismatch, Slashing,
     SlashingEvidence,

@@ -322,6 +322,7 @@ mod tests {
 
     const COMMIT: CommitmentRules = CommitmentRules {
         min_pub_rand: 2,
+        max_pub_rand: 100_000,
         max_start_ahead: 1_000,
     };
 

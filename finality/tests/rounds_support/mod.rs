@@ -16,6 +16,7 @@ use secp256k1::{Keypair, XOnlyPublicKey, SECP256K1};
 pub const CHAIN: &str = "fiamma-rounds-test";
 pub const COMMIT_RULES: CommitmentRules = CommitmentRules {
     min_pub_rand: 8,
+    max_pub_rand: 100_000,
     max_start_ahead: 100,
 };
 pub const VOTE_EXPIRY: u64 = 4;

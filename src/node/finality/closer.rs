@@ -5,9 +5,12 @@
 //! 2. rounds whose votes expire with the new round become EXPIRED if not final, and their
 //!    active members' liveness is recorded ([`Verifiers::record_round`]), jailing those that
 //!    missed too many;
-//! 3. the new round: every pending proof verified ([`ZkProof::round_verdict`]), the round hash
-//!    over the results chained to the previous one, and the power table of the round from the
-//!    staking module's ACTIVE delegations and the finality registry.
+//! 3. the new round: the pending proofs with the verdicts computed when they were submitted
+//!    (nothing is verified under the lock), the round hash over the results chained to the
+//!    previous one, and the power table of the round from the staking module's ACTIVE
+//!    delegations and the finality registry;
+//! 4. the proof bytes of the round `proof_retention` rounds back are dropped (ids and
+//!    verdicts stay).
 //!
 //! [`FinalityModule::close_round`] does it once (tests call it directly);
 //! [`spawn_round_closer`] does it every `round_interval`.
@@ -19,7 +22,7 @@ use bitcoin::secp256k1::XOnlyPublicKey;
 use fiamma_finality::merkle::Digest;
 use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
 use fiamma_finality::rounds::{tally, PowerTable, Verifiers};
-use fiamma_finality::zk::{ProofSystem, ZkProof};
+use fiamma_finality::zk::{ProofId, ProofSystem, Verdict, ZkProof};
 use fiamma_proto::finality::v1 as pb;
 use sqlx::{PgConnection, Row};
 use tokio::task::JoinHandle;
@@ -59,6 +62,7 @@ impl FinalityModule {
     /// # Errors
     /// [`CloseRoundError`]; nothing is written on error.
     pub async fn close_round(&self) -> Result<RoundClosed, CloseRoundError> {
+        self.verify_unverified_pending().await?;
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         store::position(&mut tx, Lock::Update).await?;
         // Slashings adopted from the staking module write their own events, so the position
@@ -82,18 +86,7 @@ impl FinalityModule {
             .expire_rounds(&mut tx, &mut registry, &mut log, round)
             .await?;
 
-        let (last_seq, proofs) = pending_proofs(&mut tx).await?;
-        let results = tokio::task::spawn_blocking(move || {
-            proofs
-                .iter()
-                .map(|p| RoundResult {
-                    proof_id: p.proof_id(),
-                    verdict: p.round_verdict(),
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| CloseRoundError::Verification(e.to_string()))?;
+        let (last_seq, results) = pending_results(&mut tx).await?;
         let hash = round_hash(round, &RoundHash(position.latest_hash), &results);
         let powers = staking_powers(&mut tx).await?;
         let table = registry.power_table(round, &powers, self.params.max_active_verifiers);
@@ -112,6 +105,14 @@ impl FinalityModule {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
+        }
+        // Every pending proof is in this round: no submission holds the shared lock now.
+        sqlx::query("UPDATE pending_budget SET proofs = 0, bytes = 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        if let Some(through) = round.checked_sub(self.params.proof_retention) {
+            store::drop_proof_bytes(&mut tx, through).await?;
         }
         for (pk, before) in &loaded {
             if let Some(after) = registry.get(pk).filter(|after| *after != before) {
@@ -144,6 +145,56 @@ impl FinalityModule {
             finalized,
             jailed,
         })
+    }
+
+    /// Verifies the pending proofs that have no verdict (submitted before verdicts were
+    /// computed on submission) and stores their verdicts, outside the finality lock. Does
+    /// nothing, in one query, when there are none.
+    async fn verify_unverified_pending(&self) -> Result<(), CloseRoundError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        let rows = sqlx::query(
+            "SELECT proof_id, proof_system, verifying_key, proof, public_inputs \
+             FROM pending_proofs WHERE valid IS NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
+        let mut proofs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let code: i16 = row.try_get("proof_system").map_err(StoreError::from)?;
+            let system = u8::try_from(code)
+                .ok()
+                .and_then(|c| ProofSystem::try_from(c).ok())
+                .ok_or_else(|| corrupt("pending_proofs.proof_system", format!("code {code}")))?;
+            let proof = ZkProof::new(
+                system,
+                row.try_get("verifying_key").map_err(StoreError::from)?,
+                row.try_get("proof").map_err(StoreError::from)?,
+                row.try_get("public_inputs").map_err(StoreError::from)?,
+            )
+            .map_err(|e| corrupt("pending_proofs", e.to_string()))?;
+            proofs.push(proof);
+        }
+        if proofs.is_empty() {
+            return Ok(());
+        }
+        let verdicts = tokio::task::spawn_blocking(move || {
+            proofs
+                .iter()
+                .map(|p| (p.proof_id(), p.round_verdict()))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| CloseRoundError::Verification(e.to_string()))?;
+        for (id, verdict) in verdicts {
+            sqlx::query("UPDATE pending_proofs SET valid = $2 WHERE proof_id = $1")
+                .bind(id.as_bytes().as_slice())
+                .bind(verdict.is_valid())
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        Ok(())
     }
 
     /// Tallies the OPEN rounds now, without closing a new one; returns the rounds that became
@@ -266,34 +317,33 @@ async fn tally_open_rounds(
     Ok(finalized)
 }
 
-/// The pending proofs in submission order, and the last sequence number among them.
-async fn pending_proofs(
+/// The results of the pending proofs in submission order, from their stored verdicts, and
+/// the last sequence number among them.
+async fn pending_results(
     conn: &mut PgConnection,
-) -> Result<(Option<i64>, Vec<ZkProof>), StoreError> {
-    let rows = sqlx::query(
-        "SELECT seq, proof_system, verifying_key, proof, public_inputs FROM pending_proofs ORDER BY seq",
-    )
-    .fetch_all(conn)
-    .await?;
+) -> Result<(Option<i64>, Vec<RoundResult>), StoreError> {
+    let rows = sqlx::query("SELECT seq, proof_id, valid FROM pending_proofs ORDER BY seq")
+        .fetch_all(conn)
+        .await?;
     let mut last = None;
-    let mut proofs = Vec::with_capacity(rows.len());
+    let mut results = Vec::with_capacity(rows.len());
     for row in &rows {
         last = Some(row.try_get::<i64, _>("seq")?);
-        let code: i16 = row.try_get("proof_system")?;
-        let system = u8::try_from(code)
-            .ok()
-            .and_then(|c| ProofSystem::try_from(c).ok())
-            .ok_or_else(|| corrupt("pending_proofs.proof_system", format!("code {code}")))?;
-        let proof = ZkProof::new(
-            system,
-            row.try_get("verifying_key")?,
-            row.try_get("proof")?,
-            row.try_get("public_inputs")?,
-        )
-        .map_err(|e| corrupt("pending_proofs", e.to_string()))?;
-        proofs.push(proof);
+        let id = store::digest("pending_proofs.proof_id", row.try_get("proof_id")?)?;
+        // Every proof got its verdict on submission or in `verify_unverified_pending`.
+        let valid: bool = row
+            .try_get::<Option<bool>, _>("valid")?
+            .ok_or_else(|| corrupt("pending_proofs.valid", "no verdict"))?;
+        results.push(RoundResult {
+            proof_id: ProofId(id),
+            verdict: if valid {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            },
+        });
     }
-    Ok((last, proofs))
+    Ok((last, results))
 }
 
 /// Each verifier's voting power from the staking module: the sum of its ACTIVE delegations'

@@ -41,6 +41,29 @@ pub enum SubmitProofError {
     /// A part is over its size cap.
     #[error(transparent)]
     Oversized(#[from] ProofSizeError),
+    /// The submission is larger than the params' `max_proof_bytes`.
+    #[error("proof of {bytes} bytes (verifying key, proof and public inputs) is above the limit max_proof_bytes {max_proof_bytes}")]
+    TooLarge {
+        /// Its verifying key, proof and public inputs together.
+        bytes: u64,
+        /// The limit.
+        max_proof_bytes: u32,
+    },
+    /// The next round holds as many proofs, or as many bytes of proofs, as it may.
+    #[error(
+        "round {round} is full: the limit {limit} {value} is reached; submit again after it closes"
+    )]
+    RoundFull {
+        /// The round the proof would have joined.
+        round: u64,
+        /// The limit reached: `max_proofs_per_round` or `max_round_proof_bytes`.
+        limit: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// Verifying the proof was interrupted (the task panicked or the node is shutting down).
+    #[error("proof verification was interrupted; nothing was applied, retry")]
+    Interrupted,
     /// The parts do not decode in the proof system's encoding.
     #[error("malformed proof: {0}")]
     Malformed(#[from] ZkError),
@@ -63,7 +86,11 @@ impl From<SubmitProofError> for Status {
             SubmitProofError::Field(_)
             | SubmitProofError::UnknownSystem(_)
             | SubmitProofError::Malformed(_) => status(Code::InvalidArgument, e),
-            SubmitProofError::Oversized(_) => status(Code::OutOfRange, e),
+            SubmitProofError::Oversized(_) | SubmitProofError::TooLarge { .. } => {
+                status(Code::OutOfRange, e)
+            }
+            SubmitProofError::RoundFull { .. } => status(Code::ResourceExhausted, e),
+            SubmitProofError::Interrupted => status(Code::Unavailable, e),
             SubmitProofError::AlreadyPending { .. } => status(Code::AlreadyExists, e),
             SubmitProofError::Store(s) => store_status(s),
         }
@@ -91,8 +118,11 @@ impl From<CommitError> for Status {
             CommitError::Rules(r) => match r {
                 CommitRandomnessError::UnknownVerifier { .. } => Code::NotFound,
                 CommitRandomnessError::Overlap { .. } => Code::AlreadyExists,
-                CommitRandomnessError::StartTooFarAhead { .. } => Code::FailedPrecondition,
+                CommitRandomnessError::StartTooFarAhead { .. }
+                | CommitRandomnessError::StartInPast { .. } => Code::FailedPrecondition,
                 CommitRandomnessError::TooFewRounds { .. }
+                | CommitRandomnessError::TooManyRounds { .. }
+                | CommitRandomnessError::BeyondLastRound { .. }
                 | CommitRandomnessError::BadSignature(_) => Code::InvalidArgument,
             },
             CommitError::Store(_) => Code::Internal,

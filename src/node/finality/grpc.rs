@@ -92,8 +92,15 @@ impl Finality for FinalityGrpc {
         &self,
         request: Request<pb::RoundRequest>,
     ) -> Result<Response<pb::RoundResponse>, Status> {
-        let round = self.module.round(request.into_inner().round).await?;
-        Ok(Response::new(pb::RoundResponse { round: Some(round) }))
+        let r = request.into_inner();
+        let (round, next_results_from) = self
+            .module
+            .round(r.round, r.results_from, r.results_limit)
+            .await?;
+        Ok(Response::new(pb::RoundResponse {
+            round: Some(round),
+            next_results_from,
+        }))
     }
 
     async fn rounds(
@@ -110,11 +117,14 @@ impl Finality for FinalityGrpc {
         request: Request<pb::RoundProofsRequest>,
     ) -> Result<Response<pb::RoundProofsResponse>, Status> {
         let r = request.into_inner();
-        let proofs = self
+        let (proofs, next_position) = self
             .module
             .round_proofs(r.round, r.from_position, r.limit)
             .await?;
-        Ok(Response::new(pb::RoundProofsResponse { proofs }))
+        Ok(Response::new(pb::RoundProofsResponse {
+            proofs,
+            next_position,
+        }))
     }
 
     async fn verifier(

@@ -10,11 +10,12 @@ use fiamma_finality::rounds::{
 };
 use fiamma_finality::zk::{ProofId, ProofSystem, UnknownProofSystem, ZkProof};
 use fiamma_proto::finality::v1 as pb;
+use fiamma_staking::params::ResourceLimits;
 
 use super::errors::{
     AddVoteError, CommitError, EvidenceError, SubmitProofError, UnjailVerifierError,
 };
-use super::store::{self, Commitments, FirstVote, Lock};
+use super::store::{self, Commitments, FirstVote, Lock, PendingBudget};
 use super::{slashing, wire, FinalityModule};
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
@@ -36,13 +37,43 @@ fn begin_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
 }
 
+/// Whether a proof of `bytes` fits in `round` next to the pending proofs of `budget`.
+fn check_budget(
+    budget: PendingBudget,
+    bytes: u64,
+    limits: &ResourceLimits,
+    round: u64,
+) -> Result<(), SubmitProofError> {
+    if budget.proofs >= u64::from(limits.max_proofs_per_round) {
+        return Err(SubmitProofError::RoundFull {
+            round,
+            limit: "max_proofs_per_round",
+            value: u64::from(limits.max_proofs_per_round),
+        });
+    }
+    if budget.bytes.saturating_add(bytes) > limits.max_round_proof_bytes {
+        return Err(SubmitProofError::RoundFull {
+            round,
+            limit: "max_round_proof_bytes",
+            value: limits.max_round_proof_bytes,
+        });
+    }
+    Ok(())
+}
+
 impl FinalityModule {
-    /// SubmitProof: a well-formed proof joins the pending proofs of the next round. Returns its
-    /// proof_id and that round.
+    /// SubmitProof: a well-formed proof within the limits joins the pending proofs of the next
+    /// round, with its verdict. Returns its proof_id and that round.
+    ///
+    /// The proof is verified here, in a blocking task and before the transaction, so the
+    /// round close only reads verdicts and verifies nothing while it holds the finality lock.
+    /// The cheap refusals (size, duplicate, full round) come before the verification, so a
+    /// refused proof costs no pairing.
     ///
     /// # Errors
-    /// [`SubmitProofError`]: unknown system, a part over its cap, bytes that do not decode, the
-    /// same proof already pending.
+    /// [`SubmitProofError`]: unknown system, a part over its cap, the whole over
+    /// `max_proof_bytes`, bytes that do not decode, the same proof already pending, the next
+    /// round full (`max_proofs_per_round` or `max_round_proof_bytes`).
     pub async fn submit_proof(
         &self,
         r: pb::SubmitProofRequest,
@@ -54,31 +85,61 @@ impl FinalityModule {
         let system = ProofSystem::try_from(code).map_err(|UnknownProofSystem(c)| {
             SubmitProofError::UnknownSystem(UnknownProofSystem(c))
         })?;
+        let limits = &self.params.limits;
+        let bytes = [&r.verifying_key, &r.proof, &r.public_inputs]
+            .iter()
+            .map(|part| u64::try_from(part.len()).unwrap_or(u64::MAX))
+            .fold(0, u64::saturating_add);
+        if bytes > u64::from(limits.max_proof_bytes) {
+            return Err(SubmitProofError::TooLarge {
+                bytes,
+                max_proof_bytes: limits.max_proof_bytes,
+            });
+        }
         let proof = ZkProof::new(system, r.verifying_key, r.proof, r.public_inputs)?;
-        // Decoding checks every point and scalar (curve and subgroup membership); a proof
-        // that fails here could only ever get an invalid verdict, so it is refused instead.
-        let decode_proof = proof.clone();
-        tokio::task::spawn_blocking(move || decode_proof.decode().map(drop))
-            .await
-            .map_err(|e| FieldError {
-                field: "proof",
-                reason: format!("decoding was interrupted: {e}"),
-            })??;
         let id = proof.proof_id();
+        {
+            let mut conn = self.pool.acquire().await.map_err(begin_error)?;
+            let position = store::position(&mut conn, Lock::None).await?;
+            let round = position.latest_round.saturating_add(1);
+            if store::is_pending(&mut conn, id.as_bytes()).await? {
+                return Err(SubmitProofError::AlreadyPending {
+                    proof_id: id.0,
+                    round,
+                });
+            }
+            check_budget(
+                store::pending_budget(&mut conn).await?,
+                bytes,
+                limits,
+                round,
+            )?;
+        }
+        // Decoding checks every point and scalar (curve and subgroup membership); a proof
+        // that fails it could only ever get an invalid verdict, so it is refused instead.
+        let (proof, verdict) = tokio::task::spawn_blocking(move || {
+            let verdict = proof.decode().map(|d| d.verify());
+            (proof, verdict)
+        })
+        .await
+        .map_err(|_| SubmitProofError::Interrupted)?;
+        let verdict = verdict?;
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
         // The shared lock keeps the round from closing until this proof is in, so the round
-        // returned is the one it will be verified in.
+        // returned is the one it is in.
         let position = store::position(&mut tx, Lock::Share).await?;
-        let round = position.latest_round + 1;
+        let round = position.latest_round.saturating_add(1);
         let inserted = sqlx::query(
             "INSERT INTO pending_proofs (proof_id, proof_system, verifying_key, proof, \
-             public_inputs) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (proof_id) DO NOTHING",
+             public_inputs, valid) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (proof_id) DO NOTHING",
         )
         .bind(id.as_bytes().as_slice())
         .bind(i16::from(system.code()))
         .bind(proof.verifying_key())
         .bind(proof.proof())
         .bind(proof.public_inputs())
+        .bind(verdict.is_valid())
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
@@ -86,6 +147,23 @@ impl FinalityModule {
             return Err(SubmitProofError::AlreadyPending {
                 proof_id: id.0,
                 round,
+            });
+        }
+        if !store::take_pending_place(
+            &mut tx,
+            bytes,
+            limits.max_proofs_per_round,
+            limits.max_round_proof_bytes,
+        )
+        .await?
+        {
+            // Another submission took the last place since the check above.
+            let budget = store::pending_budget(&mut tx).await?;
+            check_budget(budget, bytes, limits, round)?;
+            return Err(SubmitProofError::RoundFull {
+                round,
+                limit: "max_proofs_per_round",
+                value: u64::from(limits.max_proofs_per_round),
             });
         }
         tx.commit().await.map_err(StoreError::from)?;

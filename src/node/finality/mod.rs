@@ -37,6 +37,7 @@ use std::time::Duration;
 use fiamma_finality::rounds::{CommitmentRules, LivenessRules};
 use fiamma_proto::finality::v1 as pb;
 use fiamma_staking::context::SigningContexts;
+use fiamma_staking::params::ResourceLimits;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
@@ -56,6 +57,10 @@ pub struct FinalityParams {
     pub commitment: CommitmentRules,
     /// Liveness jailing.
     pub liveness: LivenessRules,
+    /// The resource limits of the latest params version (proof sizes, proofs per round).
+    pub limits: ResourceLimits,
+    /// For how many rounds after its close a round keeps its proof bytes for RoundProofs.
+    pub proof_retention: u64,
 }
 
 /// The finality module: database pool, parameters, signing contexts and the live event feed.

@@ -199,6 +199,79 @@ pub async fn ensure_verifier(
     Ok(())
 }
 
+// Covering a round: `start_round <= r AND r - start_round < num`, never `start_round + num - 1
+// >= r`, whose sum overflows BIGINT for a range ending near the largest round.
+
+/// What the pending proofs (the next round's) hold against the per-round limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingBudget {
+    /// The number of pending proofs.
+    pub proofs: u64,
+    /// Their bytes (verifying keys, proofs and public inputs).
+    pub bytes: u64,
+}
+
+/// The pending budget as of the statement.
+pub async fn pending_budget(conn: &mut PgConnection) -> Result<PendingBudget, StoreError> {
+    let row = sqlx::query("SELECT proofs, bytes FROM pending_budget")
+        .fetch_one(conn)
+        .await?;
+    Ok(PendingBudget {
+        proofs: to_u64("pending_budget.proofs", row.try_get("proofs")?)?,
+        bytes: to_u64("pending_budget.bytes", row.try_get("bytes")?)?,
+    })
+}
+
+/// Takes a place of `bytes` in the next round if it has one left under `max_proofs` and
+/// `max_bytes`; returns whether it did. The budget row stays locked until the transaction
+/// ends, so concurrent submissions take places one at a time and never exceed the limits.
+pub async fn take_pending_place(
+    conn: &mut PgConnection,
+    bytes: u64,
+    max_proofs: u32,
+    max_bytes: u64,
+) -> Result<bool, StoreError> {
+    // A limit beyond BIGINT is no limit on what BIGINT columns can hold.
+    let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    // `bytes <= max - new` rather than `bytes + new <= max`: neither side can overflow.
+    let done = sqlx::query(
+        "UPDATE pending_budget SET proofs = proofs + 1, bytes = bytes + $1 \
+         WHERE proofs < $2 AND bytes <= $3 - $1",
+    )
+    .bind(to_i64("bytes", bytes)?)
+    .bind(i64::from(max_proofs))
+    .bind(max_bytes)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether a proof with this id waits for the next round.
+pub async fn is_pending(conn: &mut PgConnection, proof_id: &[u8; 32]) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT 1 AS one FROM pending_proofs WHERE proof_id = $1")
+            .bind(proof_id.as_slice())
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Drops the proof bytes of every round up to `through` (proof ids, systems and verdicts
+/// stay). Finds them through the partial index of rounds that still have bytes, so the cost
+/// is that of the rows dropped.
+pub async fn drop_proof_bytes(conn: &mut PgConnection, through: u64) -> Result<u64, StoreError> {
+    let through = i64::try_from(through).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "UPDATE round_results SET verifying_key = NULL, proof = NULL, public_inputs = NULL \
+         WHERE round <= $1 AND proof IS NOT NULL",
+    )
+    .bind(through)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Which commitments of a verifier to load with its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commitments {
@@ -248,7 +321,7 @@ pub async fn verifier_record(
             let round = to_i64("round", round)?;
             sqlx::query(
                 "SELECT start_round, num, root FROM randomness_commitments \
-                 WHERE verifier = $1 AND start_round <= $2 AND start_round + num - 1 >= $2",
+                 WHERE verifier = $1 AND start_round <= $2 AND $2 - start_round < num",
             )
             .bind(pk.serialize().as_slice())
             .bind(round)
@@ -278,7 +351,7 @@ pub async fn all_records(
     let rows = sqlx::query(
         "SELECT f.verifier, f.status, f.since_round, f.signed_window, c.start_round, c.num, c.root \
          FROM finality_verifiers f LEFT JOIN randomness_commitments c \
-           ON c.verifier = f.verifier AND c.start_round <= $1 AND c.start_round + c.num - 1 >= $1 \
+           ON c.verifier = f.verifier AND c.start_round <= $1 AND $1 - c.start_round < c.num \
          ORDER BY f.verifier",
     )
     .bind(round)
@@ -479,7 +552,7 @@ pub async fn power_table(conn: &mut PgConnection, round: u64) -> Result<PowerTab
     let rows = sqlx::query(
         "SELECT c.verifier, c.start_round, c.num, c.root FROM randomness_commitments c \
          JOIN round_members m ON m.verifier = c.verifier AND m.round = $1 \
-         WHERE c.start_round <= $1 AND c.start_round + c.num - 1 >= $1",
+         WHERE c.start_round <= $1 AND $1 - c.start_round < c.num",
     )
     .bind(r)
     .fetch_all(conn)
@@ -734,7 +807,7 @@ pub async fn round_facts(
          FROM rounds r CROSS JOIN finality_state s \
          LEFT JOIN round_members m ON m.round = r.round \
          LEFT JOIN randomness_commitments c ON c.verifier = m.verifier \
-           AND c.start_round <= r.round AND c.start_round + c.num - 1 >= r.round \
+           AND c.start_round <= r.round AND r.round - c.start_round < c.num \
          WHERE r.round = $1",
     )
     .bind(r)

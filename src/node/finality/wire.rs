@@ -5,7 +5,7 @@ use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
 use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::eots::{PublicRandomness, Signature};
 use fiamma_finality::merkle::{Digest, Proof};
-use fiamma_finality::rounds::{Certificate, Vote};
+use fiamma_finality::rounds::{Certificate, Vote, MAX_ROUND};
 use fiamma_proto::finality::v1 as pb;
 
 use crate::node::grpc::convert::FieldError;
@@ -26,6 +26,27 @@ pub fn bytes32(field: &'static str, bytes: &[u8]) -> Result<[u8; 32], FieldError
         .map_err(|_| bad(field, format!("{} bytes, expected 32", bytes.len())))
 }
 
+/// A round number (or a count of rounds) within the stored range, [`MAX_ROUND`].
+pub fn round_number(field: &'static str, value: u64) -> Result<u64, FieldError> {
+    if value > MAX_ROUND {
+        return Err(bad(
+            field,
+            format!("{value} is above the largest round {MAX_ROUND}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A position in a round's results, within the stored range (`i32::MAX`).
+pub fn position(field: &'static str, value: u32) -> Result<i32, FieldError> {
+    i32::try_from(value).map_err(|_| {
+        bad(
+            field,
+            format!("{value} is above the largest position {}", i32::MAX),
+        )
+    })
+}
+
 /// An x-only BTC key.
 pub fn key(field: &'static str, bytes: &[u8]) -> Result<XOnlyPublicKey, FieldError> {
     crate::node::grpc::convert::key(field, bytes)
@@ -39,6 +60,7 @@ pub fn schnorr_sig(field: &'static str, bytes: &[u8]) -> Result<schnorr::Signatu
 /// A randomness commitment from its three fields.
 pub fn commitment(r: &pb::CommitPubRandListRequest) -> Result<RandomnessCommitment, FieldError> {
     let root = bytes32("commitment", &r.commitment)?;
+    round_number("start_round", r.start_round)?;
     RandomnessCommitment::new(r.start_round, r.num_pub_rand, root)
         .map_err(|e| bad("num_pub_rand", e.to_string()))
 }
@@ -51,6 +73,9 @@ fn proof(field: &'static str, p: Option<&pb::MerkleProof>) -> Result<Proof, Fiel
             format!("{} aunts, at most {MAX_AUNTS}", p.aunts.len()),
         ));
     }
+    // The index and the number of leaves are stored as BIGINT; a larger one proves nothing.
+    round_number(field, p.index)?;
+    round_number(field, p.total)?;
     let aunts = p
         .aunts
         .iter()
@@ -65,8 +90,8 @@ fn proof(field: &'static str, p: Option<&pb::MerkleProof>) -> Result<Proof, Fiel
 }
 
 /// The field names of one vote in a request: the vote itself, then its key, round hash,
-/// public randomness, Merkle proof and signature.
-pub type VoteFields = [&'static str; 6];
+/// public randomness, Merkle proof, signature and round.
+pub type VoteFields = [&'static str; 7];
 
 /// The names of AddFinalitySig's `vote`.
 pub const VOTE: VoteFields = [
@@ -76,6 +101,7 @@ pub const VOTE: VoteFields = [
     "vote.public_randomness",
     "vote.proof",
     "vote.signature",
+    "vote.round",
 ];
 /// The names of EquivocationEvidence's `first`.
 pub const FIRST: VoteFields = [
@@ -85,6 +111,7 @@ pub const FIRST: VoteFields = [
     "first.public_randomness",
     "first.proof",
     "first.signature",
+    "first.round",
 ];
 /// The names of EquivocationEvidence's `second`.
 pub const SECOND: VoteFields = [
@@ -94,15 +121,16 @@ pub const SECOND: VoteFields = [
     "second.public_randomness",
     "second.proof",
     "second.signature",
+    "second.round",
 ];
 
 /// A vote, every field decoded (nothing is verified here).
 pub fn vote(names: &VoteFields, v: Option<&pb::FinalityVote>) -> Result<Vote, FieldError> {
-    let [whole, pk, round_hash, pr, merkle, signature] = *names;
+    let [whole, pk, round_hash, pr, merkle, signature, round] = *names;
     let v = v.ok_or_else(|| bad(whole, "missing"))?;
     Ok(Vote {
         voter: key(pk, &v.verifier_btc_pk)?,
-        round: v.round,
+        round: round_number(round, v.round)?,
         round_hash: bytes32(round_hash, &v.round_hash)?,
         public_randomness: PublicRandomness::from_byte_array(bytes32(pr, &v.public_randomness)?),
         proof: proof(merkle, v.proof.as_ref())?,
@@ -191,6 +219,15 @@ mod tests {
                 Box::new(|v| v.public_randomness.clear()),
             ),
             ("vote.signature", Box::new(|v| v.signature.truncate(31))),
+            ("vote.round", Box::new(|v| v.round = MAX_ROUND + 1)),
+            (
+                "vote.proof",
+                Box::new(|v| {
+                    if let Some(p) = v.proof.as_mut() {
+                        p.total = u64::MAX;
+                    }
+                }),
+            ),
             ("vote.proof", Box::new(|v| v.proof = None)),
             (
                 "vote.proof",
