@@ -18,7 +18,7 @@ use fiamma_role::daemon::{Health, Metrics, Shutdown};
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::delegation::validate_delegation;
 use fiamma_staking::params::ParamsVersions;
-use tokio_stream::StreamExt;
+use futures::StreamExt;
 
 use crate::params::differing_fields;
 use crate::signer::{SignRequest, Signer};
@@ -26,6 +26,8 @@ use crate::store::{MemberStore, Progress, RefusalKind, SignedMessages, SignedRec
 
 /// How long after a new registration's event the member starts its step.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Signatures sent to the node at once.
+const SENDS_IN_FLIGHT: usize = 16;
 /// First wait before re-sending to a node that refused or failed.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -199,14 +201,9 @@ impl CovenantMember {
                     .node
                     .pending_delegations(self.signer.public_key(), token, self.settings.page_size)
                     .await?;
-                for d in page.delegations {
-                    let outcome = self.decide(&d).await?;
-                    self.account(&d.staking_txid, &outcome);
-                    report.decisions.push(Decision {
-                        staking_txid: d.staking_txid,
-                        outcome,
-                    });
-                }
+                report
+                    .decisions
+                    .extend(self.decide_page(&page.delegations).await?);
                 match page.next_page_token {
                     Some(next) => token = Some(next),
                     None => break,
@@ -265,36 +262,85 @@ impl CovenantMember {
         Ok(None)
     }
 
-    async fn decide(&self, d: &PendingDelegation) -> Result<Outcome, MemberError> {
-        if let Some(record) = self.store.signed(&d.staking_txid).await? {
-            if record.signatures.covenant != self.signer.public_key() {
-                return Err(MemberError::ForeignStore {
+    /// Decides one page: each delegation on its own, the new signatures and refusals recorded
+    /// in one durable write, then every recorded signature not yet with the node sent, a few
+    /// at a time.
+    async fn decide_page(&self, page: &[PendingDelegation]) -> Result<Vec<Decision>, MemberError> {
+        let mut decided: Vec<Option<Outcome>> = Vec::with_capacity(page.len());
+        let mut to_send: Vec<(usize, SignedRecord, fn(CovenantSigsAck) -> Outcome)> = Vec::new();
+        let mut new_records = Vec::new();
+        let mut refusals = Vec::new();
+        for (i, d) in page.iter().enumerate() {
+            if let Some(record) = self.store.signed(&d.staking_txid).await? {
+                if record.signatures.covenant != self.signer.public_key() {
+                    return Err(MemberError::ForeignStore {
+                        staking_txid: d.staking_txid.clone(),
+                    });
+                }
+                to_send.push((i, record, Outcome::Resent));
+                decided.push(None);
+                continue;
+            }
+            if let Some(refusal) = self.store.refusal(&d.staking_txid).await? {
+                let is_final = refusal.kind == RefusalKind::Rule.as_str()
+                    || refusal.kind == RefusalKind::Decode.as_str();
+                if is_final {
+                    decided.push(Some(Outcome::AlreadyRefused));
+                    continue;
+                }
+            }
+            match self.check_and_sign(d).await {
+                Ok(record) => {
+                    new_records.push(record.clone());
+                    to_send.push((i, record, Outcome::Signed));
+                    decided.push(None);
+                }
+                Err((kind, reason)) => {
+                    tracing::warn!(staking_txid = %d.staking_txid, kind = kind.as_str(), reason = %reason, "delegation refused");
+                    refusals.push((d.staking_txid.clone(), kind, reason.clone()));
+                    decided.push(Some(Outcome::Refused { kind, reason }));
+                }
+            }
+        }
+        // Durable before any of the new signatures leaves the process.
+        self.store.record_decisions(&new_records, &refusals).await?;
+        let sent: Vec<(usize, Result<Outcome, StoreError>)> = futures::stream::iter(
+            to_send
+                .into_iter()
+                .map(|(i, record, done)| async move { (i, self.deliver(&record, done).await) }),
+        )
+        .buffer_unordered(SENDS_IN_FLIGHT)
+        .collect()
+        .await;
+        let mut delivered = Vec::new();
+        let mut node_refusals = Vec::new();
+        for (i, outcome) in sent {
+            let outcome = outcome?;
+            let txid = &page[i].staking_txid;
+            match &outcome {
+                Outcome::Signed(_) | Outcome::Resent(_) => delivered.push(txid.clone()),
+                Outcome::Refused { kind, reason } => {
+                    node_refusals.push((txid.clone(), *kind, reason.clone()))
+                }
+                _ => {}
+            }
+            decided[i] = Some(outcome);
+        }
+        self.store
+            .record_delivered(&delivered, &node_refusals)
+            .await?;
+        Ok(page
+            .iter()
+            .zip(decided)
+            .map(|(d, outcome)| {
+                let outcome = outcome.unwrap_or(Outcome::Backoff);
+                self.account(&d.staking_txid, &outcome);
+                Decision {
                     staking_txid: d.staking_txid.clone(),
-                });
-            }
-            return self.deliver(&record, Outcome::Resent).await;
-        }
-        if let Some(refusal) = self.store.refusal(&d.staking_txid).await? {
-            let is_final = refusal.kind == RefusalKind::Rule.as_str()
-                || refusal.kind == RefusalKind::Decode.as_str();
-            if is_final {
-                return Ok(Outcome::AlreadyRefused);
-            }
-        }
-        match self.check_and_sign(d).await {
-            Ok(record) => {
-                // Durable before the signatures leave the process.
-                self.store.record_signed(&record).await?;
-                self.deliver(&record, Outcome::Signed).await
-            }
-            Err((kind, reason)) => {
-                tracing::warn!(staking_txid = %d.staking_txid, kind = kind.as_str(), reason = %reason, "delegation refused");
-                self.store
-                    .record_refusal(&d.staking_txid, kind, &reason)
-                    .await?;
-                Ok(Outcome::Refused { kind, reason })
-            }
-        }
+                    outcome,
+                }
+            })
+            .collect())
     }
 
     /// The member's own checks, then the signatures; a refusal says why.
@@ -353,20 +399,19 @@ impl CovenantMember {
         })
     }
 
-    /// Sends recorded signatures, unless a retry delay runs.
+    /// Sends recorded signatures, unless a retry delay runs. What the node answered is
+    /// recorded by the caller, for the whole page at once.
     async fn deliver(
         &self,
         record: &SignedRecord,
         done: fn(CovenantSigsAck) -> Outcome,
-    ) -> Result<Outcome, MemberError> {
+    ) -> Result<Outcome, StoreError> {
         let txid = &record.staking_txid;
         if self.waiting(txid) {
             return Ok(Outcome::Backoff);
         }
-        self.store.count_send(txid).await?;
         match self.node.add_covenant_sigs(txid, &record.signatures).await {
             Ok(ack) => {
-                self.store.mark_delivered(txid).await?;
                 self.clear_retry(txid);
                 Ok(done(ack))
             }
@@ -375,7 +420,6 @@ impl CovenantMember {
                 ..
             }) => {
                 // The node holds this member's signatures already (sent before a crash).
-                self.store.mark_delivered(txid).await?;
                 self.clear_retry(txid);
                 Ok(done(CovenantSigsAck {
                     status: pb::DelegationStatus::Unspecified,
@@ -387,13 +431,9 @@ impl CovenantMember {
                 if e.is_transient() {
                     Ok(Outcome::Undelivered(e.to_string()))
                 } else {
-                    let reason = e.to_string();
-                    self.store
-                        .record_refusal(txid, RefusalKind::Node, &reason)
-                        .await?;
                     Ok(Outcome::Refused {
                         kind: RefusalKind::Node,
-                        reason,
+                        reason: e.to_string(),
                     })
                 }
             }

@@ -168,6 +168,65 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+async fn insert_signed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    r: &SignedRecord,
+) -> Result<(), StoreError> {
+    let (slashing, unbonding_slashing) = match (
+        r.signatures.slashing.first(),
+        r.signatures.unbonding_slashing.first(),
+    ) {
+        (Some(s), Some(u)) => (s, u),
+        _ => {
+            return Err(StoreError::Corrupt {
+                staking_txid: r.staking_txid.clone(),
+                what: "adaptor signatures",
+            })
+        }
+    };
+    sqlx::query(
+        "INSERT INTO signed (staking_txid, params_version, covenant_pk, slashing_sighash, \
+         unbonding_sighash, unbonding_slashing_sighash, verifier_pk, slashing_adaptor_sig, \
+         unbonding_slashing_adaptor_sig, unbonding_sig, signed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&r.staking_txid)
+    .bind(i64::from(r.params_version))
+    .bind(r.signatures.covenant.serialize().to_vec())
+    .bind(r.messages.slashing.to_byte_array().to_vec())
+    .bind(r.messages.unbonding.to_byte_array().to_vec())
+    .bind(r.messages.unbonding_slashing.to_byte_array().to_vec())
+    .bind(slashing.verifier.serialize().to_vec())
+    .bind(slashing.signature.to_bytes().to_vec())
+    .bind(unbonding_slashing.signature.to_bytes().to_vec())
+    .bind(r.signatures.unbonding.as_ref().to_vec())
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_refusal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    staking_txid: &str,
+    kind: RefusalKind,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refused (staking_txid, kind, reason, attempts, first_at, last_at) \
+         VALUES ($1, $2, $3, 1, $4, $4) \
+         ON CONFLICT (staking_txid) DO UPDATE SET kind = excluded.kind, \
+         reason = excluded.reason, attempts = refused.attempts + 1, last_at = excluded.last_at",
+    )
+    .bind(staking_txid)
+    .bind(kind.as_str())
+    .bind(bounded(reason))
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl MemberStore {
     /// Opens (creating a SQLite file when missing) and migrates the store at `url`.
     ///
@@ -252,65 +311,57 @@ impl MemberStore {
     /// # Errors
     /// [`StoreError::Database`], including a unique violation when a record exists.
     pub async fn record_signed(&self, r: &SignedRecord) -> Result<(), StoreError> {
-        let (slashing, unbonding_slashing) = match (
-            r.signatures.slashing.first(),
-            r.signatures.unbonding_slashing.first(),
-        ) {
-            (Some(s), Some(u)) => (s, u),
-            _ => {
-                return Err(StoreError::Corrupt {
-                    staking_txid: r.staking_txid.clone(),
-                    what: "adaptor signatures",
-                })
-            }
-        };
-        sqlx::query(
-            "INSERT INTO signed (staking_txid, params_version, covenant_pk, slashing_sighash, \
-             unbonding_sighash, unbonding_slashing_sighash, verifier_pk, slashing_adaptor_sig, \
-             unbonding_slashing_adaptor_sig, unbonding_sig, signed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&r.staking_txid)
-        .bind(i64::from(r.params_version))
-        .bind(r.signatures.covenant.serialize().to_vec())
-        .bind(r.messages.slashing.to_byte_array().to_vec())
-        .bind(r.messages.unbonding.to_byte_array().to_vec())
-        .bind(r.messages.unbonding_slashing.to_byte_array().to_vec())
-        .bind(slashing.verifier.serialize().to_vec())
-        .bind(slashing.signature.to_bytes().to_vec())
-        .bind(unbonding_slashing.signature.to_bytes().to_vec())
-        .bind(r.signatures.unbonding.as_ref().to_vec())
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
+        self.record_decisions(std::slice::from_ref(r), &[]).await
+    }
+
+    /// Records new signatures and refusals in one transaction: one durable write per page of
+    /// delegations, before any of the signatures is sent.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is recorded then.
+    pub async fn record_decisions(
+        &self,
+        signed: &[SignedRecord],
+        refused: &[(String, RefusalKind, String)],
+    ) -> Result<(), StoreError> {
+        if signed.is_empty() && refused.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in signed {
+            insert_signed(&mut tx, r).await?;
+        }
+        for (txid, kind, reason) in refused {
+            upsert_refusal(&mut tx, txid, *kind, reason).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Marks the signatures of `staking_txid` as held by the node.
+    /// Marks signatures as held by the node and records the node's refusals, in one write.
     ///
     /// # Errors
     /// [`StoreError::Database`].
-    pub async fn mark_delivered(&self, staking_txid: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE signed SET delivered = 1 WHERE staking_txid = $1")
-            .bind(staking_txid)
-            .execute(&self.pool)
-            .await?;
+    pub async fn record_delivered(
+        &self,
+        delivered: &[String],
+        refused: &[(String, RefusalKind, String)],
+    ) -> Result<(), StoreError> {
+        if delivered.is_empty() && refused.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for txid in delivered {
+            sqlx::query("UPDATE signed SET delivered = 1 WHERE staking_txid = $1")
+                .bind(txid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (txid, kind, reason) in refused {
+            upsert_refusal(&mut tx, txid, *kind, reason).await?;
+        }
+        tx.commit().await?;
         Ok(())
-    }
-
-    /// Counts one more attempt to send the signatures of `staking_txid`; returns the count.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    pub async fn count_send(&self, staking_txid: &str) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "UPDATE signed SET send_attempts = send_attempts + 1 WHERE staking_txid = $1 \
-             RETURNING send_attempts",
-        )
-        .bind(staking_txid)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(to_u64(row.try_get(0)?))
     }
 
     /// The refusal of `staking_txid`, if any.
@@ -343,20 +394,8 @@ impl MemberStore {
         kind: RefusalKind,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let at = now();
-        sqlx::query(
-            "INSERT INTO refused (staking_txid, kind, reason, attempts, first_at, last_at) \
-             VALUES ($1, $2, $3, 1, $4, $4) \
-             ON CONFLICT (staking_txid) DO UPDATE SET kind = excluded.kind, \
-             reason = excluded.reason, attempts = refused.attempts + 1, last_at = excluded.last_at",
-        )
-        .bind(staking_txid)
-        .bind(kind.as_str())
-        .bind(bounded(reason))
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.record_decisions(&[], &[(staking_txid.to_owned(), kind, reason.to_owned())])
+            .await
     }
 
     /// Records the state of the last completed step.

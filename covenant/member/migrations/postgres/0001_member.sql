@@ -15,8 +15,7 @@ CREATE TABLE signed (
     unbonding_sig BYTEA NOT NULL,
     signed_at BIGINT NOT NULL,
     -- 0 until the node has taken the signatures (or already had them).
-    delivered BIGINT NOT NULL DEFAULT 0,
-    send_attempts BIGINT NOT NULL DEFAULT 0
+    delivered BIGINT NOT NULL DEFAULT 0
 );
 
 -- One row per delegation refused, with the reason; rule and decode refusals are final.
