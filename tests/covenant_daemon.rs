@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use covenant_support::{
-    fiamma, import_key, params, registration, spawn_member, status, write_member, write_node,
-    Killed, MEMBERS, PASSPHRASE,
+    fiamma, import_key, params, registration, spawn_member, write_member, write_node, Killed,
+    MEMBERS, PASSPHRASE,
 };
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
@@ -32,6 +32,20 @@ async fn wait_for(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A plain HTTP/1.0 GET of `path`: the response, head and body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("status endpoint");
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
 }
 
 fn signers(d: &pb::Delegation) -> Vec<Vec<u8>> {
@@ -79,6 +93,7 @@ async fn five_members_verify_good_delegations_and_refuse_bad_params_and_a_bad_de
 
     let mut members = Vec::new();
     let mut configs = Vec::new();
+    let status = free_port();
     for i in 0..MEMBERS {
         let member_dir = dir.path().join(format!("member{i}"));
         import_key(&member_dir, i);
@@ -87,7 +102,13 @@ async fn five_members_verify_good_delegations_and_refuse_bad_params_and_a_bad_de
             // Member 5 has other params: it must sign nothing and say why.
             own.slashing_rate = "0.2".parse().expect("rate");
         }
-        let config = write_member(&member_dir, addr, &own, "");
+        // Member 5 serves its health and metrics.
+        let extra = if i == 4 {
+            format!("status_addr = \"{status}\"\n")
+        } else {
+            String::new()
+        };
+        let config = write_member(&member_dir, addr, &own, &extra);
         members.push(Killed(spawn_member(&config)));
         configs.push(config);
     }
@@ -130,12 +151,22 @@ async fn five_members_verify_good_delegations_and_refuse_bad_params_and_a_bad_de
             );
         }
     }
-    let refused = status(&configs[0]);
+    let refused = covenant_support::status(&configs[0]);
     assert!(
         refused.contains(&format!("{bad} [rule]")) && refused.contains("signed: 3"),
         "{refused}"
     );
-    let odd = status(&configs[4]);
+    let health = http_get(status, "/health").await;
+    assert!(
+        health.starts_with("HTTP/1.0 503") && health.contains("params mismatch"),
+        "{health}"
+    );
+    let metrics = http_get(status, "/metrics").await;
+    assert!(
+        metrics.contains("fiamma_covenant_params_mismatch 1"),
+        "{metrics}"
+    );
+    let odd = covenant_support::status(&configs[4]);
     assert!(
         odd.contains("NOT SIGNING: params version 0 differs in slashing_rate")
             && odd.contains("signed: 0"),
