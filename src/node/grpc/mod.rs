@@ -52,7 +52,9 @@ fn pk_key(bytes: &[u8]) -> Option<XOnlyPublicKey> {
     XOnlyPublicKey::from_slice(bytes).ok()
 }
 
-fn registration(r: &pb::CreateDelegationRequest) -> Result<Registration, c::FieldError> {
+/// CreateDelegation's fields decoded into a [`Registration`] (stateless: nothing is validated
+/// against params or the chain yet); public for the fuzz checks.
+pub fn registration(r: &pb::CreateDelegationRequest) -> Result<Registration, c::FieldError> {
     Ok(Registration {
         staker_pk: c::key("staker_btc_pk", &r.staker_btc_pk)?,
         staker_account: c::account("staker_account", &r.staker_account)?,
