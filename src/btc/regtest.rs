@@ -530,6 +530,30 @@ impl RegtestChain {
         }
     }
 
+    /// Mines one block on the tip paying `payout` and holding no mempool transaction
+    /// (`generateblock <address> []`): the mempool keeps its transactions.
+    pub fn mine_empty_block(
+        &mut self,
+        payout: &ScriptBuf,
+        now: u32,
+    ) -> Result<BlockHash, ChainError> {
+        let tip = self.index.tip();
+        let mut template = BlockTemplate {
+            prev_hash: tip.hash,
+            height: self.index.tip_height() + 1,
+            time: next_block_time(now, tip.median_time_past),
+            payout_script: payout.clone(),
+            fees: bitcoin::Amount::ZERO,
+        };
+        let mut block = assemble_block(&template, Vec::new())?;
+        while self.invalid.contains(&block.block_hash()) {
+            template.time = template.time.saturating_add(1);
+            block = assemble_block(&template, Vec::new())?;
+        }
+        self.submit_block(&block)?;
+        Ok(block.block_hash())
+    }
+
     /// Mines `count` blocks paying `payout` (`generatetoaddress`).
     pub fn mine(&mut self, count: u32, payout: &ScriptBuf, now: u32) -> Result<Mined, ChainError> {
         let mut mined = Mined::default();

@@ -1,0 +1,11 @@
+-- PENDING and VERIFIED delegations expire `pending_expiry_blocks` after their registration
+-- when their staking transaction was not included k-deep by then (PROTOCOL §7–8); the
+-- window starts at the BTC tip the registration was applied at.
+ALTER TABLE delegations ADD COLUMN registered_height INTEGER NOT NULL DEFAULT 0
+    CHECK (registered_height >= 0);
+UPDATE delegations d SET registered_height = e.btc_height
+    FROM events e WHERE e.sequence = d.created_seq;
+
+-- The follower reads the delegations still waiting for inclusion or activation on every step,
+-- and after a reorg those whose inclusion or spend is above the fork.
+CREATE INDEX delegations_by_start ON delegations (start_height) WHERE start_height IS NOT NULL;
