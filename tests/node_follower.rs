@@ -530,7 +530,7 @@ async fn open_delegations_are_looked_up_again_only_when_the_tip_or_the_state_mov
 async fn unincluded_delegations_expire_and_free_what_they_hold(pool: PgPool) {
     let mut p = params();
     p.limits.pending_expiry_blocks = 5;
-    let mut node = start_with(pool, p).await;
+    let mut node = start_with(pool, vec![p]).await;
     let chain = EmbeddedBackend::new(RegtestChain::in_memory().expect("embedded chain"));
     chain.mine(3, &anyone()).await.expect("mines");
     let follower = Follower::new(
@@ -832,4 +832,115 @@ async fn a_dead_or_hung_backend_stops_the_node_after_the_stall_timeout(pool: PgP
     flaky.hung.store(false, SeqCst);
     follower.poll().await.expect("back");
     health_becomes(&node, ServingStatus::Serving).await;
+}
+
+/// With params versions of different k the reorg limit is the largest k, so a reorg within
+/// it can take away the block that activated a delegation of a smaller-k version: the
+/// activation is undone and proved again on the new chain (ACTIVE again when the staking
+/// transaction is k-deep there, VERIFIED while it is not).
+#[sqlx::test]
+async fn a_reorg_takes_back_an_activation_above_the_fork(pool: PgPool) {
+    let mut later = params();
+    later.btc_confirmation_depth = 4;
+    later.btc_activation_height = 1000;
+    let mut node = start_with(pool, vec![params(), later]).await;
+    let (chain, coinbases) = chain_with_coinbases(101, 1).await;
+    let follower = Follower::new(
+        Arc::new(chain.clone()) as Arc<dyn Backend>,
+        node.module.clone(),
+        bitcoin::Network::Regtest,
+    );
+    assert_eq!(follower.poll().await.expect("follows"), Some(101));
+    let verifier = keypair(10);
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("verifier");
+    let staker = keypair(20);
+    let reg = registration_of(
+        20,
+        xonly(&verifier),
+        funded_staking_tx(
+            coinbases[0].0,
+            coinbases[0].1,
+            &staker,
+            xonly(&verifier),
+            1000,
+        ),
+        1000,
+    );
+    register_verified(&mut node, &reg, &verifier).await;
+    chain.broadcast(&reg.staking_tx).await.expect("accepted");
+    // Included at 102; ACTIVE at 104 under version 0 (k = 2).
+    let first = chain.mine(3, &anyone()).await.expect("mines").hashes;
+    assert_eq!(follower.poll().await.expect("follows"), Some(104));
+    assert_eq!(status(&mut node, &reg).await, pb::DelegationStatus::Active);
+    let start_of = |d: pb::Delegation| d.start_height;
+    assert_eq!(start_of(stored(&mut node, &reg).await), 102);
+
+    // Depth 3 (within the limit 4): the new branch mines the staking transaction again at
+    // 102; the activation is undone and proved again there.
+    chain
+        .shared()
+        .write()
+        .await
+        .invalidate_block(&first[0])
+        .expect("invalidated");
+    chain.mine(4, &anyone()).await.expect("new branch");
+    assert_eq!(follower.poll().await.expect("reorg followed"), Some(105));
+    assert_eq!(status(&mut node, &reg).await, pb::DelegationStatus::Active);
+
+    // Depth 4: the new branch leaves the staking transaction in the mempool: VERIFIED.
+    let replaced = hash_at(&chain, 102).await;
+    {
+        let shared = chain.shared();
+        let mut c = shared.write().await;
+        c.invalidate_block(&replaced).expect("invalidated");
+        for _ in 0..5 {
+            c.mine_empty_block(&anyone(), fiamma::btc::regtest::unix_now())
+                .expect("empty block");
+        }
+    }
+    assert_eq!(follower.poll().await.expect("reorg followed"), Some(106));
+    assert_eq!(
+        status(&mut node, &reg).await,
+        pb::DelegationStatus::Verified
+    );
+    // Mined at 107 and 2 deep at 109: ACTIVE again.
+    chain.mine(3, &anyone()).await.expect("mines");
+    assert_eq!(follower.poll().await.expect("follows"), Some(109));
+    assert_eq!(status(&mut node, &reg).await, pb::DelegationStatus::Active);
+    assert_eq!(start_of(stored(&mut node, &reg).await), 107);
+
+    // The event log tells the whole story.
+    use pb::DelegationStatus as S;
+    let mut events = node
+        .client
+        .events(pb::EventsRequest { from_sequence: 1 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut path = Vec::new();
+    while path.len() < 7 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("events keep coming")
+            .expect("open")
+            .expect("event");
+        if let Some(pb::event::Kind::DelegationStatusChanged(c)) = e.kind {
+            path.push(c.to());
+        }
+    }
+    assert_eq!(
+        path,
+        [
+            S::Pending,
+            S::Verified,
+            S::Active,
+            S::Verified,
+            S::Active,
+            S::Verified,
+            S::Active
+        ]
+    );
 }

@@ -107,13 +107,13 @@ impl Drop for Node {
 
 /// Starts the gRPC server over `pool` (already migrated by `#[sqlx::test]`).
 pub async fn start(pool: PgPool) -> Node {
-    start_with(pool, params()).await
+    start_with(pool, vec![params()]).await
 }
 
-/// [`start`] with params `p` instead of [`params`].
-pub async fn start_with(pool: PgPool, p: Params) -> Node {
+/// [`start`] with the params versions `versions` instead of [`params`] alone.
+pub async fn start_with(pool: PgPool, versions: Vec<Params>) -> Node {
     let store = Store::from_pool(pool);
-    let versions = ParamsVersions::new(vec![p]).expect("valid params");
+    let versions = ParamsVersions::new(versions).expect("valid params");
     let module = StakingModule::new(store, versions, contexts())
         .await
         .expect("module starts");
