@@ -600,6 +600,30 @@ async fn unincluded_delegations_expire_and_free_what_they_hold(pool: PgPool) {
     assert_eq!(last_event(&mut node.client).await, before);
 }
 
+/// Verifier 10, and staker 20's delegation to it (T = 1000) funded by `coinbase`, co-signed
+/// and its staking transaction broadcast: (registration, staker, verifier).
+async fn staked(
+    node: &mut Node,
+    chain: &EmbeddedBackend,
+    coinbase: (OutPoint, Amount),
+) -> (
+    Registration,
+    bitcoin::secp256k1::Keypair,
+    bitcoin::secp256k1::Keypair,
+) {
+    let verifier = keypair(10);
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("verifier");
+    let staker = keypair(20);
+    let staking_tx = funded_staking_tx(coinbase.0, coinbase.1, &staker, xonly(&verifier), 1000);
+    let reg = registration_of(20, xonly(&verifier), staking_tx, 1000);
+    register_verified(node, &reg, &verifier).await;
+    chain.broadcast(&reg.staking_tx).await.expect("accepted");
+    (reg, staker, verifier)
+}
+
 /// Overall gRPC health of `node`, waiting up to 5 s for it to become `want`.
 async fn health_becomes(node: &Node, want: tonic_health::ServingStatus) {
     let mut client = tonic_health::pb::health_client::HealthClient::new(node.channel.clone());
@@ -648,26 +672,7 @@ async fn reorgs_up_to_k_are_followed_and_deeper_ones_stop_the_node(pool: PgPool)
         bitcoin::Network::Regtest,
     );
     assert_eq!(follower.poll().await.expect("follows"), Some(101));
-    let verifier = keypair(10);
-    let staker = keypair(20);
-    node.client
-        .create_verifier(verifier_request(10))
-        .await
-        .expect("verifier");
-    let reg = registration_of(
-        20,
-        xonly(&verifier),
-        funded_staking_tx(
-            coinbases[0].0,
-            coinbases[0].1,
-            &staker,
-            xonly(&verifier),
-            1000,
-        ),
-        1000,
-    );
-    register_verified(&mut node, &reg, &verifier).await;
-    chain.broadcast(&reg.staking_tx).await.expect("accepted");
+    let (reg, staker, verifier) = staked(&mut node, &chain, coinbases[0]).await;
     // Included at 102, k = 2 deep at 104.
     chain.mine(3, &anyone()).await.expect("mines");
     assert_eq!(follower.poll().await.expect("follows"), Some(104));
@@ -851,26 +856,7 @@ async fn a_reorg_takes_back_an_activation_above_the_fork(pool: PgPool) {
         bitcoin::Network::Regtest,
     );
     assert_eq!(follower.poll().await.expect("follows"), Some(101));
-    let verifier = keypair(10);
-    node.client
-        .create_verifier(verifier_request(10))
-        .await
-        .expect("verifier");
-    let staker = keypair(20);
-    let reg = registration_of(
-        20,
-        xonly(&verifier),
-        funded_staking_tx(
-            coinbases[0].0,
-            coinbases[0].1,
-            &staker,
-            xonly(&verifier),
-            1000,
-        ),
-        1000,
-    );
-    register_verified(&mut node, &reg, &verifier).await;
-    chain.broadcast(&reg.staking_tx).await.expect("accepted");
+    let (reg, _, _) = staked(&mut node, &chain, coinbases[0]).await;
     // Included at 102; ACTIVE at 104 under version 0 (k = 2).
     let first = chain.mine(3, &anyone()).await.expect("mines").hashes;
     assert_eq!(follower.poll().await.expect("follows"), Some(104));
