@@ -6,6 +6,3 @@ ALTER TABLE delegations ADD COLUMN registered_height INTEGER NOT NULL DEFAULT 0
 UPDATE delegations d SET registered_height = e.btc_height
     FROM events e WHERE e.sequence = d.created_seq;
 
--- The follower reads the delegations still waiting for inclusion or activation on every step,
--- and after a reorg those whose inclusion or spend is above the fork.
-CREATE INDEX delegations_by_start ON delegations (start_height) WHERE start_height IS NOT NULL;
