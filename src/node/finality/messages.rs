@@ -2,11 +2,10 @@
 //! without state, then applies in one database transaction: load, pure core, write, commit.
 //! An error means the transaction was rolled back and nothing changed.
 
-use bitcoin::hashes::{sha256, Hash, HashEngine};
-use bitcoin::secp256k1::{schnorr, Message, SecretKey, XOnlyPublicKey, SECP256K1};
+use bitcoin::secp256k1::{schnorr, SecretKey, XOnlyPublicKey};
 use fiamma_finality::rounds::{
-    check_vote, check_voter_standing, equivocation, ClosedRound, VerifierStatus, Verifiers, Vote,
-    VoteEnv, VoteOutcome, VoterInRound,
+    check_vote, check_voter_standing, equivocation, ClosedRound, Verifiers, Vote, VoteEnv,
+    VoteOutcome, VoterInRound,
 };
 use fiamma_finality::zk::{ProofId, ProofSystem, UnknownProofSystem, ZkProof};
 use fiamma_proto::finality::v1 as pb;
@@ -18,19 +17,6 @@ use super::store::{self, Commitments, FirstVote, Lock};
 use super::{slashing, wire, FinalityModule};
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
-
-/// The tag of the unjail message.
-pub const UNJAIL_TAG: &[u8] = b"fiamma/unjail/v1";
-
-/// `sha256("fiamma/unjail/v1" ‖ pk ‖ u64be(since))`: what a jailed verifier signs to be
-/// unjailed; binding `since` keeps the signature from unjailing a later jailing.
-pub fn unjail_message(pk: &XOnlyPublicKey, since: u64) -> [u8; 32] {
-    let mut engine = sha256::Hash::engine();
-    engine.input(UNJAIL_TAG);
-    engine.input(&pk.serialize());
-    engine.input(&since.to_be_bytes());
-    sha256::Hash::from_engine(engine).to_byte_array()
-}
 
 fn begin_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
@@ -309,8 +295,9 @@ impl FinalityModule {
         Ok((slashing.verifier, slashing.secret_key))
     }
 
-    /// UnjailVerifier: a jailed verifier, signing [`unjail_message`], becomes ACTIVE once its
-    /// jail time is over.
+    /// UnjailVerifier: a jailed verifier, signing
+    /// [`unjail_message`](fiamma_finality::rounds::unjail_message) in the `fp_unjail` context,
+    /// becomes ACTIVE once its jail time is over.
     ///
     /// # Errors
     /// [`UnjailVerifierError`]: malformed fields, unknown or not jailed verifier, a signature
@@ -319,23 +306,21 @@ impl FinalityModule {
         let pk = wire::key("verifier_btc_pk", &r.verifier_btc_pk)?;
         let signature: schnorr::Signature = wire::schnorr_sig("signature", &r.signature)?;
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
-        let position = store::position(&mut tx, Lock::None).await?;
+        // Shared: no round closes (and records liveness from a stale status) until this is in.
+        let position = store::position(&mut tx, Lock::Share).await?;
         let record =
             store::verifier_record(&mut tx, &pk, Commitments::None, &self.params.liveness).await?;
         let mut registry = Verifiers::new();
         if let Some(record) = record {
-            if let VerifierStatus::Jailed { since } = record.status() {
-                let msg = Message::from_digest(unjail_message(&pk, since));
-                SECP256K1
-                    .verify_schnorr(&signature, &msg, &pk)
-                    .map_err(|_| UnjailVerifierError::BadSignature {
-                        verifier: pk,
-                        since,
-                    })?;
-            }
             registry.restore(pk, record);
         }
-        registry.unjail(&pk, position.latest_round, &self.params.liveness)?;
+        registry.unjail(
+            &pk,
+            &signature,
+            position.latest_round,
+            &self.params.liveness,
+            &self.contexts,
+        )?;
         if let Some(record) = registry.get(&pk) {
             store::save_record(&mut tx, &pk, record).await?;
         }
