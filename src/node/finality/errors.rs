@@ -135,7 +135,8 @@ fn vote_status(e: &VoteError) -> Code {
         VoteError::Expired { .. }
         | VoteError::NotInActiveSet { .. }
         | VoteError::NoCommitment { .. }
-        | VoteError::Slashed { .. } => Code::FailedPrecondition,
+        | VoteError::Slashed { .. }
+        | VoteError::Jailed { .. } => Code::FailedPrecondition,
         VoteError::UncommittedRandomness { .. }
         | VoteError::BadSignature { .. }
         | VoteError::Unextractable { .. } => Code::InvalidArgument,
