@@ -217,6 +217,11 @@ impl FinalityModule {
     /// Rounds whose votes are no longer accepted once `new_round` is the latest: not final
     /// ones become EXPIRED, and the liveness of their members is recorded. Returns the
     /// verifiers jailed.
+    ///
+    /// Every vote holds the finality state row `FOR SHARE` from its check to its commit and
+    /// this runs under `FOR UPDATE` of it, so the votes read here are every vote the round
+    /// will ever have: a vote answered COUNTED is recorded as signed, and one arriving after
+    /// this commit is refused as expired.
     async fn expire_rounds(
         &self,
         conn: &mut PgConnection,
