@@ -3,4 +3,5 @@
 pub mod btc;
 pub mod cli;
 pub mod devnet;
+pub mod fuzzing;
 pub mod node;

@@ -395,3 +395,107 @@ async fn bad_input_gets_core_error_codes_and_changes_nothing() {
     .await
     .expect("rpc flow");
 }
+
+/// `invalidateblock` and `reconsiderblock` reorganize the embedded chain as Bitcoin Core does:
+/// the invalidated block and its descendants leave the active chain, their transactions go
+/// back to the mempool, a new branch can be mined, and reconsidering brings the more-work
+/// branch back (taking its transactions out of the mempool again). Unknown blocks and the
+/// genesis block are refused without a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_and_reconsider_reorganize_like_core() {
+    let served = serve().await;
+    let url = served.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let client =
+            Client::new(&url, Auth::UserPass(USER.into(), PASSWORD.into())).expect("client");
+        let wallet = KeyWallet::new(5);
+        client
+            .generate_to_address(101, &wallet.address)
+            .expect("mine");
+        let block1 = client
+            .get_block(&client.get_block_hash(1).expect("hash"))
+            .expect("block 1");
+        let coinbase = OutPoint::new(block1.txdata[0].compute_txid(), 0);
+        let spend = wallet.spend(
+            coinbase,
+            block1.txdata[0].output[0].value,
+            wallet.script(),
+            FEE,
+        );
+        let txid = client.send_raw_transaction(&spend).expect("spend");
+        let old = client
+            .generate_to_address(3, &wallet.address)
+            .expect("mine 102..104");
+        let old_tip = old[2];
+        let mempool = |client: &Client| client.get_raw_mempool().expect("mempool");
+        assert!(mempool(&client).is_empty());
+        let genesis = client.get_block_hash(0).expect("genesis");
+
+        refused(
+            &client,
+            "invalidateblock",
+            &[json!("42".repeat(32))],
+            -5,
+            "Block not found",
+        );
+        refused(
+            &client,
+            "reconsiderblock",
+            &[json!("42".repeat(32))],
+            -5,
+            "Block not found",
+        );
+        refused(
+            &client,
+            "invalidateblock",
+            &[json!(genesis.to_string())],
+            -1,
+            "cannot invalidate the genesis block",
+        );
+        refused(
+            &client,
+            "invalidateblock",
+            &[],
+            -1,
+            "invalidateblock blockhash",
+        );
+
+        // Invalidate 102: the chain falls back to 101 and the spend is unconfirmed again.
+        call(&client, "invalidateblock", &[json!(old[0].to_string())]).expect("invalidate");
+        assert_eq!(client.get_block_count().expect("count"), 101);
+        assert_eq!(
+            client.get_best_block_hash().expect("best"),
+            client.get_block_hash(101).expect("hash 101")
+        );
+        assert_eq!(mempool(&client), vec![txid]);
+        assert!(client.get_block(&old_tip).is_err(), "off the active chain");
+        // Invalidating a block of the invalid branch again changes nothing.
+        call(&client, "invalidateblock", &[json!(old[1].to_string())]).expect("again");
+        assert_eq!(client.get_block_count().expect("count"), 101);
+
+        // A new branch of one block mines the spend again.
+        let new = client
+            .generate_to_address(1, &wallet.address)
+            .expect("mine 102'");
+        assert_ne!(new[0], old[0]);
+        assert!(mempool(&client).is_empty());
+        let info = client.get_raw_transaction_info(&txid, None).expect("tx");
+        assert_eq!(info.blockhash, Some(new[0]));
+
+        // Reconsider 103 (its ancestor 102 is reconsidered with it): the old branch has
+        // more work and becomes active again.
+        call(&client, "reconsiderblock", &[json!(old[1].to_string())]).expect("reconsider");
+        assert_eq!(client.get_block_count().expect("count"), 104);
+        assert_eq!(client.get_best_block_hash().expect("best"), old_tip);
+        assert!(mempool(&client).is_empty(), "mined in the old branch too");
+        let info = client.get_raw_transaction_info(&txid, None).expect("tx");
+        assert_eq!(info.blockhash, Some(old[0]));
+        // The chain keeps growing on the restored tip.
+        client
+            .generate_to_address(1, &wallet.address)
+            .expect("mine 105");
+        assert_eq!(client.get_block_count().expect("count"), 105);
+    })
+    .await
+    .expect("rpc flow");
+}

@@ -457,8 +457,8 @@ async fn the_timer_closes_rounds_every_interval(pool: PgPool) {
 #[sqlx::test]
 async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool: PgPool) {
     use bitcoin::secp256k1::Message;
-    use fiamma::node::finality::messages::unjail_message;
-    use fiamma_finality::rounds::LivenessRules;
+    use fiamma_finality::rounds::{unjail_message, LivenessRules};
+    use fiamma_staking::context::SigningOp;
 
     let mut params = finality_params();
     params.vote_expiry = 1;
@@ -500,13 +500,18 @@ async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool
     assert_eq!(record.status(), fpb::VerifierStatus::Jailed);
     assert_eq!(record.since_round, 3);
 
-    let sign = |since: u64| {
+    let sign_in = |contexts: &fiamma_staking::context::SigningContexts, since: u64| {
         silent
             .keypair
-            .sign_schnorr(Message::from_digest(unjail_message(&silent.key(), since)))
+            .sign_schnorr(Message::from_digest(unjail_message(
+                contexts,
+                &silent.key(),
+                since,
+            )))
             .as_ref()
             .to_vec()
     };
+    let sign = |since: u64| sign_in(&contexts(), since);
     let request = |signature: Vec<u8>| fpb::UnjailVerifierRequest {
         verifier_btc_pk: silent.key().serialize().to_vec(),
         signature,
@@ -531,6 +536,30 @@ async fn a_silent_verifier_is_jailed_and_unjails_itself_after_its_jail_time(pool
         .await
         .expect_err("wrong message");
     assert_eq!(wrong.code(), tonic::Code::PermissionDenied);
+    // So is one without the fp_unjail context (the node's context is on), and one on the
+    // retired tag-based message `sha256("fiamma/unjail/v1" ‖ pk ‖ u64be(since))`.
+    let off = sign_in(&contexts().without(SigningOp::FpUnjail), 3);
+    let tagged = {
+        use bitcoin::hashes::{sha256, Hash, HashEngine};
+        let mut engine = sha256::Hash::engine();
+        engine.input(b"fiamma/unjail/v1");
+        engine.input(&silent.key().serialize());
+        engine.input(&3u64.to_be_bytes());
+        let msg = Message::from_digest(sha256::Hash::from_engine(engine).to_byte_array());
+        silent.keypair.sign_schnorr(msg).as_ref().to_vec()
+    };
+    for signature in [off, tagged] {
+        let refused = node
+            .finality
+            .unjail_verifier(request(signature))
+            .await
+            .expect_err("not the fp_unjail message");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    }
+    assert_eq!(
+        finality_record(&mut node, silent).await.status(),
+        fpb::VerifierStatus::Jailed
+    );
     node.finality
         .unjail_verifier(request(sign(3)))
         .await

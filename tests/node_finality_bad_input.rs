@@ -7,9 +7,9 @@ mod node_finality_support;
 
 use std::time::Duration;
 
-use fiamma::node::finality::messages::unjail_message;
 use fiamma::node::finality::wire::vote_to_pb;
 use fiamma_finality::merkle::Digest;
+use fiamma_finality::rounds::unjail_message;
 use fiamma_finality::rounds::Vote;
 use fiamma_finality::zk::groth16::PROOF_LEN;
 use fiamma_finality::zk::ProofSystem;
@@ -196,6 +196,7 @@ async fn each_bad_message_gets_its_status_and_changes_nothing(pool: PgPool) {
     let jailed_sig = a
         .keypair
         .sign_schnorr(bitcoin::secp256k1::Message::from_digest(unjail_message(
+            &contexts(),
             &a.key(),
             1,
         )));

@@ -176,14 +176,29 @@ fn a_silent_verifier_is_jailed_and_returns_after_the_jail_duration() {
     let r4 = close(&registry, &p, 4, hash_of(4, prev));
     assert_eq!(r4.table().total_power(), 30);
     assert_eq!(
-        registry.unjail(&vs[3].key(), 5, &rules),
+        registry.unjail(
+            &vs[3].key(),
+            &vs[3].unjail_signature(3),
+            5,
+            &rules,
+            &contexts()
+        ),
         Err(UnjailError::TooEarly {
             verifier: vs[3].key(),
             round: 5,
             allowed_from: 6
         })
     );
-    assert_eq!(registry.unjail(&vs[3].key(), 6, &rules), Ok(()));
+    assert_eq!(
+        registry.unjail(
+            &vs[3].key(),
+            &vs[3].unjail_signature(3),
+            6,
+            &rules,
+            &contexts()
+        ),
+        Ok(())
+    );
     let r7 = close(&registry, &p, 7, hash_of(7, prev));
     assert_eq!(r7.table().total_power(), 40);
     let signers: BTreeSet<_> = vs.iter().map(Verifier::key).collect();

@@ -366,6 +366,100 @@ fn point_faults_are_told_apart() {
     );
 }
 
+/// Where each point of the valid set's key (one public input) and proof lies.
+const POINTS: [(Part, Element, std::ops::Range<usize>); 9] = [
+    (Part::VerifyingKey, Element::AlphaG1, 0..32),
+    (Part::VerifyingKey, Element::BetaG2, 32..96),
+    (Part::VerifyingKey, Element::GammaG2, 96..160),
+    (Part::VerifyingKey, Element::DeltaG2, 160..224),
+    (Part::VerifyingKey, Element::GammaAbcG1(0), 232..264),
+    (Part::VerifyingKey, Element::GammaAbcG1(1), 264..296),
+    (Part::Proof, Element::A, 0..32),
+    (Part::Proof, Element::B, 32..96),
+    (Part::Proof, Element::C, 96..128),
+];
+
+/// The canonical encoding of the point at infinity in `len` bytes (G1: 32, G2: 64).
+fn infinity(len: usize) -> Vec<u8> {
+    if len == 32 {
+        encode(&ark_bn254::G1Affine::default())
+    } else {
+        encode(&G2Affine::default())
+    }
+}
+
+#[test]
+fn a_key_and_proof_of_points_at_infinity_verify_anything_in_arkworks_and_are_refused() {
+    let (vk, proof, inputs) = set("valid");
+    let mut void_vk = vk.clone();
+    let mut void_proof = proof.clone();
+    for (part, _, range) in &POINTS {
+        let bytes = infinity(range.len());
+        match part {
+            Part::VerifyingKey => void_vk[range.clone()].copy_from_slice(&bytes),
+            _ => void_proof[range.clone()].copy_from_slice(&bytes),
+        }
+    }
+    // The vacuous equation e(0, 0) = e(0, 0)·e(0, 0)·e(0, 0) holds for any input: arkworks
+    // calls it valid for the set's input and for any other.
+    let mut other_inputs = inputs.clone();
+    other_inputs[8] ^= 1;
+    for i in [&inputs, &other_inputs] {
+        let parts = (void_vk.clone(), void_proof.clone(), i.clone());
+        assert_eq!(arkworks_verify(&parts), Some(true));
+        assert_eq!(
+            verify(parts),
+            Err(ZkError::Point {
+                part: Part::VerifyingKey,
+                element: Element::AlphaG1,
+                reason: PointError::Identity
+            })
+        );
+    }
+}
+
+#[test]
+fn every_point_at_infinity_is_refused_by_name() {
+    let (vk, proof, inputs) = set("valid");
+    for (part, element, range) in POINTS {
+        let (mut vk, mut proof) = (vk.clone(), proof.clone());
+        let target = if part == Part::VerifyingKey {
+            &mut vk
+        } else {
+            &mut proof
+        };
+        target[range.clone()].copy_from_slice(&infinity(range.len()));
+        let expected = Err(ZkError::Point {
+            part,
+            element,
+            reason: PointError::Identity,
+        });
+        assert_eq!(
+            verify((vk.clone(), proof.clone(), inputs.clone())),
+            expected
+        );
+        assert_eq!(
+            PreparedKey::decode(&vk).and_then(|key| key.verify(&proof, &inputs)),
+            expected,
+            "{element}"
+        );
+    }
+}
+
+#[test]
+fn delta_equal_or_opposite_to_gamma_is_refused() {
+    let (vk, proof, inputs) = set("valid");
+    let gamma = G2Affine::deserialize_compressed(&vk[96..160]).expect("gamma");
+    for delta in [gamma, -gamma] {
+        let mut bad = vk.clone();
+        bad[160..224].copy_from_slice(&encode(&delta));
+        assert_eq!(
+            verify((bad, proof.clone(), inputs.clone())),
+            Err(ZkError::DependentGammaDelta)
+        );
+    }
+}
+
 #[test]
 fn scalar_and_count_faults() {
     let (vk, proof, inputs) = set("valid");
@@ -508,6 +602,9 @@ proptest! {
             // Stricter than arkworks on purpose: one encoding per point, no ignored bytes.
             (Err(ZkError::Point { reason: PointError::NonCanonicalInfinity, .. }), Some(_)) => {}
             (Err(ZkError::TrailingBytes { .. }), Some(_)) => {}
+            // Refused on purpose: keys and proofs that make the check vacuous.
+            (Err(ZkError::Point { reason: PointError::Identity, .. }), Some(_)) => {}
+            (Err(ZkError::DependentGammaDelta), Some(_)) => {}
             (ours, theirs) => prop_assert!(false, "ours {:?}, arkworks {:?}", ours, theirs),
         }
     }

@@ -223,6 +223,48 @@ impl Kernel {
         deserialize(&bytes).map_err(|e| read_err(e.to_string()))
     }
 
+    /// Whether the chainstate lives in a data directory that outlives the process.
+    pub fn is_persistent(&self) -> bool {
+        matches!(self.storage, Storage::Persistent)
+    }
+
+    /// Reads any block the kernel stored, on the active chain or not, by hash.
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, KernelError> {
+        let height = u32::MAX;
+        let read_err = |message: String| KernelError::ReadBlock { height, message };
+        let kernel_hash = bitcoinkernel::BlockHash::from(hash.to_byte_array());
+        let Some(entry) = self.chainman.get_block_tree_entry(&kernel_hash) else {
+            return Ok(None);
+        };
+        let block = self
+            .chainman
+            .read_block_data(&entry)
+            .map_err(|e| read_err(e.to_string()))?;
+        let bytes = block
+            .consensus_encode()
+            .map_err(|e| read_err(e.to_string()))?;
+        deserialize(&bytes)
+            .map(Some)
+            .map_err(|e| read_err(e.to_string()))
+    }
+
+    /// Hands a block to the kernel, which stores it and activates the most-work valid chain:
+    /// unlike [`submit_block`](Self::submit_block) a valid block off the best chain is not an
+    /// error. `Err` carries Bitcoin Core's reason when the block itself is invalid.
+    pub fn process_block(&self, block: &Block) -> Result<(), BlockRejected> {
+        let hash = block.block_hash();
+        let rejected = |reason: String| BlockRejected { hash, reason };
+        let kernel_block = bitcoinkernel::Block::new(&serialize(block))
+            .map_err(|e| rejected(format!("block decode failed: {e}")))?;
+        let (result, lines) = capture_log(|| self.chainman.process_block(&kernel_block));
+        if result.is_rejected() {
+            return Err(rejected(
+                reject_reason(&lines).unwrap_or_else(|| "block rejected".to_owned()),
+            ));
+        }
+        Ok(())
+    }
+
     /// The outputs spent by the active-chain block at `height`, read from Bitcoin Core's undo
     /// data: one list per non-coinbase transaction, in block order, each in input order.
     pub fn spent_outputs_at(&self, height: u32) -> Result<Vec<Vec<SpentOutput>>, KernelError> {

@@ -3,6 +3,7 @@
 //! clock as an argument; [`EmbeddedBackend`] is the thin async shell that shares it behind
 //! a tokio lock and implements [`Backend`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,6 +41,15 @@ pub enum ChainError {
     /// The blocking task that ran the chain panicked or was cancelled.
     #[error("chain task failed: {0}")]
     Task(String),
+    /// `invalidateblock` / `reconsiderblock` named a block the chain does not know.
+    #[error("Block not found")]
+    UnknownBlock(BlockHash),
+    /// The genesis block cannot be invalidated.
+    #[error("cannot invalidate the genesis block")]
+    InvalidateGenesis,
+    /// Invalidation rebuilds the chainstate in memory, which a data-directory chain cannot.
+    #[error("invalidateblock is supported only on an in-memory chain")]
+    InvalidatePersistent,
 }
 
 impl From<ChainError> for BackendError {
@@ -71,6 +81,11 @@ pub struct RegtestChain {
     kernel: Kernel,
     index: ChainIndex,
     mempool: Mempool,
+    /// Blocks known but off the active chain (disconnected by a reorg), kept so that
+    /// `reconsiderblock` and a rebuilt chainstate can bring them back.
+    stale: BTreeMap<BlockHash, Block>,
+    /// Blocks marked invalid by `invalidateblock`; their descendants are invalid too.
+    invalid: BTreeSet<BlockHash>,
 }
 
 impl RegtestChain {
@@ -86,15 +101,186 @@ impl RegtestChain {
     }
 
     fn from_kernel(kernel: Kernel) -> Result<Self, ChainError> {
-        let mut index = ChainIndex::new(&kernel.block_at(0)?);
-        for height in 1..=kernel.tip_height() {
-            index.connect(&kernel.block_at(height)?)?;
-        }
+        let index = Self::index_kernel(&kernel)?;
         Ok(RegtestChain {
             kernel,
             index,
             mempool: Mempool::default(),
+            stale: BTreeMap::new(),
+            invalid: BTreeSet::new(),
         })
+    }
+
+    /// The index of the kernel's active chain, read back block by block.
+    fn index_kernel(kernel: &Kernel) -> Result<ChainIndex, ChainError> {
+        let mut index = ChainIndex::new(&kernel.block_at(0)?);
+        for height in 1..=kernel.tip_height() {
+            index.connect(&kernel.block_at(height)?)?;
+        }
+        Ok(index)
+    }
+
+    /// Whether `hash` or one of its stored ancestors is marked invalid.
+    fn is_invalid(&self, hash: &BlockHash) -> bool {
+        let mut at = *hash;
+        loop {
+            if self.invalid.contains(&at) {
+                return true;
+            }
+            match self.stale.get(&at) {
+                Some(block) => at = block.header.prev_blockhash,
+                // Reached the active chain: an invalid active block was disconnected already.
+                None => return false,
+            }
+        }
+    }
+
+    /// Stale blocks not marked invalid, parents before children.
+    fn valid_stale_blocks(&self) -> Vec<Block> {
+        let mut blocks: Vec<(u32, &Block)> = self
+            .stale
+            .iter()
+            .filter(|(hash, _)| !self.is_invalid(hash))
+            .map(|(hash, block)| {
+                let mut depth = 0u32;
+                let mut at = *hash;
+                while let Some(b) = self.stale.get(&at) {
+                    depth += 1;
+                    at = b.header.prev_blockhash;
+                }
+                (depth, block)
+            })
+            .collect();
+        blocks.sort_by_key(|(depth, _)| *depth);
+        blocks.into_iter().map(|(_, b)| b.clone()).collect()
+    }
+
+    /// Marks `hash` and its descendants invalid (`invalidateblock`), as Bitcoin Core does: an
+    /// active-chain block is disconnected with everything above it and the chain falls back
+    /// to the most-work chain without invalid blocks. The transactions of the disconnected
+    /// blocks go back to the mempool (ahead of the ones already there) when they are still
+    /// valid, and the mempool is re-checked against the new tip.
+    ///
+    /// The kernel has no invalidation call, so the chainstate is rebuilt in memory from the
+    /// blocks that stay valid; a chain kept in a data directory refuses.
+    pub fn invalidate_block(&mut self, hash: &BlockHash) -> Result<(), ChainError> {
+        let active = self.index.height_of(hash);
+        if active.is_none() && !self.stale.contains_key(hash) {
+            return Err(ChainError::UnknownBlock(*hash));
+        }
+        if active == Some(0) {
+            return Err(ChainError::InvalidateGenesis);
+        }
+        let Some(height) = active else {
+            // A block off the active chain: it and its descendants never come back.
+            self.invalid.insert(*hash);
+            return Ok(());
+        };
+        if self.kernel.is_persistent() {
+            return Err(ChainError::InvalidatePersistent);
+        }
+        self.invalid.insert(*hash);
+        let kernel = Kernel::in_memory()?;
+        for h in 1..height {
+            kernel.process_block(&self.kernel.block_at(h)?)?;
+        }
+        for h in height..=self.index.tip_height() {
+            let block = self.kernel.block_at(h)?;
+            self.stale.insert(block.block_hash(), block);
+        }
+        for block in self.valid_stale_blocks() {
+            // A stale block the kernel refuses stays stale; it was valid before, so only a
+            // block invalid in its own right (which Core would not have kept) can fail here.
+            if let Err(e) = kernel.process_block(&block) {
+                tracing::warn!("stale block not restored: {e}");
+            }
+        }
+        self.kernel = kernel;
+        self.follow_kernel()
+    }
+
+    /// Removes the invalid mark from `hash`, its ancestors and its descendants
+    /// (`reconsiderblock`) and activates the most-work valid chain, as Bitcoin Core does.
+    pub fn reconsider_block(&mut self, hash: &BlockHash) -> Result<(), ChainError> {
+        if self.index.height_of(hash).is_none() && !self.stale.contains_key(hash) {
+            return Err(ChainError::UnknownBlock(*hash));
+        }
+        // Ancestors of `hash` among the stale blocks, and `hash` itself.
+        let mut at = *hash;
+        self.invalid.remove(&at);
+        while let Some(block) = self.stale.get(&at) {
+            at = block.header.prev_blockhash;
+            self.invalid.remove(&at);
+        }
+        // Descendants: invalid blocks whose stale ancestry reaches `hash`.
+        let descendants: Vec<BlockHash> = self
+            .invalid
+            .iter()
+            .filter(|bad| {
+                let mut at = **bad;
+                while let Some(block) = self.stale.get(&at) {
+                    at = block.header.prev_blockhash;
+                    if at == *hash {
+                        return true;
+                    }
+                }
+                false
+            })
+            .copied()
+            .collect();
+        for bad in descendants {
+            self.invalid.remove(&bad);
+        }
+        for block in self.valid_stale_blocks() {
+            if let Err(e) = self.kernel.process_block(&block) {
+                tracing::warn!("reconsidered block refused: {e}");
+            }
+        }
+        self.follow_kernel()
+    }
+
+    /// Brings the index, the stale blocks and the mempool in line with the kernel's active
+    /// chain after a reorg.
+    fn follow_kernel(&mut self) -> Result<(), ChainError> {
+        let index = Self::index_kernel(&self.kernel)?;
+        let fork = (0..=self.index.tip_height().min(index.tip_height()))
+            .rev()
+            .find(|h| self.index.entry(*h).map(|e| e.hash) == index.entry(*h).map(|e| e.hash))
+            .unwrap_or(0);
+        let mut disconnected = Vec::new();
+        for h in fork + 1..=self.index.tip_height() {
+            let Some(hash) = self.index.entry(h).map(|e| e.hash) else {
+                continue;
+            };
+            let block = match self.stale.get(&hash) {
+                Some(block) => block.clone(),
+                None => match self.kernel.block(&hash)? {
+                    Some(block) => block,
+                    None => continue,
+                },
+            };
+            self.stale.insert(hash, block.clone());
+            disconnected.push(block);
+        }
+        for h in fork + 1..=index.tip_height() {
+            if let Some(e) = index.entry(h) {
+                self.stale.remove(&e.hash);
+            }
+        }
+        self.index = index;
+        let waiting: Vec<Transaction> = self.mempool.ordered().map(|e| e.tx.clone()).collect();
+        self.mempool = Mempool::default();
+        let returning = disconnected
+            .iter()
+            .flat_map(|b| b.txdata.iter().skip(1).cloned());
+        for tx in returning.chain(waiting) {
+            // What no longer fits the new chain (confirmed there, conflicting, immature)
+            // leaves the mempool, as in Bitcoin Core.
+            if let Err(e) = self.submit_transaction(&tx) {
+                tracing::debug!(txid = %e.txid, reason = %e.reason, "dropped from the mempool by a reorg");
+            }
+        }
+        Ok(())
     }
 
     /// The UTXO and transaction index of the active chain.
@@ -241,9 +427,19 @@ impl RegtestChain {
 
     /// Submits a block. It becomes the tip only if Bitcoin Core connects it; the mempool
     /// then loses the block's transactions and whatever conflicts with them. Only blocks on
-    /// the tip are taken: the embedded chain has a single miner and never reorganizes, which
-    /// keeps the index in step with the kernel.
+    /// the tip are taken: the embedded chain has a single miner and reorganizes only through
+    /// [`invalidate_block`](Self::invalidate_block) and
+    /// [`reconsider_block`](Self::reconsider_block), which keeps the index in step with the
+    /// kernel.
     pub fn submit_block(&mut self, block: &Block) -> Result<u32, ChainError> {
+        // Bitcoin Core remembers an invalidated block and refuses it when it comes again.
+        if self.invalid.contains(&block.block_hash()) {
+            return Err(BlockRejected {
+                hash: block.block_hash(),
+                reason: "duplicate-invalid".into(),
+            }
+            .into());
+        }
         let tip = self.index.tip().hash;
         if block.header.prev_blockhash != tip {
             return Err(NotOnTip {
@@ -293,14 +489,20 @@ impl RegtestChain {
             let (txs, fees) = self.select_transactions();
             let tip = self.index.tip();
             let median_time_past = tip.median_time_past;
-            let template = BlockTemplate {
+            let mut template = BlockTemplate {
                 prev_hash: tip.hash,
                 height: self.index.tip_height() + 1,
                 time: next_block_time(now, median_time_past),
                 payout_script: payout.clone(),
                 fees,
             };
-            let block = assemble_block(&template, txs.clone())?;
+            let mut block = assemble_block(&template, txs.clone())?;
+            // Re-mining the branch just invalidated within the same second would rebuild
+            // an invalidated block byte for byte; a later timestamp makes a new one.
+            while self.invalid.contains(&block.block_hash()) {
+                template.time = template.time.saturating_add(1);
+                block = assemble_block(&template, txs.clone())?;
+            }
             match self.kernel.submit_block(&block) {
                 Ok(()) => {
                     self.index.connect(&block)?;
@@ -326,6 +528,30 @@ impl RegtestChain {
                 Err(rejected) => return Err(rejected.into()),
             }
         }
+    }
+
+    /// Mines one block on the tip paying `payout` and holding no mempool transaction
+    /// (`generateblock <address> []`): the mempool keeps its transactions.
+    pub fn mine_empty_block(
+        &mut self,
+        payout: &ScriptBuf,
+        now: u32,
+    ) -> Result<BlockHash, ChainError> {
+        let tip = self.index.tip();
+        let mut template = BlockTemplate {
+            prev_hash: tip.hash,
+            height: self.index.tip_height() + 1,
+            time: next_block_time(now, tip.median_time_past),
+            payout_script: payout.clone(),
+            fees: bitcoin::Amount::ZERO,
+        };
+        let mut block = assemble_block(&template, Vec::new())?;
+        while self.invalid.contains(&block.block_hash()) {
+            template.time = template.time.saturating_add(1);
+            block = assemble_block(&template, Vec::new())?;
+        }
+        self.submit_block(&block)?;
+        Ok(block.block_hash())
     }
 
     /// Mines `count` blocks paying `payout` (`generatetoaddress`).

@@ -156,6 +156,7 @@ async fn on_database(
         backend: chain.backend(),
         network: Network::Regtest,
         poll_interval: setup::FOLLOW_INTERVAL,
+        stall_timeout: crate::node::follower::DEFAULT_STALL_TIMEOUT,
         listener,
     })
     .await?;

@@ -3,6 +3,10 @@
 //! the active set of, it re-verifies each proof itself, recomputes the round hash, and signs
 //! its EOTS vote only if the hash is the node's.
 //!
+//! A verifier jailed for missing rounds asks to be unjailed at every round closed after that,
+//! signing `sha256(ctx("fp_unjail") ‖ pk ‖ u64be(since_round))` (`PROTOCOL.md` §11), until the
+//! node accepts (it refuses while the jail time is not over).
+//!
 //! One devnet verifier can be told to equivocate: in a given round with an invalid proof it
 //! also signs a round hash that calls every proof valid, with the same randomness. That is
 //! the fault the protocol punishes, and the only way its key leaks.
@@ -10,11 +14,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
+use bitcoin::secp256k1::{Keypair, Message, XOnlyPublicKey};
 use fiamma_finality::committed::CommittedRandomness;
 use fiamma_finality::merkle::Digest;
 use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
-use fiamma_finality::rounds::Vote;
+use fiamma_finality::rounds::{unjail_message, Vote};
 use fiamma_finality::zk::{ProofSystem, Verdict, ZkProof};
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
@@ -136,6 +140,7 @@ impl Verifier {
                 verifier: self,
                 client,
                 equivocate,
+                jailed_since: None,
             };
             daemon.run(reports).await;
         })
@@ -146,6 +151,8 @@ struct Daemon {
     verifier: Verifier,
     client: FinalityClient<Channel>,
     equivocate: Arc<AtomicU64>,
+    /// The round it was jailed at, while it is jailed.
+    jailed_since: Option<u64>,
 }
 
 impl Daemon {
@@ -178,6 +185,9 @@ impl Daemon {
             match kind {
                 // Before any stake is active a round has nobody to vote.
                 Some(fpb::event::Kind::RoundClosed(c)) if c.total_power_sat > 0 => {
+                    if let Err(why) = self.try_unjail().await {
+                        let _ = reports.send(report_error(c.round, why));
+                    }
                     match self.on_round(c.round).await {
                         Ok(Some(report)) => {
                             let equivocated = report
@@ -197,8 +207,37 @@ impl Daemon {
                     }
                 }
                 Some(fpb::event::Kind::VerifierSlashed(s)) if s.verifier_btc_pk == me => return,
+                Some(fpb::event::Kind::VerifierJailed(j)) if j.verifier_btc_pk == me => {
+                    self.jailed_since = Some(j.round);
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// Asks to be unjailed when jailed; a refusal because the jail time is not over is not
+    /// an error (it asks again at the next round).
+    async fn try_unjail(&mut self) -> Result<(), String> {
+        let Some(since) = self.jailed_since else {
+            return Ok(());
+        };
+        let v = &self.verifier;
+        let msg = Message::from_digest(unjail_message(&v.contexts, &v.key(), since));
+        let signature = v.keypair.sign_schnorr(msg);
+        match self
+            .client
+            .unjail_verifier(fpb::UnjailVerifierRequest {
+                verifier_btc_pk: v.key().serialize().to_vec(),
+                signature: signature.as_ref().to_vec(),
+            })
+            .await
+        {
+            Ok(_) => {
+                self.jailed_since = None;
+                Ok(())
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => Ok(()),
+            Err(s) => Err(format!("UnjailVerifier: {}", s.message())),
         }
     }
 

@@ -15,6 +15,8 @@ pub const DEFAULT_GRPC_ADDR: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
 /// Default interval between two polls of the Bitcoin backend, in milliseconds.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// Default `[bitcoin] stall_timeout_ms`: a minute without an answer stops the rounds.
+pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 60_000;
 /// Default finality settings: a round every 10 s, votes accepted for 10 rounds, commitments
 /// starting at most 1,000 rounds ahead, jailing after missing more than 50 of the last 100
 /// rounds for 100 rounds.
@@ -59,6 +61,8 @@ pub struct BitcoinFile {
     pub data_dir: Option<PathBuf>,
     /// Milliseconds between polls of the backend.
     pub poll_interval_ms: Option<u64>,
+    /// Milliseconds the backend may fail to answer before the node stops closing rounds.
+    pub stall_timeout_ms: Option<u64>,
 }
 
 /// The `[finality]` table of the config file (PROTOCOL §9–11). `max_active_verifiers` and
@@ -202,6 +206,8 @@ pub struct NodeConfig {
     pub bitcoin: BitcoinConfig,
     /// Milliseconds between polls of the backend.
     pub poll_interval_ms: u64,
+    /// Milliseconds the backend may fail to answer before the node stops closing rounds.
+    pub stall_timeout_ms: u64,
     /// Finality settings.
     pub finality: FinalityConfig,
 }
@@ -389,6 +395,7 @@ impl NodeConfig {
             disabled_contexts: file.disabled_contexts.unwrap_or_default(),
             bitcoin,
             poll_interval_ms: b.poll_interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS),
+            stall_timeout_ms: b.stall_timeout_ms.unwrap_or(DEFAULT_STALL_TIMEOUT_MS),
             finality,
         })
     }

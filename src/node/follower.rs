@@ -5,10 +5,18 @@
 //!
 //! ACTIVE delegations, the many, cost nothing per delegation: their spends are found by reading
 //! the new blocks' inputs (each block checked against its header's Merkle root). Delegations
-//! not yet ACTIVE are looked up one by one, and only when the tip or the staking state moved.
+//! not yet ACTIVE are looked up one by one, and only when the tip or the staking state moved;
+//! only their ids and outpoints are read from the store, never their transactions.
+//!
+//! Reorgs: one up to the reorg limit (the largest k) is followed, and what it took back is
+//! re-checked on the new chain: inclusions above the fork are undone and proved again, spends
+//! no longer in a block are undone. A deeper one, a backend more than the limit behind our
+//! tip, or a backend that does not answer for the stall timeout, marks the node NOT_SERVING
+//! ([`NodeHealth`]) so that rounds stop closing on a stake table that no longer follows
+//! Bitcoin; the first step that succeeds again marks it SERVING.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoin::block::Header;
 use std::collections::BTreeMap;
@@ -20,11 +28,16 @@ use fiamma_staking::light_client::{
 use fiamma_staking::state::DelegationStatus;
 
 use crate::btc::{Backend, BackendError, OutPointStatus, TxStatus};
-use crate::node::module::{ChainUpdate, StakingModule};
-use crate::node::store::{Delegation, StoreError};
+use crate::node::health::NodeHealth;
+use crate::node::module::{ChainUpdate, Reorg, StakingModule};
+use crate::node::store::{DelegationRef, StoreError};
 
 /// Most headers fetched in one step, so a long catch-up commits progress as it goes.
 const HEADERS_PER_STEP: u32 = 2000;
+
+/// How long the follower may fail (or hang) before the node stops closing rounds, by default.
+pub const DEFAULT_STALL_TIMEOUT: Duration =
+    Duration::from_millis(crate::node::config::DEFAULT_STALL_TIMEOUT_MS);
 
 /// Why one follower step failed; the follower logs it and retries on the next poll.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +74,36 @@ pub enum FollowError {
     /// The backend's block does not match its header.
     #[error("block {0} from the backend does not match its header's merkle root")]
     BadBlock(BlockHash),
+    /// The backend's best chain ends more than the reorg limit below our tip: our blocks
+    /// above it were reorganized away (or the backend fell behind).
+    #[error(
+        "the backend's tip {theirs} is {behind} blocks below ours ({ours}), more than the reorg \
+         limit {limit}"
+    )]
+    BackendBehind {
+        /// Our tip height.
+        ours: u32,
+        /// The backend's tip height.
+        theirs: u32,
+        /// `ours − theirs`.
+        behind: u32,
+        /// The reorg limit.
+        limit: u32,
+    },
+    /// One step took longer than the stall timeout.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+impl FollowError {
+    /// Whether the chain itself is not sane (a reorg deeper than the limit): the node must
+    /// stop at once, not only after the stall timeout.
+    fn is_deep_reorg(&self) -> bool {
+        matches!(
+            self,
+            FollowError::NoCommonBlock { .. } | FollowError::BackendBehind { .. }
+        )
+    }
 }
 
 impl From<RestoreError> for FollowError {
@@ -78,6 +121,10 @@ pub struct Follower {
     /// The tip and the last staking event of the last scan that found nothing: the open
     /// delegations are scanned again only when either moved (only mined transactions count).
     quiet_at: Mutex<Option<(BlockHash, u64)>>,
+    /// How long steps may fail before the node is marked NOT_SERVING.
+    stall_timeout: Duration,
+    /// When a step last succeeded.
+    last_ok: Mutex<Instant>,
 }
 
 impl Follower {
@@ -97,13 +144,27 @@ impl Follower {
             network,
             max_reorg_depth,
             quiet_at: Mutex::new(None),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            last_ok: Mutex::new(Instant::now()),
         }
+    }
+
+    /// The same follower, marking the node NOT_SERVING once its steps have failed (or hung)
+    /// for `timeout`.
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// The node health this follower sets.
+    pub fn health(&self) -> &NodeHealth {
+        self.module.health()
     }
 
     /// Polls every `interval` until `shutdown` fires; failures are logged and retried.
     pub async fn run(self, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
-            match self.step().await {
+            match self.poll().await {
                 Ok(Some(tip)) => tracing::debug!(tip, "followed bitcoin"),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "chain follower step failed; retrying"),
@@ -113,6 +174,40 @@ impl Follower {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// One [`step`](Self::step), bounded by the stall timeout, that keeps the node's health:
+    /// SERVING after a success; NOT_SERVING with the reason at once on a reorg deeper than
+    /// the limit, and after any other failure once no step has succeeded for the stall
+    /// timeout (a dead or hanging backend, say).
+    pub async fn poll(&self) -> Result<Option<u32>, FollowError> {
+        let result = match tokio::time::timeout(self.stall_timeout, self.step()).await {
+            Ok(result) => result,
+            Err(_) => Err(FollowError::TimedOut(self.stall_timeout)),
+        };
+        let health = self.module.health();
+        match &result {
+            Ok(_) => {
+                if let Ok(mut last) = self.last_ok.lock() {
+                    *last = Instant::now();
+                }
+                health.set_serving();
+            }
+            Err(e) if e.is_deep_reorg() => {
+                health.set_not_serving(format!("bitcoin reorg deeper than the limit: {e}"));
+            }
+            Err(e) => {
+                let since = self.last_ok.lock().map_or(Duration::ZERO, |t| t.elapsed());
+                if since >= self.stall_timeout {
+                    health.set_not_serving(format!(
+                        "bitcoin not followed for {}s (stall timeout {}s): {e}",
+                        since.as_secs(),
+                        self.stall_timeout.as_secs()
+                    ));
+                }
+            }
+        }
+        result
     }
 
     fn quiet_at(&self) -> Option<(BlockHash, u64)> {
@@ -147,12 +242,23 @@ impl Follower {
             Some(chain) => chain,
             None => self.load_chain().await?,
         };
+        let mut inclusions = Vec::new();
+        let (old_tip, old_hash) = (chain.tip().height, chain.tip().hash);
         let (first_height, headers) = self.new_headers(&chain).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         chain.accept_headers(&headers, now)?;
         let tip = chain.tip();
+        // The light client switched branches when our old tip left its best chain; every
+        // block above `fork` was then replaced.
+        let fork = first_height.saturating_sub(1);
+        let reorg = if chain.hash_at(old_tip) != Some(old_hash) {
+            tracing::warn!(fork, old_tip, new_tip = tip.height, "bitcoin reorg");
+            Some(self.reorged(&chain, fork, &mut inclusions).await?)
+        } else {
+            None
+        };
         let (stored_tip, stored_hash) = self.module.store().tip().await?;
 
         let last_event = self.module.store().last_event_sequence().await?;
@@ -162,50 +268,29 @@ impl Follower {
             return Ok(None);
         }
 
-        let mut inclusions = Vec::new();
         let mut spends = Vec::new();
-        let open = self.module.store().open_delegations().await?;
+        let open = self.module.store().open_delegation_refs().await?;
         // One that became ACTIVE at the last tip the follower scanned or later (by an
         // inclusion proof, say) is looked up once more: earlier blocks were not read for it.
         let (active, others): (Vec<_>, Vec<_>) = open.iter().partition(|d| {
-            d.state.status() == DelegationStatus::Active
-                && d.state
-                    .record()
-                    .activated_height
+            d.status == DelegationStatus::Active
+                && d.activated_height
                     .is_some_and(|a| a < first_height.saturating_sub(1))
         });
         self.spends_in_blocks(&active, first_height, &headers, &mut spends)
             .await?;
         for d in others {
-            let r = &d.registration;
-            let Some(params) = self.module.params().get(r.params_version) else {
-                continue;
-            };
-            if d.state.start_height().is_none() {
-                if let TxStatus::Confirmed { proof, .. } =
-                    self.backend.tx_status(&r.staking_txid).await?
-                {
-                    match chain.verify_merkle_block(&proof, r.staking_txid) {
-                        Ok(inc)
-                            if inc.index != 0 && inc.is_k_deep(params.btc_confirmation_depth) =>
-                        {
-                            inclusions.push((r.staking_txid, inc.height));
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(txid = %r.staking_txid, error = %e, "backend inclusion proof refused")
-                        }
-                    }
-                }
+            if d.start_height.is_none() {
+                self.prove_inclusion(&chain, d, &mut inclusions).await?;
             }
-            let outpoint = OutPoint::new(r.staking_txid, r.staking_output_index);
+            let outpoint = OutPoint::new(d.staking_txid, d.staking_output_index);
             if let OutPointStatus::Spent { txid, .. } =
                 self.backend.outpoint_status(&outpoint).await?
             {
-                spends.push((r.staking_txid, txid));
+                spends.push((d.staking_txid, txid));
             }
         }
-        if unchanged && inclusions.is_empty() && spends.is_empty() {
+        if unchanged && reorg.is_none() && inclusions.is_empty() && spends.is_empty() {
             if let Ok(mut quiet) = self.quiet_at.lock() {
                 *quiet = Some((tip.hash, last_event));
             }
@@ -220,7 +305,7 @@ impl Follower {
             inclusions,
             spends,
         };
-        let events = self.module.apply_chain_update(&update).await?;
+        let events = self.module.apply_followed(&update, reorg.as_ref()).await?;
         if let Ok(mut guard) = self.module.header_chain().write() {
             *guard = Some(chain);
         }
@@ -232,26 +317,74 @@ impl Follower {
         Ok(Some(tip.height))
     }
 
+    /// Looks up `d`'s staking transaction at the backend and, when its Merkle proof checks
+    /// against `chain` at k depth (and not as the coinbase), adds it to `inclusions`.
+    async fn prove_inclusion(
+        &self,
+        chain: &HeaderChain,
+        d: &DelegationRef,
+        inclusions: &mut Vec<(Txid, u32)>,
+    ) -> Result<(), FollowError> {
+        let Some(params) = self.module.params().get(d.params_version) else {
+            return Ok(());
+        };
+        if let TxStatus::Confirmed { proof, .. } = self.backend.tx_status(&d.staking_txid).await? {
+            match chain.verify_merkle_block(&proof, d.staking_txid) {
+                Ok(inc) if inc.index != 0 && inc.is_k_deep(params.btc_confirmation_depth) => {
+                    inclusions.push((d.staking_txid, inc.height));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(txid = %d.staking_txid, error = %e, "backend inclusion proof refused")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a reorg that kept the blocks up to `fork` took back, checked on the new chain:
+    /// the UNBONDED delegations whose spend is in no block any more, and (into `inclusions`)
+    /// new proofs for the staking transactions whose inclusion was above the fork.
+    async fn reorged(
+        &self,
+        chain: &HeaderChain,
+        fork: u32,
+        inclusions: &mut Vec<(Txid, u32)>,
+    ) -> Result<Reorg, FollowError> {
+        let mut unspent = Vec::new();
+        for d in self.module.store().reorg_candidates(fork).await? {
+            if d.status == DelegationStatus::Unbonded {
+                let outpoint = OutPoint::new(d.staking_txid, d.staking_output_index);
+                match self.backend.outpoint_status(&outpoint).await? {
+                    OutPointStatus::Spent { .. } => {}
+                    _ => unspent.push(d.staking_txid),
+                }
+            } else {
+                self.prove_inclusion(chain, &d, inclusions).await?;
+            }
+        }
+        Ok(Reorg { fork, unspent })
+    }
+
     /// Spends of `active` delegations' staking outputs in the new blocks `headers` (the first at
     /// `first_height`), read from the blocks' inputs; blocks below every start height are not
     /// fetched.
     async fn spends_in_blocks(
         &self,
-        active: &[&Delegation],
+        active: &[&DelegationRef],
         first_height: u32,
         headers: &[Header],
         spends: &mut Vec<(Txid, Txid)>,
     ) -> Result<(), FollowError> {
-        let Some(earliest) = active.iter().filter_map(|d| d.state.start_height()).min() else {
+        let Some(earliest) = active.iter().filter_map(|d| d.start_height).min() else {
             return Ok(());
         };
         let watched: BTreeMap<OutPoint, Txid> = active
             .iter()
             .map(|d| {
-                let r = &d.registration;
                 (
-                    OutPoint::new(r.staking_txid, r.staking_output_index),
-                    r.staking_txid,
+                    OutPoint::new(d.staking_txid, d.staking_output_index),
+                    d.staking_txid,
                 )
             })
             .collect();
@@ -284,6 +417,15 @@ impl Follower {
     async fn new_headers(&self, chain: &HeaderChain) -> Result<(u32, Vec<Header>), FollowError> {
         let ours = chain.tip();
         let theirs = self.backend.tip().await?;
+        let behind = ours.height.saturating_sub(theirs.height);
+        if behind > self.max_reorg_depth {
+            return Err(FollowError::BackendBehind {
+                ours: ours.height,
+                theirs: theirs.height,
+                behind,
+                limit: self.max_reorg_depth,
+            });
+        }
         // Walk back from our tip to the highest block the backend also has.
         let mut fork = ours.height.min(theirs.height);
         let lowest = ours.height.saturating_sub(self.max_reorg_depth);

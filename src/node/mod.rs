@@ -6,12 +6,14 @@
 //! - [`finality`]: the finality module: proofs, rounds, votes, tally, slashing.
 //! - [`grpc`]: the `fiamma.staking.v1.Staking` service, health and reflection.
 //! - [`follower`]: the chain follower feeding the light client and the module.
+//! - [`health`]: whether the node may act on its view of Bitcoin (rounds, gRPC health).
 //! - [`run`]: the `fiamma node` command.
 
 pub mod config;
 pub mod finality;
 pub mod follower;
 pub mod grpc;
+pub mod health;
 pub mod module;
 pub mod run;
 pub mod store;

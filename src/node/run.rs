@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::btc::{Backend, BackendError, EmbeddedBackend, RegtestChain};
 use crate::node::config::{BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig};
-use crate::node::finality::closer::spawn_round_closer;
+use crate::node::finality::closer::spawn_round_closer_with_health;
 use crate::node::finality::{FinalityModule, FinalityParams};
 use crate::node::follower::Follower;
 use crate::node::grpc::{serve, ServeError};
@@ -137,6 +137,8 @@ pub struct NodeSetup {
     pub network: Network,
     /// Between two polls of the backend.
     pub poll_interval: Duration,
+    /// How long the backend may fail to answer before the node stops closing rounds.
+    pub stall_timeout: Duration,
     /// Where gRPC is served.
     pub listener: TcpListener,
 }
@@ -173,9 +175,14 @@ impl RunningNode {
             .local_addr()
             .map_err(|e| RunError::Backend(format!("listener address: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let follower = Follower::new(setup.backend, staking.clone(), setup.network);
+        let follower = Follower::new(setup.backend, staking.clone(), setup.network)
+            .with_stall_timeout(setup.stall_timeout);
         let follow = tokio::spawn(follower.run(setup.poll_interval, stopped.clone()));
-        let closer = spawn_round_closer(finality.clone(), until_stopped(stopped.clone()));
+        let closer = spawn_round_closer_with_health(
+            finality.clone(),
+            staking.health().clone(),
+            until_stopped(stopped.clone()),
+        );
         let server = tokio::spawn(serve(
             staking.clone(),
             Some(finality.clone()),
@@ -260,6 +267,7 @@ pub async fn run(args: NodeArgs) -> Result<(), RunError> {
         backend: backend(&config.bitcoin)?,
         network: config.network,
         poll_interval: Duration::from_millis(config.poll_interval_ms),
+        stall_timeout: Duration::from_millis(config.stall_timeout_ms),
         listener,
     })
     .await?;

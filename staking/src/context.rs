@@ -17,15 +17,18 @@ pub enum SigningOp {
     FpRandCommit,
     /// A verifier's finality vote.
     FpFinVote,
+    /// A jailed verifier's request to be unjailed.
+    FpUnjail,
 }
 
 impl SigningOp {
     /// Every operation, in a fixed order.
-    pub const ALL: [SigningOp; 4] = [
+    pub const ALL: [SigningOp; 5] = [
         SigningOp::FpPop,
         SigningOp::StakerPop,
         SigningOp::FpRandCommit,
         SigningOp::FpFinVote,
+        SigningOp::FpUnjail,
     ];
 
     /// The operation's name inside the context string.
@@ -35,6 +38,7 @@ impl SigningOp {
             SigningOp::StakerPop => "staker_pop",
             SigningOp::FpRandCommit => "fp_rand_commit",
             SigningOp::FpFinVote => "fp_fin_vote",
+            SigningOp::FpUnjail => "fp_unjail",
         }
     }
 }
@@ -104,6 +108,21 @@ mod tests {
         let expected = sha256::Hash::hash(b"btcstaking/0/fp_fin_vote/chain/addr");
         assert_eq!(ctx, hex::encode(expected.to_byte_array()));
         assert_eq!(ctx.len(), 64);
+    }
+
+    #[test]
+    fn every_operation_has_its_own_context_and_unjail_can_be_switched_off() {
+        let c = SigningContexts::new("c", "a");
+        let all: std::collections::BTreeSet<String> =
+            SigningOp::ALL.iter().map(|op| c.context(*op)).collect();
+        assert_eq!(all.len(), SigningOp::ALL.len());
+        assert_eq!(
+            c.context(SigningOp::FpUnjail),
+            hex::encode(sha256::Hash::hash(b"btcstaking/0/fp_unjail/c/a").to_byte_array())
+        );
+        let off = c.without(SigningOp::FpUnjail);
+        assert_eq!(off.context(SigningOp::FpUnjail), "");
+        assert_eq!(off.context(SigningOp::FpFinVote).len(), 64);
     }
 
     #[test]

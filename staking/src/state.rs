@@ -1,7 +1,10 @@
 //! The delegation and verifier state machines of PROTOCOL §8.
 //!
-//! A delegation moves PENDING → VERIFIED → ACTIVE → UNBONDED | EXPIRED, never backwards. The
-//! machine decides only from values the caller passes in: the BTC tip height, the rules of the
+//! A delegation moves PENDING → VERIFIED → ACTIVE → UNBONDED | EXPIRED, and backwards only
+//! when Bitcoin takes back the block a step rested on (a reorg: [`DelegationState::undo_inclusion`],
+//! [`DelegationState::undo_spend`]). One that is not included k-deep within the params'
+//! `pending_expiry_blocks` of its registration goes from PENDING or VERIFIED straight to EXPIRED
+//! ([`DelegationState::expire_unincluded`]). The machine decides only from values the caller passes in: the BTC tip height, the rules of the
 //! params version the delegation was registered under, and facts already checked elsewhere
 //! (that a covenant member's signatures verify, that the staking transaction sits in a k-deep
 //! best-chain block, that its output was spent). It performs no I/O and no signature checks.
@@ -26,7 +29,8 @@ pub enum DelegationStatus {
     Active,
     /// A spend of the staking output was observed.
     Unbonded,
-    /// `tip + U ≥ end_height`.
+    /// `tip + U ≥ end_height`, or never included k-deep within `pending_expiry_blocks` of
+    /// its registration.
     Expired,
 }
 
@@ -197,6 +201,8 @@ pub struct DelegationRecord {
     pub staking_time_blocks: u32,
     /// Unbonding time U in blocks.
     pub unbonding_time_blocks: u32,
+    /// BTC tip height when it was registered: the start of its `pending_expiry_blocks` window.
+    pub registered_height: u32,
     /// Committee members whose signatures were counted.
     pub covenant_signers: BTreeSet<XOnlyPublicKey>,
     /// Tip height when the quorum was reached.
@@ -226,13 +232,15 @@ pub struct DelegationState {
 }
 
 impl DelegationState {
-    /// A newly registered delegation: PENDING, no signatures, not included.
+    /// A newly registered delegation: PENDING, no signatures, not included, registered at
+    /// height 0 (see [`registered_at`](Self::registered_at)).
     pub fn new(staking_time_blocks: u32, unbonding_time_blocks: u32) -> Self {
         DelegationState {
             record: DelegationRecord {
                 status: DelegationStatus::Pending,
                 staking_time_blocks,
                 unbonding_time_blocks,
+                registered_height: 0,
                 covenant_signers: BTreeSet::new(),
                 verified_height: None,
                 start_height: None,
@@ -240,6 +248,12 @@ impl DelegationState {
                 ended_height: None,
             },
         }
+    }
+
+    /// The same state, registered at BTC tip `height`.
+    pub fn registered_at(mut self, height: u32) -> Self {
+        self.record.registered_height = height;
+        self
     }
 
     /// Rebuilds a state from stored facts, refusing records that transitions cannot produce.
@@ -256,10 +270,8 @@ impl DelegationState {
         {
             return fail("verified height must be set exactly when past PENDING");
         }
-        if (status == DelegationStatus::Active || status == DelegationStatus::Expired)
-            && record.start_height.is_none()
-        {
-            return fail("an active or expired delegation must have an inclusion height");
+        if record.activated_height.is_some() && record.start_height.is_none() {
+            return fail("an activated delegation must have an inclusion height");
         }
         if (status == DelegationStatus::Active) != record.activated_height.is_some()
             && !status.is_terminal()
@@ -420,6 +432,79 @@ impl DelegationState {
             transitions.push(self.move_to(DelegationStatus::Active, tip));
         }
         transitions
+    }
+
+    /// Ends a PENDING or VERIFIED delegation whose staking transaction was not recorded as
+    /// included k-deep by `tip ≥ registered_height + expiry_blocks` (the params'
+    /// `pending_expiry_blocks`): it becomes EXPIRED and holds nothing any more. Anything else
+    /// is left alone.
+    pub fn expire_unincluded(&mut self, tip: u32, expiry_blocks: u32) -> Option<Transition> {
+        let waiting = matches!(
+            self.record.status,
+            DelegationStatus::Pending | DelegationStatus::Verified
+        ) && self.record.start_height.is_none();
+        let deadline = self.record.registered_height.saturating_add(expiry_blocks);
+        if !waiting || tip < deadline {
+            return None;
+        }
+        self.record.ended_height = Some(tip);
+        Some(self.move_to(DelegationStatus::Expired, tip))
+    }
+
+    /// Takes back the inclusion when Bitcoin reorganized away every block above `fork` and
+    /// the recorded inclusion height is among them: the inclusion, the activation and an
+    /// expiry that followed from them are forgotten and the delegation is back where the
+    /// quorum left it (VERIFIED, or PENDING without one). The caller re-proves the inclusion
+    /// on the new chain. An UNBONDED delegation keeps its status (it holds no power either
+    /// way; its spend is re-checked on its own), and an inclusion at or below `fork` stands.
+    pub fn undo_inclusion(&mut self, fork: u32, tip: u32) -> Option<Transition> {
+        let start = self.record.start_height?;
+        if start <= fork || self.record.status == DelegationStatus::Unbonded {
+            return None;
+        }
+        self.record.start_height = None;
+        self.record.activated_height = None;
+        self.record.ended_height = None;
+        let back = self.quorum_status();
+        if back == self.record.status {
+            return None;
+        }
+        Some(self.move_back(back, tip))
+    }
+
+    /// Takes back an observed spend when the block holding it left the best chain and the
+    /// spend is not in the new one: the delegation returns to the status the spend ended
+    /// (ACTIVE if it had been activated, else VERIFIED or PENDING). The caller then
+    /// [`advance`](Self::advance)s it, since expiry may have come meanwhile. Anything but
+    /// UNBONDED is left alone.
+    pub fn undo_spend(&mut self, tip: u32) -> Option<Transition> {
+        if self.record.status != DelegationStatus::Unbonded {
+            return None;
+        }
+        self.record.ended_height = None;
+        let back = if self.record.activated_height.is_some() {
+            DelegationStatus::Active
+        } else {
+            self.quorum_status()
+        };
+        Some(self.move_back(back, tip))
+    }
+
+    /// VERIFIED once the quorum was reached, else PENDING.
+    fn quorum_status(&self) -> DelegationStatus {
+        if self.record.verified_height.is_some() {
+            DelegationStatus::Verified
+        } else {
+            DelegationStatus::Pending
+        }
+    }
+
+    /// A step back, which only a reorg causes.
+    fn move_back(&mut self, to: DelegationStatus, height: u32) -> Transition {
+        let from = self.record.status;
+        debug_assert!(to.rank() < from.rank(), "undo {from} -> {to} goes forwards");
+        self.record.status = to;
+        Transition { from, to, height }
     }
 
     /// Applies an observed spend of the staking output: any delegation that has not ended

@@ -107,8 +107,13 @@ impl Drop for Node {
 
 /// Starts the gRPC server over `pool` (already migrated by `#[sqlx::test]`).
 pub async fn start(pool: PgPool) -> Node {
+    start_with(pool, vec![params()]).await
+}
+
+/// [`start`] with the params versions `versions` instead of [`params`] alone.
+pub async fn start_with(pool: PgPool, versions: Vec<Params>) -> Node {
     let store = Store::from_pool(pool);
-    let versions = ParamsVersions::new(vec![params()]).expect("valid params");
+    let versions = ParamsVersions::new(versions).expect("valid params");
     let module = StakingModule::new(store, versions, contexts())
         .await
         .expect("module starts");

@@ -122,4 +122,28 @@ mod tests {
         let (pk, _) = kp.x_only_public_key();
         assert!(verify(&pk, &sr.public(), b"m", &sig).is_err());
     }
+
+    /// The degenerate inputs an attacker controls are refused: a zero `s`, and a zero or
+    /// off-curve `pr` (no point has x = 0 on secp256k1, so the identity cannot stand in for
+    /// `R`); randomness equal to the secret key still signs only its own message.
+    #[test]
+    fn vacuous_signatures_and_randomness_are_rejected() {
+        let kp = keypair([1; 32]).expect("valid key");
+        let (pk, _) = kp.x_only_public_key();
+        let sr = SecretRandomness::from_byte_array([2; 32]).expect("valid");
+        let sig = sign(&kp, &sr, b"m");
+        assert_eq!(verify(&pk, &sr.public(), b"m", &sig), Ok(()));
+        let zero_s = Signature::from_byte_array([0; 32]);
+        assert!(verify(&pk, &sr.public(), b"m", &zero_s).is_err());
+        for pr in [[0u8; 32], [0xff; 32]] {
+            let pr = PublicRandomness::from_byte_array(pr);
+            assert!(verify(&pk, &pr, b"m", &sig).is_err());
+            assert!(verify(&pk, &pr, b"m", &zero_s).is_err());
+        }
+        // Randomness equal to the key: valid for its message only.
+        let same = SecretRandomness::from_byte_array([1; 32]).expect("valid");
+        let sig = sign(&kp, &same, b"m");
+        assert_eq!(verify(&pk, &same.public(), b"m", &sig), Ok(()));
+        assert!(verify(&pk, &same.public(), b"n", &sig).is_err());
+    }
 }

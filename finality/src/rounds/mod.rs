@@ -27,7 +27,9 @@ pub use evidence::{
 };
 pub use liveness::{LivenessRules, LivenessRulesError, SigningWindow};
 pub use power::{Candidate, PowerTable, PowerTableError, VerifierStatus};
-pub use registry::{RegisterError, SlashError, UnjailError, VerifierRecord, Verifiers};
+pub use registry::{
+    unjail_message, RegisterError, SlashError, UnjailError, VerifierRecord, Verifiers,
+};
 pub use round_votes::{RoundVotes, RoundVotesError};
 pub use tally::{has_quorum, tally, Tally};
 pub use vote::{

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fiamma_staking::context::SigningContexts;
-use secp256k1::{schnorr, XOnlyPublicKey};
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use fiamma_staking::context::{SigningContexts, SigningOp};
+use secp256k1::{schnorr, Message, XOnlyPublicKey, SECP256K1};
 
 use crate::commitment::RandomnessCommitment;
 
@@ -12,6 +13,18 @@ use super::commit::{check_commitment, CommitRandomnessError, CommitmentRules};
 use super::evidence::Slashing;
 use super::liveness::{LivenessRules, SigningWindow};
 use super::power::{Candidate, PowerTable, VerifierStatus};
+
+/// `sha256(ctx("fp_unjail") ‖ pk ‖ u64be(since_round))` (`PROTOCOL.md` §6, §11): what a
+/// jailed verifier signs (BIP-340) to be unjailed. Binding `since` keeps a signature from
+/// unjailing a later jailing; the context keeps it from being valid on another network or as
+/// another operation's message.
+pub fn unjail_message(contexts: &SigningContexts, pk: &XOnlyPublicKey, since: u64) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(contexts.context(SigningOp::FpUnjail).as_bytes());
+    engine.input(&pk.serialize());
+    engine.input(&since.to_be_bytes());
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
 
 /// What the finality module keeps about one verifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +105,14 @@ pub enum UnjailError {
         verifier: XOnlyPublicKey,
         /// Its status.
         status: VerifierStatus,
+    },
+    /// The signature is not the verifier's on [`unjail_message`] for its jailing.
+    #[error("unjail signature is not valid for verifier {verifier} jailed at round {since}")]
+    BadSignature {
+        /// The key.
+        verifier: XOnlyPublicKey,
+        /// The round it was jailed at, which the signature must bind.
+        since: u64,
     },
     /// Its jail time is not over.
     #[error(
@@ -260,15 +281,19 @@ impl Verifiers {
         jailed
     }
 
-    /// Unjails `verifier` in `round`, allowed from `since + jail_duration` on.
+    /// Unjails `verifier` in `round`, allowed from `since + jail_duration` on, with its
+    /// BIP-340 `signature` on [`unjail_message`] for the round it was jailed at. The checks
+    /// run in the order: known, jailed, signature, jail time over.
     ///
     /// # Errors
     /// [`UnjailError`]; nothing changes on error.
     pub fn unjail(
         &mut self,
         verifier: &XOnlyPublicKey,
+        signature: &schnorr::Signature,
         round: u64,
         rules: &LivenessRules,
+        contexts: &SigningContexts,
     ) -> Result<(), UnjailError> {
         let record = self
             .record_mut(verifier)
@@ -281,6 +306,13 @@ impl Verifiers {
                 status: record.status,
             });
         };
+        let msg = Message::from_digest(unjail_message(contexts, verifier, since));
+        SECP256K1
+            .verify_schnorr(signature, &msg, verifier)
+            .map_err(|_| UnjailError::BadSignature {
+                verifier: *verifier,
+                since,
+            })?;
         let allowed_from = since.saturating_add(rules.jail_duration());
         if round < allowed_from {
             return Err(UnjailError::TooEarly {
@@ -443,8 +475,10 @@ mod tests {
         );
         assert!(!reg.power_table(4, &p, 10).contains(&b.key()));
 
+        let sig = b.unjail_signature(3);
+        let ctx = contexts();
         assert_eq!(
-            reg.unjail(&b.key(), 12, &rules),
+            reg.unjail(&b.key(), &sig, 12, &rules, &ctx),
             Err(UnjailError::TooEarly {
                 verifier: b.key(),
                 round: 12,
@@ -452,18 +486,52 @@ mod tests {
             })
         );
         assert_eq!(
-            reg.unjail(&a.key(), 13, &rules),
+            reg.unjail(&a.key(), &a.unjail_signature(3), 13, &rules, &ctx),
             Err(UnjailError::NotJailed {
                 verifier: a.key(),
                 status: VerifierStatus::Active
             })
         );
-        let stranger = TestVerifier::new(3, 0, 4).key();
+        let stranger = TestVerifier::new(3, 0, 4);
         assert_eq!(
-            reg.unjail(&stranger, 13, &rules),
-            Err(UnjailError::UnknownVerifier { verifier: stranger })
+            reg.unjail(
+                &stranger.key(),
+                &stranger.unjail_signature(3),
+                13,
+                &rules,
+                &ctx
+            ),
+            Err(UnjailError::UnknownVerifier {
+                verifier: stranger.key()
+            })
         );
-        assert_eq!(reg.unjail(&b.key(), 13, &rules), Ok(()));
+        // Signed by another key, for another jailing, or in another signing context.
+        let bad_signature = Err(UnjailError::BadSignature {
+            verifier: b.key(),
+            since: 3,
+        });
+        for wrong in [
+            a.unjail_signature(3),
+            b.unjail_signature(2),
+            SECP256K1.sign_schnorr_no_aux_rand(
+                &Message::from_digest(unjail_message(
+                    &ctx.clone().without(SigningOp::FpUnjail),
+                    &b.key(),
+                    3,
+                )),
+                &b.keypair,
+            ),
+        ] {
+            assert_eq!(
+                reg.unjail(&b.key(), &wrong, 13, &rules, &ctx),
+                bad_signature
+            );
+        }
+        assert_eq!(
+            reg.get(&b.key()).map(VerifierRecord::status),
+            Some(VerifierStatus::Jailed { since: 3 })
+        );
+        assert_eq!(reg.unjail(&b.key(), &sig, 13, &rules, &ctx), Ok(()));
         let back = reg.power_table(13, &p, 10);
         assert!(back.contains(&b.key()));
         // It starts from a clean window: one more miss does not jail it again.
@@ -493,7 +561,7 @@ mod tests {
         assert_eq!((table.len(), table.total_power()), (1, 5));
         let rules = LivenessRules::new(4, 2, 0).expect("valid rules");
         assert_eq!(
-            reg.unjail(&b.key(), 100, &rules),
+            reg.unjail(&b.key(), &b.unjail_signature(4), 100, &rules, &contexts()),
             Err(UnjailError::NotJailed {
                 verifier: b.key(),
                 status: VerifierStatus::Slashed { since: 4 }

@@ -41,6 +41,12 @@ impl TestVerifier {
         self.randomness.commitment()
     }
 
+    /// Its signature on the unjail message for a jailing at `since`.
+    pub(crate) fn unjail_signature(&self, since: u64) -> secp256k1::schnorr::Signature {
+        let msg = super::registry::unjail_message(&contexts(), &self.key(), since);
+        SECP256K1.sign_schnorr_no_aux_rand(&secp256k1::Message::from_digest(msg), &self.keypair)
+    }
+
     pub(crate) fn vote(&self, round: u64, round_hash: Digest) -> Vote {
         let r = self.randomness.for_round(round).expect("committed round");
         Vote::sign(&self.keypair, r, &contexts(), round, round_hash)

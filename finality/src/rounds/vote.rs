@@ -193,6 +193,15 @@ pub enum VoteError {
         /// The round in which it was slashed.
         since: u64,
     },
+    /// The voter is jailed for missing rounds: as in Babylon, its votes are refused (even in
+    /// rounds whose active set it still belongs to) until it is unjailed.
+    #[error("verifier {voter} is jailed since round {since}; its votes are refused until it is unjailed")]
+    Jailed {
+        /// The voter.
+        voter: XOnlyPublicKey,
+        /// The round it was jailed at.
+        since: u64,
+    },
     /// Two different, valid votes that nevertheless do not reveal the key. Only possible with a
     /// hash collision; kept as an error rather than a panic.
     #[error("conflicting votes of verifier {voter} on round {round}: {source}")]
@@ -286,20 +295,25 @@ pub fn check_vote(
     }
 }
 
-/// The rule checked after [`check_vote`] accepts a first vote: a slashed voter's vote is
-/// refused even in a round whose active set it still belongs to, since its key was extracted
-/// and published and the vote proves nothing about the verifier. (A second vote of a slashed
-/// voter is equivocation evidence against a verifier already slashed.)
+/// The rule checked after [`check_vote`] accepts a first vote: only an ACTIVE voter's vote
+/// is taken. A slashed voter's vote is refused even in a round whose active set it still
+/// belongs to, since its key was extracted and published and the vote proves nothing about
+/// the verifier; a jailed voter's vote is refused until it is unjailed (as Babylon does). (A
+/// second vote of a slashed or jailed voter is equivocation evidence all the same.)
 ///
 /// # Errors
-/// [`VoteError::Slashed`] when `status` is SLASHED.
+/// [`VoteError::Slashed`] when `status` is SLASHED, [`VoteError::Jailed`] when JAILED.
 pub fn check_voter_standing(vote: &Vote, status: VerifierStatus) -> Result<(), VoteError> {
     match status {
         VerifierStatus::Slashed { since } => Err(VoteError::Slashed {
             voter: vote.voter,
             since,
         }),
-        VerifierStatus::Active | VerifierStatus::Jailed { .. } => Ok(()),
+        VerifierStatus::Jailed { since } => Err(VoteError::Jailed {
+            voter: vote.voter,
+            since,
+        }),
+        VerifierStatus::Active => Ok(()),
     }
 }
 
@@ -526,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slashed_voter_is_refused_and_a_jailed_one_may_still_vote_in_its_rounds() {
+    fn slashed_and_jailed_voters_are_refused() {
         let v = TestVerifier::new(1, 10, 8);
         let vote = v.vote(12, HASH);
         assert_eq!(
@@ -539,7 +553,10 @@ mod tests {
         assert_eq!(check_voter_standing(&vote, VerifierStatus::Active), Ok(()));
         assert_eq!(
             check_voter_standing(&vote, VerifierStatus::Jailed { since: 11 }),
-            Ok(())
+            Err(VoteError::Jailed {
+                voter: v.key(),
+                since: 11
+            })
         );
     }
 

@@ -74,6 +74,12 @@ pub enum PointError {
     /// them, this decoder does not, so that each point has exactly one encoding.
     #[error("point at infinity with a non-zero x coordinate")]
     NonCanonicalInfinity,
+    /// The point at infinity (the group identity). No point of a Groth16 key or proof is the
+    /// identity in a real circuit, and one that is can make the verification equation hold
+    /// whatever the inputs: with every point at infinity, every proof of every statement
+    /// "verifies"; an identity `gamma_abc_g1[i]` makes input `i` irrelevant.
+    #[error("point at infinity, which would make the verification vacuous")]
+    Identity,
     /// No point of the curve has this x coordinate.
     #[error("x coordinate is not on the curve")]
     NotOnCurve,
@@ -151,6 +157,11 @@ pub enum ZkError {
     /// public inputs.
     #[error("verifying key has an empty gamma_abc_g1")]
     EmptyGammaAbc,
+    /// `delta_g2` is `gamma_g2` or its negation: then `e(vk_x, gamma)·e(c, delta)` is
+    /// `e(vk_x ± c, gamma)`, so a proof for one statement becomes a proof for any other by
+    /// moving the difference of the input terms into `c`.
+    #[error("verifying key has delta_g2 equal to gamma_g2 or to its negation, which lets a proof claim any public inputs")]
+    DependentGammaDelta,
     /// The number of public inputs does not match `gamma_abc_g1.len() - 1` of the key.
     #[error("{given} public inputs given, the verifying key expects {expected}")]
     InputCountMismatch {

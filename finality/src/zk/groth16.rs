@@ -52,8 +52,11 @@ impl Groth16Bn254 {
     ///
     /// Accepts what arkworks' validated `deserialize_compressed` accepts, except: the point at
     /// infinity with a non-zero x (so every value has one encoding), trailing bytes (which
-    /// arkworks leaves unread), and length prefixes over the caps (for which arkworks reserves
-    /// memory before reading, so a forged prefix aborts the process there).
+    /// arkworks leaves unread), length prefixes over the caps (for which arkworks reserves
+    /// memory before reading, so a forged prefix aborts the process there), and keys and
+    /// proofs that make the check vacuous: any point at infinity
+    /// ([`PointError::Identity`](super::PointError::Identity)), and `delta = ±gamma`
+    /// ([`ZkError::DependentGammaDelta`]).
     pub fn decode(
         verifying_key: &[u8],
         proof: &[u8],
@@ -150,6 +153,9 @@ fn decode_verifying_key(bytes: &[u8]) -> Result<VerifyingKey<Bn254>, ZkError> {
     let beta_g2 = reader.g2(Element::BetaG2)?;
     let gamma_g2 = reader.g2(Element::GammaG2)?;
     let delta_g2 = reader.g2(Element::DeltaG2)?;
+    if delta_g2 == gamma_g2 || delta_g2 == -gamma_g2 {
+        return Err(ZkError::DependentGammaDelta);
+    }
     let count = reader.count(MAX_PUBLIC_INPUTS + 1)?;
     if count == 0 {
         return Err(ZkError::EmptyGammaAbc);

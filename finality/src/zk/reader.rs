@@ -65,14 +65,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A G1 point of a key or proof: valid, and not the identity ([`PointError::Identity`]).
     pub(crate) fn g1(&mut self, element: Element) -> Result<G1Affine, ZkError> {
         let bytes = self.take(G1_LEN)?;
-        decode_point(bytes).map_err(|reason| self.point_error(element, reason))
+        decode_point(bytes)
+            .and_then(not_identity)
+            .map_err(|reason| self.point_error(element, reason))
     }
 
+    /// A G2 point of a key or proof: valid, and not the identity ([`PointError::Identity`]).
     pub(crate) fn g2(&mut self, element: Element) -> Result<G2Affine, ZkError> {
         let bytes = self.take(G2_LEN)?;
-        decode_point(bytes).map_err(|reason| self.point_error(element, reason))
+        decode_point(bytes)
+            .and_then(not_identity)
+            .map_err(|reason| self.point_error(element, reason))
     }
 
     pub(crate) fn scalar(&mut self, index: usize) -> Result<Fr, ZkError> {
@@ -102,6 +108,15 @@ impl<'a> Reader<'a> {
             element,
             reason,
         }
+    }
+}
+
+/// Every point of a Groth16 key and proof is refused at infinity: see [`PointError::Identity`].
+fn not_identity<P: SWCurveConfig>(point: Affine<P>) -> Result<Affine<P>, PointError> {
+    if point.is_zero() {
+        Err(PointError::Identity)
+    } else {
+        Ok(point)
     }
 }
 
@@ -161,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn random_points_and_infinity_round_trip() {
+    fn random_points_round_trip_and_infinity_is_refused() {
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..16 {
             let g1 = ark_bn254::G1Projective::rand(&mut rng).into_affine();
@@ -177,8 +192,24 @@ mod tests {
         }
         let inf = encode(&G2Affine::zero());
         assert_eq!(
-            Reader::new(Part::Proof, &inf).g2(Element::B),
+            decode_point::<ark_bn254::g2::Config>(&inf),
             Ok(G2Affine::zero())
+        );
+        assert_eq!(
+            Reader::new(Part::Proof, &inf).g2(Element::B),
+            Err(ZkError::Point {
+                part: Part::Proof,
+                element: Element::B,
+                reason: PointError::Identity
+            })
+        );
+        assert_eq!(
+            Reader::new(Part::VerifyingKey, &encode(&G1Affine::zero())).g1(Element::GammaAbcG1(0)),
+            Err(ZkError::Point {
+                part: Part::VerifyingKey,
+                element: Element::GammaAbcG1(0),
+                reason: PointError::Identity
+            })
         );
     }
 

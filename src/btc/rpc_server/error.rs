@@ -75,6 +75,13 @@ impl RpcError {
 
 impl From<super::super::regtest::ChainError> for RpcError {
     fn from(e: super::super::regtest::ChainError) -> Self {
-        RpcError::internal(e)
+        use super::super::regtest::ChainError;
+        match e {
+            ChainError::UnknownBlock(_) => RpcError::not_found("Block not found"),
+            ChainError::InvalidateGenesis | ChainError::InvalidatePersistent => {
+                RpcError::new(code::MISC_ERROR, e.to_string())
+            }
+            e => RpcError::internal(e),
+        }
     }
 }

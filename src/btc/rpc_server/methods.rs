@@ -223,6 +223,24 @@ pub async fn call(
                 .map(|h| h.to_string())
                 .collect::<Vec<_>>()))
         }
+        "invalidateblock" | "reconsiderblock" => {
+            let p = p(&["blockhash"], 1)?;
+            let hash: BlockHash = p.hash(0, "blockhash")?;
+            let chain = chain.clone();
+            let invalidate = method == "invalidateblock";
+            // Rebuilding or reorganizing the chainstate is CPU-bound work in the kernel.
+            tokio::task::spawn_blocking(move || {
+                let mut chain = chain.blocking_write();
+                if invalidate {
+                    chain.invalidate_block(&hash)
+                } else {
+                    chain.reconsider_block(&hash)
+                }
+            })
+            .await
+            .map_err(RpcError::internal)??;
+            Ok(Value::Null)
+        }
         _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
     }
 }

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use super::errors::CloseRoundError;
 use super::store::{self, to_i64, to_u64, EventLog, Lock};
 use super::{slashing, FinalityModule};
+use crate::node::health::NodeHealth;
 use crate::node::store::StoreError;
 
 /// What closing a round did.
@@ -216,6 +217,11 @@ impl FinalityModule {
     /// Rounds whose votes are no longer accepted once `new_round` is the latest: not final
     /// ones become EXPIRED, and the liveness of their members is recorded. Returns the
     /// verifiers jailed.
+    ///
+    /// Every vote holds the finality state row `FOR SHARE` from its check to its commit and
+    /// this runs under `FOR UPDATE` of it, so the votes read here are every vote the round
+    /// will ever have: a vote answered COUNTED is recorded as signed, and one arriving after
+    /// this commit is refused as expired.
     async fn expire_rounds(
         &self,
         conn: &mut PgConnection,
@@ -425,6 +431,16 @@ pub fn spawn_round_closer(
     module: FinalityModule,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
+    spawn_round_closer_with_health(module, NodeHealth::new(), shutdown)
+}
+
+/// [`spawn_round_closer`], skipping every close while `health` is NOT_SERVING (a reorg deeper
+/// than k or a dead Bitcoin backend): the stake table would be frozen or wrong.
+pub fn spawn_round_closer_with_health(
+    module: FinalityModule,
+    health: NodeHealth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(module.params.round_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -433,16 +449,22 @@ pub fn spawn_round_closer(
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = ticks.tick() => match module.close_round().await {
-                    Ok(c) => tracing::info!(
-                        round = c.round,
-                        proofs = c.results.len(),
-                        active = c.active_set.len(),
-                        finalized = ?c.finalized,
-                        "round closed"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "closing a round failed"),
-                },
+                _ = ticks.tick() => {
+                    if let Some(reason) = health.not_serving_reason() {
+                        tracing::warn!(%reason, "node not serving: round not closed");
+                        continue;
+                    }
+                    match module.close_round().await {
+                        Ok(c) => tracing::info!(
+                            round = c.round,
+                            proofs = c.results.len(),
+                            active = c.active_set.len(),
+                            finalized = ?c.finalized,
+                            "round closed"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "closing a round failed"),
+                    }
+                }
                 () = &mut shutdown => return,
             }
         }

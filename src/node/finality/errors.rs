@@ -165,7 +165,8 @@ fn vote_status(e: &VoteError) -> Code {
         VoteError::Expired { .. }
         | VoteError::NotInActiveSet { .. }
         | VoteError::NoCommitment { .. }
-        | VoteError::Slashed { .. } => Code::FailedPrecondition,
+        | VoteError::Slashed { .. }
+        | VoteError::Jailed { .. } => Code::FailedPrecondition,
         VoteError::UncommittedRandomness { .. }
         | VoteError::BadSignature { .. }
         | VoteError::Unextractable { .. } => Code::InvalidArgument,
@@ -233,15 +234,7 @@ pub enum UnjailVerifierError {
     /// A field is malformed.
     #[error(transparent)]
     Field(#[from] FieldError),
-    /// The signature is not the verifier's on the unjail message.
-    #[error("unjail signature is not valid for verifier {verifier} jailed at round {since}")]
-    BadSignature {
-        /// The verifier.
-        verifier: XOnlyPublicKey,
-        /// The round it was jailed at, which the signature must bind.
-        since: u64,
-    },
-    /// The liveness rules refused it.
+    /// The liveness rules (or the signature check) refused it.
     #[error(transparent)]
     Rules(#[from] UnjailError),
     /// The store failed.
@@ -253,7 +246,7 @@ impl From<UnjailVerifierError> for Status {
     fn from(e: UnjailVerifierError) -> Self {
         let code = match &e {
             UnjailVerifierError::Field(_) => Code::InvalidArgument,
-            UnjailVerifierError::BadSignature { .. } => Code::PermissionDenied,
+            UnjailVerifierError::Rules(UnjailError::BadSignature { .. }) => Code::PermissionDenied,
             UnjailVerifierError::Rules(UnjailError::UnknownVerifier { .. }) => Code::NotFound,
             UnjailVerifierError::Rules(_) => Code::FailedPrecondition,
             UnjailVerifierError::Store(_) => Code::Internal,

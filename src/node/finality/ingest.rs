@@ -4,9 +4,10 @@
 //!   memory: a closed round's hash, active set and its members' covering commitments never
 //!   change ([`store::RoundFacts`]), so such a vote needs no read at all.
 //! - [`VoteWriter`]: first votes that arrive at about the same time are stored by one
-//!   statement ([`store::insert_first_votes`]), so they share one round trip and one WAL
-//!   flush; each vote is still all or nothing, and its sender gets its answer after the
-//!   commit.
+//!   transaction ([`store::insert_first_votes`]) under the shared finality lock, so they share
+//!   its round trips and one WAL flush, and no round close falls between their check and
+//!   their commit; each vote is still all or nothing, and its sender gets its answer after
+//!   the commit.
 //!
 //! The cache is bounded: only rounds that still take votes are kept (the newest
 //! [`MAX_ROUNDS`] of them at most), each as large as its active set. A round is read once however many votes for it

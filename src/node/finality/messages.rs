@@ -2,8 +2,7 @@
 //! without state, then applies in one database transaction: load, pure core, write, commit.
 //! An error means the transaction was rolled back and nothing changed.
 
-use bitcoin::hashes::{sha256, Hash, HashEngine};
-use bitcoin::secp256k1::{schnorr, Message, SecretKey, XOnlyPublicKey, SECP256K1};
+use bitcoin::secp256k1::{schnorr, SecretKey, XOnlyPublicKey};
 use fiamma_finality::rounds::{
     check_vote, check_voter_standing, equivocation, ClosedRound, VerifierStatus, Verifiers, Vote,
     VoteEnv, VoteOutcome, VoterInRound,
@@ -19,19 +18,6 @@ use super::store::{self, Commitments, FirstVote, Lock, PendingBudget};
 use super::{slashing, wire, FinalityModule};
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
-
-/// The tag of the unjail message.
-pub const UNJAIL_TAG: &[u8] = b"fiamma/unjail/v1";
-
-/// `sha256("fiamma/unjail/v1" ‖ pk ‖ u64be(since))`: what a jailed verifier signs to be
-/// unjailed; binding `since` keeps the signature from unjailing a later jailing.
-pub fn unjail_message(pk: &XOnlyPublicKey, since: u64) -> [u8; 32] {
-    let mut engine = sha256::Hash::engine();
-    engine.input(UNJAIL_TAG);
-    engine.input(&pk.serialize());
-    engine.input(&since.to_be_bytes());
-    sha256::Hash::from_engine(engine).to_byte_array()
-}
 
 fn begin_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
@@ -208,8 +194,8 @@ impl FinalityModule {
     /// vote ([`check_vote`]) and the voter's standing ([`check_voter_standing`]); records a
     /// first vote, or slashes an equivocating verifier.
     ///
-    /// A first vote on a recent round takes the path without a transaction
-    /// ([`Self::add_first_vote`]); anything else (a refusal, a second vote, a round not in
+    /// A first vote on a recent round takes the batched path ([`Self::add_first_vote`]);
+    /// anything else (a refusal, a second vote, a round not in
     /// the [`RoundCache`](super::ingest::RoundCache)) is decided in a transaction, so every
     /// refusal names the first rule broken and changes nothing.
     ///
@@ -227,8 +213,9 @@ impl FinalityModule {
     }
 
     /// A vote checked against the cached facts of its round (which never change), stored with
-    /// the first votes sent at about the same time by one statement that checks the rest
-    /// (round still taking votes, voter not slashed, no earlier vote). `None` when the vote is
+    /// the first votes sent at about the same time by one transaction that checks the rest
+    /// under the shared finality lock (round still taking votes, voter ACTIVE and not slashed
+    /// in either module, no earlier vote). `None` when the vote is
     /// not decided here: refused by the check, or not stored; the transaction then decides it.
     async fn add_first_vote(&self, vote: &Vote) -> Result<Option<VoteOutcome>, AddVoteError> {
         let expiry = self.params.vote_expiry;
@@ -274,11 +261,35 @@ impl FinalityModule {
         Ok(stored.then_some(outcome))
     }
 
-    /// The vote decided in one transaction holding the voter's row lock: every rule checked
-    /// against the store, a first vote stored, an equivocation slashed.
+    /// The vote decided in a transaction (see [`Self::decide_vote`]): first under the shared
+    /// finality lock; a vote that turns out to be equivocation is decided again from the start
+    /// under the writer lock, which slashing needs (taking it after the shared lock would be
+    /// an upgrade, and two transactions upgrading at once deadlock).
     async fn add_vote_in_transaction(&self, vote: &Vote) -> Result<VoteOutcome, AddVoteError> {
+        match self.decide_vote(vote, Lock::Share).await? {
+            Some(outcome) => Ok(outcome),
+            None => self
+                .decide_vote(vote, Lock::Update)
+                .await?
+                .ok_or(AddVoteError::Contended {
+                    voter: vote.voter,
+                    round: vote.round,
+                }),
+        }
+    }
+
+    /// The vote decided in one transaction that takes the finality state row with `lock`
+    /// (so no round closes until it commits: a stored vote is in the next tally and liveness
+    /// record), then the voter's row: every rule checked against the store, a first vote
+    /// stored, an equivocation slashed. `None` when the vote is equivocation and `lock` is not
+    /// the writer lock (nothing was written).
+    async fn decide_vote(
+        &self,
+        vote: &Vote,
+        lock: Lock,
+    ) -> Result<Option<VoteOutcome>, AddVoteError> {
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
-        let position = store::position(&mut tx, Lock::None).await?;
+        let position = store::position(&mut tx, lock).await?;
         let env = VoteEnv {
             contexts: &self.contexts,
             latest_round: position.latest_round,
@@ -331,12 +342,23 @@ impl FinalityModule {
                     if let Some(record) = &record {
                         check_voter_standing(vote, record.status())?;
                     }
+                    // Slashed in the staking module, not yet adopted here: its key is public
+                    // all the same. It will be recorded as slashed in the latest round.
+                    if store::slashed_in_staking(&mut tx, &vote.voter).await? {
+                        check_voter_standing(
+                            vote,
+                            VerifierStatus::Slashed {
+                                since: position.latest_round,
+                            },
+                        )?;
+                    }
                     let agrees = outcome == VoteOutcome::Counted;
                     if !store::insert_vote(&mut tx, vote, agrees).await? {
                         continue;
                     }
                     Vec::new()
                 }
+                VoteOutcome::Equivocation(_) if lock != Lock::Update => return Ok(None),
                 VoteOutcome::Equivocation(slashing) => {
                     slashing::apply::<AddVoteError>(
                         &mut tx,
@@ -349,7 +371,7 @@ impl FinalityModule {
             };
             tx.commit().await.map_err(StoreError::from)?;
             self.publish(events);
-            return Ok(outcome);
+            return Ok(Some(outcome));
         }
         Err(AddVoteError::Contended {
             voter: vote.voter,
@@ -372,6 +394,8 @@ impl FinalityModule {
         let second = wire::vote(&wire::SECOND, r.second.as_ref())?;
         let slashing = equivocation(&first, &second, &self.contexts)?;
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
+        // The writer lock before the verifier's row: the documented lock order.
+        store::position(&mut tx, Lock::Update).await?;
         let record = store::verifier_record(
             &mut tx,
             &slashing.verifier,
@@ -387,8 +411,9 @@ impl FinalityModule {
         Ok((slashing.verifier, slashing.secret_key))
     }
 
-    /// UnjailVerifier: a jailed verifier, signing [`unjail_message`], becomes ACTIVE once its
-    /// jail time is over.
+    /// UnjailVerifier: a jailed verifier, signing
+    /// [`unjail_message`](fiamma_finality::rounds::unjail_message) in the `fp_unjail` context,
+    /// becomes ACTIVE once its jail time is over.
     ///
     /// # Errors
     /// [`UnjailVerifierError`]: malformed fields, unknown or not jailed verifier, a signature
@@ -397,23 +422,21 @@ impl FinalityModule {
         let pk = wire::key("verifier_btc_pk", &r.verifier_btc_pk)?;
         let signature: schnorr::Signature = wire::schnorr_sig("signature", &r.signature)?;
         let mut tx = self.pool.begin().await.map_err(begin_error)?;
-        let position = store::position(&mut tx, Lock::None).await?;
+        // Shared: no round closes (and records liveness from a stale status) until this is in.
+        let position = store::position(&mut tx, Lock::Share).await?;
         let record =
             store::verifier_record(&mut tx, &pk, Commitments::None, &self.params.liveness).await?;
         let mut registry = Verifiers::new();
         if let Some(record) = record {
-            if let VerifierStatus::Jailed { since } = record.status() {
-                let msg = Message::from_digest(unjail_message(&pk, since));
-                SECP256K1
-                    .verify_schnorr(&signature, &msg, &pk)
-                    .map_err(|_| UnjailVerifierError::BadSignature {
-                        verifier: pk,
-                        since,
-                    })?;
-            }
             registry.restore(pk, record);
         }
-        registry.unjail(&pk, position.latest_round, &self.params.liveness)?;
+        registry.unjail(
+            &pk,
+            &signature,
+            position.latest_round,
+            &self.params.liveness,
+            &self.contexts,
+        )?;
         if let Some(record) = registry.get(&pk) {
             store::save_record(&mut tx, &pk, record).await?;
         }

@@ -64,7 +64,8 @@ pub struct Position {
 pub enum Lock {
     /// No lock: a snapshot read.
     None,
-    /// Keeps a round from closing until the transaction ends (submitting a proof).
+    /// Keeps a round from closing until the transaction ends (votes, unjailing, submitting a
+    /// proof).
     Share,
     /// The finality writer lock: closing rounds, slashing (event numbers).
     Update,
@@ -608,6 +609,22 @@ fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
     Ok((vote, row.try_get("agrees")?))
 }
 
+/// Whether the staking module has slashed `pk` (selective slashing evidence is recorded there
+/// first and adopted by the finality registry at the next round close; its votes are refused
+/// from the staking module's commit on).
+pub async fn slashed_in_staking(
+    conn: &mut PgConnection,
+    pk: &XOnlyPublicKey,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "SELECT 1 AS one FROM verifiers WHERE btc_pk = $1 AND slashed_height IS NOT NULL",
+    )
+    .bind(pk.serialize().as_slice())
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
 /// The vote `pk` cast in `round`, if any.
 pub async fn vote_of(
     conn: &mut PgConnection,
@@ -684,14 +701,21 @@ pub struct FirstVote {
 }
 
 /// Stores first votes, each checked against the facts of its round that never change, in one
-/// statement that checks for each, as of the statement's snapshot, what may change: its round
-/// still takes votes (the latest round is at most `last_accepting`), the voter is not
-/// SLASHED, and it has no vote in the round. Returns, for each vote in order, whether it was
-/// stored; a vote not stored changed nothing, and the caller finds out in a transaction which
-/// rule it broke. Of two votes with the same voter and round, only the first is tried.
+/// transaction that first takes the finality state row `FOR SHARE` (no round closes until it
+/// commits) and then checks for each vote, in one statement whose snapshot follows that lock,
+/// what may change: its round still takes votes (the latest round is at most
+/// `last_accepting`), the voter is ACTIVE in the finality registry (not jailed, not slashed),
+/// not slashed in the staking module, and it has no vote in the round. Returns, for each vote
+/// in order, whether it was stored; a vote not stored changed nothing, and the caller finds
+/// out in a transaction which rule it broke. Of two votes with the same voter and round, only
+/// the first is tried.
 ///
-/// One statement in autocommit: one round trip and one WAL flush for all of them, where a
-/// transaction per vote is a flush per vote (the cost that bounded ingest).
+/// Because the lock comes before the statement's snapshot, a stored vote is in the store
+/// before the next round close reads the votes (tally and liveness), and a close that
+/// committed first (expiring the round, jailing the voter) is seen by the checks.
+///
+/// One transaction for all of them: a few round trips and one WAL flush for the batch, where
+/// a transaction per vote is a flush per vote (the cost that bounded ingest).
 pub async fn insert_first_votes(
     pool: &sqlx::PgPool,
     votes: &[FirstVote],
@@ -734,6 +758,8 @@ pub async fn insert_first_votes(
     let aunts: Vec<Vec<u8>> = batch().map(|v| v.vote.proof.aunts.concat()).collect();
     let signatures: Vec<[u8; 32]> = batch().map(|v| v.vote.signature.to_byte_array()).collect();
     let agrees: Vec<bool> = batch().map(|v| v.agrees).collect();
+    let mut tx = pool.begin().await?;
+    position(&mut tx, Lock::Share).await?;
     let stored = sqlx::query(
         "INSERT INTO votes (round, verifier, round_hash, public_randomness, proof_index, \
            proof_total, leaf_hash, aunts, signature, agrees) \
@@ -746,8 +772,10 @@ pub async fn insert_first_votes(
            AS v(round, verifier, round_hash, pr, proof_index, proof_total, leaf_hash, aunts, \
              signature, agrees, last_accepting) \
          WHERE (SELECT latest_round FROM finality_state) <= v.last_accepting \
-           AND NOT EXISTS (SELECT 1 FROM finality_verifiers f \
-             WHERE f.verifier = v.verifier AND f.status = 'SLASHED') \
+           AND EXISTS (SELECT 1 FROM finality_verifiers f \
+             WHERE f.verifier = v.verifier AND f.status = 'ACTIVE') \
+           AND NOT EXISTS (SELECT 1 FROM verifiers s \
+             WHERE s.btc_pk = v.verifier AND s.slashed_height IS NOT NULL) \
          ORDER BY v.round, v.verifier \
          ON CONFLICT (round, verifier) DO NOTHING \
          RETURNING round, verifier",
@@ -763,8 +791,9 @@ pub async fn insert_first_votes(
     .bind(signatures)
     .bind(agrees)
     .bind(last)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let mut inserted = std::collections::HashSet::with_capacity(stored.len());
     for row in &stored {
         let round = to_u64("round", row.try_get("round")?)?;

@@ -52,7 +52,9 @@ fn pk_key(bytes: &[u8]) -> Option<XOnlyPublicKey> {
     XOnlyPublicKey::from_slice(bytes).ok()
 }
 
-fn registration(r: &pb::CreateDelegationRequest) -> Result<Registration, c::FieldError> {
+/// CreateDelegation's fields decoded into a [`Registration`] (stateless: nothing is validated
+/// against params or the chain yet); public for the fuzz checks.
+pub fn registration(r: &pb::CreateDelegationRequest) -> Result<Registration, c::FieldError> {
     Ok(Registration {
         staker_pk: c::key("staker_btc_pk", &r.staker_btc_pk)?,
         staker_account: c::account("staker_account", &r.staker_account)?,
@@ -343,6 +345,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(fiamma_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let node_health = module.health().subscribe();
     let staking =
         StakingServer::new(StakingGrpc::new(module)).max_decoding_message_size(MAX_REQUEST_BYTES);
     let finality = match finality {
@@ -352,7 +355,13 @@ pub async fn serve(
         }
         None => None,
     };
-    tonic::transport::Server::builder()
+    // Started after the services' initial statuses are set, so that it has the last word.
+    let follows_health = tokio::spawn(report_health(
+        node_health,
+        health.clone(),
+        finality.is_some(),
+    ));
+    let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(staking)
@@ -362,6 +371,43 @@ pub async fn serve(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await?;
+        .await;
+    follows_health.abort();
+    served?;
     Ok(())
+}
+
+/// Keeps gRPC health (the whole server and each service) in step with the node's health:
+/// NOT_SERVING while the node does not close rounds (see [`crate::node::health`]); the
+/// reason is in the node's log.
+async fn report_health(
+    mut node: tokio::sync::watch::Receiver<crate::node::health::Health>,
+    reporter: tonic_health::server::HealthReporter,
+    finality: bool,
+) {
+    use tonic_health::ServingStatus;
+    loop {
+        let status = match *node.borrow_and_update() {
+            crate::node::health::Health::Serving => ServingStatus::Serving,
+            crate::node::health::Health::NotServing { .. } => ServingStatus::NotServing,
+        };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(
+                <StakingServer<StakingGrpc> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        if finality {
+            reporter
+                .set_service_status(
+                    <FinalityServer<FinalityGrpc> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+        }
+        if node.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -14,7 +14,7 @@ use fiamma_staking::keys::StakingKeys;
 use fiamma_staking::light_client::InclusionProof;
 use fiamma_staking::params::Params;
 use fiamma_staking::registration::Registration;
-use fiamma_staking::state::{DelegationState, DelegationStatus};
+use fiamma_staking::state::{DelegationState, DelegationStatus, RecordInclusionError};
 
 use super::{
     rules, CovenantSigsError, CreateDelegationError, InclusionProofError, StakingModule,
@@ -151,7 +151,7 @@ impl StakingModule {
                         staker_btc_pk: reg.staker_pk,
                         verifier_btc_pk: verifier,
                         params_version: version,
-                        state,
+                        state: state.registered_at(tip),
                         covenant_sighashes: Some(validated.sighashes),
                     });
                     return Ok((staking_txid, version));
@@ -337,6 +337,12 @@ impl StakingModule {
             .delegation(staking_txid)
             .await?
             .ok_or(InclusionProofError::UnknownDelegation(*staking_txid))?;
+        // An ended delegation is refused before its transaction is read: one that expired
+        // unincluded keeps no transactions.
+        let status = d.state.status();
+        if status.is_terminal() {
+            return Err(RecordInclusionError::Ended { status }.into());
+        }
         let staking_tx = decode_tx(&d, "staking transaction", &d.registration.staking_tx)?;
         let inclusion = {
             let guard = self

@@ -22,11 +22,12 @@ use fiamma_staking::params::{Params, ParamsVersions};
 use fiamma_staking::state::Rules;
 use tokio::sync::broadcast;
 
+use crate::node::health::NodeHealth;
 use crate::node::store::{
     Delegation, DelegationFilter, Event, ParamsRecord, Store, StoreError, Verifier,
     VotingPowerEntry, WriteTx,
 };
-pub use chain::ChainUpdate;
+pub use chain::{ChainUpdate, Reorg};
 pub use delegation::CovenantSigsInput;
 pub use errors::*;
 use signing_cache::SigningCache;
@@ -49,6 +50,8 @@ pub struct StakingModule {
     tip_hint: Arc<AtomicU32>,
     /// The last known signing view of recent delegations (see [`signing_cache`]).
     signing_cache: Arc<SigningCache>,
+    /// Whether the node's view of Bitcoin can be acted on (set by the chain follower).
+    health: NodeHealth,
 }
 
 /// The state-machine view of a params version.
@@ -94,6 +97,7 @@ impl StakingModule {
             events,
             tip_hint: Arc::new(AtomicU32::new(tip)),
             signing_cache: Arc::new(SigningCache::default()),
+            health: NodeHealth::new(),
         })
     }
 
@@ -105,6 +109,11 @@ impl StakingModule {
     /// The params versions.
     pub fn params(&self) -> &ParamsVersions {
         &self.params
+    }
+
+    /// The node's health, set by the chain follower and read by the round closer and gRPC.
+    pub fn health(&self) -> &NodeHealth {
+        &self.health
     }
 
     /// The shared header chain, set by the chain follower.

@@ -21,8 +21,9 @@ use sqlx::Postgres;
 use sqlx::Row;
 
 pub use model::{
-    CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
-    NewVerifier, Pop, PopKind, SigningView, SlashingReason, Verifier, VotingPowerEntry,
+    CovenantSigs, Delegation, DelegationFilter, DelegationRef, DelegationStateRow, Description,
+    Event, EventKind, NewDelegation, NewVerifier, Pop, PopKind, SigningView, SlashingReason,
+    Verifier, VotingPowerEntry,
 };
 pub use write::{OrderedSigs, Registered, WriteTx};
 
@@ -254,9 +255,16 @@ impl Store {
         read::pending_for_covenant(&mut conn, covenant_pk, params_versions, after, limit).await
     }
 
-    /// Every delegation that has not ended (PENDING, VERIFIED or ACTIVE).
-    pub async fn open_delegations(&self) -> Result<Vec<Delegation>, StoreError> {
-        read::open_delegations(&mut *self.pool.acquire().await?).await
+    /// Ids, outpoints and heights of every delegation that has not ended, without their
+    /// transactions: what the chain follower looks up.
+    pub async fn open_delegation_refs(&self) -> Result<Vec<DelegationRef>, StoreError> {
+        read::open_delegation_refs(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Delegations a reorg keeping the blocks up to `fork` may have affected (see
+    /// [`read::reorg_candidates`]).
+    pub async fn reorg_candidates(&self, fork: u32) -> Result<Vec<DelegationRef>, StoreError> {
+        read::reorg_candidates(&mut *self.pool.acquire().await?, fork).await
     }
 
     /// Voting power per verifier at BTC height `h`.

@@ -277,3 +277,36 @@ pub struct DelegationFilter {
     /// Only this verifier.
     pub verifier: Option<XOnlyPublicKey>,
 }
+
+/// What the chain follower needs of a delegation to look it up on Bitcoin: ids, outpoint and
+/// heights, never its transactions or signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelegationRef {
+    /// The delegation.
+    pub staking_txid: Txid,
+    /// Index of the staking output in the staking transaction.
+    pub staking_output_index: u32,
+    /// The params version it was registered under.
+    pub params_version: u32,
+    /// Its status.
+    pub status: DelegationStatus,
+    /// Height of the block including the staking transaction, once recorded.
+    pub start_height: Option<u32>,
+    /// Tip height when it became ACTIVE.
+    pub activated_height: Option<u32>,
+}
+
+/// A delegation's state machine read without its transactions or covenant signatures: what
+/// advancing it to a new tip needs. Its signer set is empty, so it must not be used to count
+/// covenant signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationStateRow {
+    /// The delegation.
+    pub staking_txid: Txid,
+    /// Its verifier.
+    pub verifier_btc_pk: XOnlyPublicKey,
+    /// The params version it was registered under.
+    pub params_version: u32,
+    /// Its state machine (signers not loaded).
+    pub state: DelegationState,
+}

@@ -11,8 +11,9 @@ use sqlx::{PgConnection, Row};
 
 use super::codec::{int, opt_uint, seq, txid, uint, unsat, xonly};
 use super::model::{
-    CovenantSigs, Delegation, DelegationFilter, Description, Event, EventKind, NewDelegation,
-    NewVerifier, Pop, PopKind, SigningView, SlashingReason, Verifier, VotingPowerEntry,
+    CovenantSigs, Delegation, DelegationFilter, DelegationRef, DelegationStateRow, Description,
+    Event, EventKind, NewDelegation, NewVerifier, Pop, PopKind, SigningView, SlashingReason,
+    Verifier, VotingPowerEntry,
 };
 use super::StoreError;
 
@@ -24,7 +25,16 @@ const DELEGATION_COLUMNS: &str = "staking_txid, staker_account, staker_btc_pk, p
      staking_output_index, slashing_tx, staker_slashing_sig, unbonding_time_blocks, \
      unbonding_tx, unbonding_txid, unbonding_slashing_tx, staker_unbonding_slashing_sig, \
      params_version, status, verified_height, start_height, activated_height, ended_height, \
-     spending_txid, covenant_sighashes";
+     spending_txid, covenant_sighashes, registered_height";
+
+/// The columns of a delegation's state machine, without transactions or signatures.
+const STATE_COLUMNS: &str = "staking_txid, verifier_btc_pk, params_version, status, \
+     staking_time_blocks, unbonding_time_blocks, registered_height, verified_height, \
+     start_height, activated_height, ended_height";
+
+/// The columns of a [`DelegationRef`].
+const REF_COLUMNS: &str = "staking_txid, staking_output_index, params_version, status, \
+     start_height, activated_height";
 
 /// A delegation's covenant signatures as four arrays in member-key order, so that one
 /// delegation is read with its signatures in one round trip.
@@ -75,16 +85,21 @@ fn verifier_from_row(row: &sqlx::postgres::PgRow) -> Result<Verifier, StoreError
     })
 }
 
+/// The `status` column.
+fn status_from_row(row: &sqlx::postgres::PgRow) -> Result<DelegationStatus, StoreError> {
+    let status_text: String = row.try_get("status")?;
+    status_text.parse().map_err(|_| StoreError::Corrupt {
+        column: "status",
+        reason: format!("unknown status {status_text:?}"),
+    })
+}
+
 /// The state machine of a delegation row whose counted signers are `signers`.
 fn state_from_row(
     row: &sqlx::postgres::PgRow,
     signers: BTreeSet<XOnlyPublicKey>,
 ) -> Result<DelegationState, StoreError> {
-    let status_text: String = row.try_get("status")?;
-    let status: DelegationStatus = status_text.parse().map_err(|_| StoreError::Corrupt {
-        column: "status",
-        reason: format!("unknown status {status_text:?}"),
-    })?;
+    let status = status_from_row(row)?;
     let record = DelegationRecord {
         status,
         staking_time_blocks: uint("staking_time_blocks", row.try_get("staking_time_blocks")?)?,
@@ -92,6 +107,7 @@ fn state_from_row(
             "unbonding_time_blocks",
             row.try_get("unbonding_time_blocks")?,
         )?,
+        registered_height: uint("registered_height", row.try_get("registered_height")?)?,
         covenant_signers: signers,
         verified_height: opt_uint("verified_height", row.try_get("verified_height")?)?,
         start_height: opt_uint("start_height", row.try_get("start_height")?)?,
@@ -295,8 +311,8 @@ pub(crate) async fn signing_view(
 ) -> Result<Option<SigningView>, StoreError> {
     let row = sqlx::query(
         "SELECT staker_btc_pk, verifier_btc_pk, params_version, status, staking_time_blocks, \
-         unbonding_time_blocks, verified_height, start_height, activated_height, ended_height, \
-         covenant_sighashes, ARRAY(SELECT c.covenant_pk FROM covenant_signatures c \
+         unbonding_time_blocks, registered_height, verified_height, start_height, \
+         activated_height, ended_height, covenant_sighashes, ARRAY(SELECT c.covenant_pk FROM covenant_signatures c \
                                    WHERE c.staking_txid = d.staking_txid) AS signers \
          FROM delegations d WHERE staking_txid = $1",
     )
@@ -374,18 +390,71 @@ pub(crate) async fn pending_for_covenant(
     delegations_with_sigs(conn, rows).await
 }
 
-/// Every delegation that has not ended, ordered by staking txid; inside a transaction their
-/// rows stay locked until it ends.
-pub(crate) async fn open_delegations(
+fn ref_from_row(row: &sqlx::postgres::PgRow) -> Result<DelegationRef, StoreError> {
+    Ok(DelegationRef {
+        staking_txid: txid("staking_txid", row.try_get("staking_txid")?)?,
+        staking_output_index: uint("staking_output_index", row.try_get("staking_output_index")?)?,
+        params_version: uint("params_version", row.try_get("params_version")?)?,
+        status: status_from_row(row)?,
+        start_height: opt_uint("start_height", row.try_get("start_height")?)?,
+        activated_height: opt_uint("activated_height", row.try_get("activated_height")?)?,
+    })
+}
+
+/// Ids, outpoints and heights of every delegation that has not ended, ordered by staking
+/// txid; no transaction bytes or signatures are read.
+pub(crate) async fn open_delegation_refs(
     conn: &mut PgConnection,
-) -> Result<Vec<Delegation>, StoreError> {
+) -> Result<Vec<DelegationRef>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {DELEGATION_COLUMNS} FROM delegations \
+        "SELECT {REF_COLUMNS} FROM delegations \
+         WHERE status IN ('PENDING', 'VERIFIED', 'ACTIVE') ORDER BY staking_txid"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(ref_from_row).collect()
+}
+
+/// Delegations a reorg that kept blocks up to `fork` may have taken something from: an
+/// inclusion above the fork (of one not UNBONDED) or, for an UNBONDED one, a spend observed
+/// at a tip above it (the spend's block may be gone).
+pub(crate) async fn reorg_candidates(
+    conn: &mut PgConnection,
+    fork: u32,
+) -> Result<Vec<DelegationRef>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {REF_COLUMNS} FROM delegations \
+         WHERE (start_height > $1 AND status <> 'UNBONDED') \
+            OR (status = 'UNBONDED' AND ended_height > $1) ORDER BY staking_txid"
+    ))
+    .bind(int("fork", fork)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(ref_from_row).collect()
+}
+
+/// The state machines of every delegation that has not ended, ordered by staking txid,
+/// without transactions or signatures (their signer sets are empty); inside a transaction
+/// their rows stay locked until it ends.
+pub(crate) async fn open_states(
+    conn: &mut PgConnection,
+) -> Result<Vec<DelegationStateRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {STATE_COLUMNS} FROM delegations \
          WHERE status IN ('PENDING', 'VERIFIED', 'ACTIVE') ORDER BY staking_txid FOR UPDATE"
     ))
     .fetch_all(&mut *conn)
     .await?;
-    delegations_with_sigs(conn, rows).await
+    rows.iter()
+        .map(|row| {
+            Ok(DelegationStateRow {
+                staking_txid: txid("staking_txid", row.try_get("staking_txid")?)?,
+                verifier_btc_pk: xonly("verifier_btc_pk", row.try_get("verifier_btc_pk")?)?,
+                params_version: uint("params_version", row.try_get("params_version")?)?,
+                state: state_from_row(row, BTreeSet::new())?,
+            })
+        })
+        .collect()
 }
 
 /// Voting power per verifier at BTC height `h`: delegations active at `h` of verifiers not

@@ -24,8 +24,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::codec::{int, opt_int, sat, seq, uint};
 use super::model::{
-    CovenantSigs, Delegation, Event, EventKind, NewDelegation, NewVerifier, SlashingReason,
-    Verifier,
+    CovenantSigs, Delegation, DelegationRef, DelegationStateRow, Event, EventKind, NewDelegation,
+    NewVerifier, SlashingReason, Verifier,
 };
 use super::{read, StoreError};
 
@@ -164,9 +164,47 @@ impl WriteTx {
         read::delegation(&mut self.tx, staking_txid).await
     }
 
-    /// Every delegation that has not ended.
-    pub async fn open_delegations(&mut self) -> Result<Vec<Delegation>, StoreError> {
-        read::open_delegations(&mut self.tx).await
+    /// The state machines of every delegation that has not ended, locked until commit,
+    /// without transactions or signatures (see [`DelegationStateRow`]).
+    pub async fn open_states(&mut self) -> Result<Vec<DelegationStateRow>, StoreError> {
+        read::open_states(&mut self.tx).await
+    }
+
+    /// Delegations a reorg keeping the blocks up to `fork` may have affected, as seen inside
+    /// this transaction (see [`crate::node::store::Store::reorg_candidates`]).
+    pub async fn reorg_candidates(&mut self, fork: u32) -> Result<Vec<DelegationRef>, StoreError> {
+        read::reorg_candidates(&mut self.tx, fork).await
+    }
+
+    /// Frees what a delegation that expired before inclusion holds: its covenant signatures
+    /// and the staking, unbonding and unbonding slashing transactions (the row keeps its ids,
+    /// keys, status and heights). It can never be signed or included again. The staking
+    /// slashing transaction stays: selective slashing evidence may still name the delegation
+    /// and the round closer reads it.
+    pub async fn free_expired(&mut self, staking_txid: &Txid) -> Result<(), StoreError> {
+        let id = staking_txid.as_byte_array().as_slice();
+        sqlx::query("DELETE FROM covenant_signatures WHERE staking_txid = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE delegations SET covenant_sig_count = 0, covenant_sighashes = NULL, \
+             staking_tx = '', unbonding_tx = '', unbonding_slashing_tx = '' \
+             WHERE staking_txid = $1 AND status = 'EXPIRED' AND start_height IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the spend recorded for a delegation whose spending block a reorg took away.
+    pub async fn clear_spend(&mut self, staking_txid: &Txid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE delegations SET spending_txid = NULL WHERE staking_txid = $1")
+            .bind(staking_txid.as_byte_array().as_slice())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     fn push_event(&mut self, btc_height: u32, kind: EventKind) {
@@ -212,11 +250,12 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         let created = self.last_seq + 1;
         let sql = format!(
-            "INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}, created_seq) \
-             VALUES ({DELEGATION_INSERT_PARAMS}, $25)"
+            "INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}, created_seq, \
+             registered_height) VALUES ({DELEGATION_INSERT_PARAMS}, $25, $26)"
         );
         bind_delegation(sqlx::query(&sql), d, state, None)?
             .bind(seq_column(created)?)
+            .bind(int("registered_height", self.tip)?)
             .execute(&mut *self.tx)
             .await?;
         self.push_event(
@@ -700,8 +739,10 @@ pub(super) async fn register_delegation(
               v AS MATERIALIZED (SELECT slashed_height FROM verifiers \
                                  WHERE btc_pk = $6 AND (SELECT tip_height FROM lock) = $25 \
                                  FOR SHARE), \
-              ins AS (INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}, created_seq) \
-                      SELECT {DELEGATION_INSERT_PARAMS}, l.last_event_seq + 1 FROM v, lock l \
+              ins AS (INSERT INTO delegations ({DELEGATION_INSERT_COLUMNS}, created_seq, \
+                                               registered_height) \
+                      SELECT {DELEGATION_INSERT_PARAMS}, l.last_event_seq + 1, $25 \
+                      FROM v, lock l \
                       WHERE v.slashed_height IS NULL \
                         AND NOT EXISTS (SELECT 1 FROM delegations WHERE staking_txid = $1) \
                       RETURNING 1), \
