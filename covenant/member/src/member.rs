@@ -68,6 +68,10 @@ pub enum Outcome {
     Backoff,
 }
 
+/// A recorded delegation to send: its index in the page, what was signed, and the outcome a
+/// delivery makes of the node's answer.
+type Delivery = (usize, SignedRecord, fn(CovenantSigsAck) -> Outcome);
+
 /// One delegation's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -211,10 +215,11 @@ impl CovenantMember {
             }
             self.health.ok();
         }
-        let mut cursor = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        cursor.acted = cursor.acted.max(started_at);
-        let lag = cursor.seen.saturating_sub(cursor.acted);
-        drop(cursor);
+        let lag = {
+            let mut cursor = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+            cursor.acted = cursor.acted.max(started_at);
+            cursor.seen.saturating_sub(cursor.acted)
+        };
         self.metrics
             .set("fiamma_covenant_event_lag", &[], lag as f64);
         self.metrics.set(
@@ -267,7 +272,7 @@ impl CovenantMember {
     /// at a time.
     async fn decide_page(&self, page: &[PendingDelegation]) -> Result<Vec<Decision>, MemberError> {
         let mut decided: Vec<Option<Outcome>> = Vec::with_capacity(page.len());
-        let mut to_send: Vec<(usize, SignedRecord, fn(CovenantSigsAck) -> Outcome)> = Vec::new();
+        let mut to_send: Vec<Delivery> = Vec::new();
         let mut new_records = Vec::new();
         let mut refusals = Vec::new();
         for (i, d) in page.iter().enumerate() {

@@ -128,7 +128,7 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btc::test_tx::spend;
+    use crate::test_tx::spend;
     use bitcoin::hashes::Hash;
     use bitcoin::Sequence;
 

@@ -820,7 +820,7 @@ impl Backend for EmbeddedBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btc::test_tx::{anyone, spend};
+    use crate::test_tx::{anyone, spend};
     use bitcoin::{Amount, Sequence};
 
     fn coinbase_out(chain: &RegtestChain, height: u32) -> OutPoint {

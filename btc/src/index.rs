@@ -240,7 +240,7 @@ impl ChainIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btc::mining::{assemble_block, BlockTemplate};
+    use crate::mining::{assemble_block, BlockTemplate};
     use bitcoin::hashes::Hash;
     use bitcoin::{
         absolute, transaction, Amount, Network, ScriptBuf, Sequence, Transaction, TxIn, Witness,
