@@ -16,16 +16,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::btc::{Backend, BackendError, EmbeddedBackend, RegtestChain};
-use crate::node::config::{BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig};
+use crate::node::config::{
+    BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig, ServerConfig,
+};
 use crate::node::finality::closer::spawn_round_closer;
 use crate::node::finality::{FinalityModule, FinalityParams};
 use crate::node::follower::Follower;
-use crate::node::grpc::{serve, ServeError};
+use crate::node::grpc::{serve_with, ServeError};
 use crate::node::module::StakingModule;
 use crate::node::store::{Store, StoreError};
 
-/// Database connections the node keeps.
-const MAX_DB_CONNECTIONS: u32 = 16;
+/// Database connections of the round closer and of the chain follower, each (apart from the
+/// handlers' pool, so a flood of requests cannot starve them).
+const TASK_DB_CONNECTIONS: u32 = 2;
 
 /// Why `fiamma node` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -153,11 +156,28 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Starts everything on `setup`; returns once gRPC is accepting connections.
+    /// [`RunningNode::start_with`] the default server limits.
     ///
     /// # Errors
     /// [`RunError::Store`] when the staking module cannot load its state.
     pub async fn start(setup: NodeSetup) -> Result<Self, RunError> {
+        Self::start_with(setup, &ServerConfig::default()).await
+    }
+
+    /// Starts everything on `setup` within the server limits `server`; returns once gRPC is
+    /// accepting connections. The request handlers use `setup.pool`; the round closer and
+    /// the chain follower each get a small pool of their own on the same database.
+    ///
+    /// # Errors
+    /// [`RunError::Store`] when the staking module cannot load its state.
+    pub async fn start_with(setup: NodeSetup, server: &ServerConfig) -> Result<Self, RunError> {
+        let own_pool = || {
+            PgPoolOptions::new()
+                .max_connections(TASK_DB_CONNECTIONS)
+                .test_before_acquire(false)
+                .connect_lazy_with(setup.pool.connect_options().as_ref().clone())
+        };
+        let (closer_pool, follower_pool) = (own_pool(), own_pool());
         let finality = FinalityModule::new(
             setup.pool.clone(),
             finality_params(&setup.finality, &setup.params),
@@ -170,10 +190,18 @@ impl RunningNode {
             .local_addr()
             .map_err(|e| RunError::Backend(format!("listener address: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let follower = Follower::new(setup.backend, staking.clone(), setup.network);
+        let follower = Follower::new(
+            setup.backend,
+            staking.with_store(Store::from_pool(follower_pool)),
+            setup.network,
+        );
         let follow = tokio::spawn(follower.run(setup.poll_interval, stopped.clone()));
-        let closer = spawn_round_closer(finality.clone(), until_stopped(stopped.clone()));
-        let server = tokio::spawn(serve(
+        let closer = spawn_round_closer(
+            finality.with_pool(closer_pool),
+            until_stopped(stopped.clone()),
+        );
+        let server = tokio::spawn(serve_with(
+            *server,
             staking.clone(),
             Some(finality.clone()),
             setup.listener,
@@ -215,15 +243,29 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// Connects to `url` and applies the migrations.
+/// [`connect_and_migrate_with`] the default server limits.
 ///
 /// # Errors
 /// [`RunError::Store`] when the server cannot be reached or a migration fails.
 pub async fn connect_and_migrate(url: &str) -> Result<PgPool, RunError> {
+    connect_and_migrate_with(url, &ServerConfig::default()).await
+}
+
+/// Connects the handlers' pool to `url` (`db_max_connections`, waiting at most
+/// `db_acquire_timeout` for a connection, which a handler answers UNAVAILABLE) and applies
+/// the migrations.
+///
+/// # Errors
+/// [`RunError::Store`] when the server cannot be reached or a migration fails.
+pub async fn connect_and_migrate_with(
+    url: &str,
+    server: &ServerConfig,
+) -> Result<PgPool, RunError> {
     // No ping before each use: a dead connection fails its statement, which the client sees
     // as "database unavailable; retry", and the pool replaces it.
     let pool = PgPoolOptions::new()
-        .max_connections(MAX_DB_CONNECTIONS)
+        .max_connections(server.db_max_connections)
+        .acquire_timeout(server.db_acquire_timeout)
         .test_before_acquire(false)
         .connect(url)
         .await
@@ -236,7 +278,7 @@ pub async fn connect_and_migrate(url: &str) -> Result<PgPool, RunError> {
 pub async fn run(args: NodeArgs) -> Result<(), RunError> {
     init_logging();
     let config = NodeConfig::from_args(&args)?;
-    let pool = connect_and_migrate(&config.database_url).await?;
+    let pool = connect_and_migrate_with(&config.database_url, &config.server).await?;
     let params = load_params(&config.params_file)?;
     let contexts = SigningContexts {
         chain_id: config.chain_id.clone(),
@@ -249,16 +291,19 @@ pub async fn run(args: NodeArgs) -> Result<(), RunError> {
             addr: config.grpc_addr,
             source,
         })?;
-    let node = RunningNode::start(NodeSetup {
-        pool,
-        params,
-        contexts,
-        finality: config.finality,
-        backend: backend(&config.bitcoin)?,
-        network: config.network,
-        poll_interval: Duration::from_millis(config.poll_interval_ms),
-        listener,
-    })
+    let node = RunningNode::start_with(
+        NodeSetup {
+            pool,
+            params,
+            contexts,
+            finality: config.finality,
+            backend: backend(&config.bitcoin)?,
+            network: config.network,
+            poll_interval: Duration::from_millis(config.poll_interval_ms),
+            listener,
+        },
+        &config.server,
+    )
     .await?;
     tracing::info!(
         addr = %node.addr,
