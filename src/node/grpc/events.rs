@@ -138,3 +138,84 @@ pub(crate) async fn forward_log<E, M, R, Fut>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::config::ServerConfig;
+
+    /// A log of events 1..=`stored` in the store; events are their sequence numbers.
+    fn start(
+        stored: u64,
+        config: ServerConfig,
+        live_buffer: usize,
+    ) -> (broadcast::Sender<u64>, mpsc::Receiver<Result<u64, Status>>) {
+        let (live, subscribed) = broadcast::channel(live_buffer);
+        let (out, received) = mpsc::channel(1);
+        let limits = ServerLimits::new(config);
+        tokio::spawn(async move {
+            forward_log(
+                &limits,
+                subscribed,
+                move |from| async move {
+                    Ok((from..=stored).take(REPLAY_BATCH as usize).collect())
+                },
+                |e| *e,
+                |e| *e,
+                1,
+                out,
+            )
+            .await;
+        });
+        (live, received)
+    }
+
+    #[tokio::test]
+    async fn replay_stops_at_the_cap_and_says_where_to_resume() {
+        let config = ServerConfig {
+            max_replay_events: 5,
+            ..ServerConfig::default()
+        };
+        let (_live, mut received) = start(20, config, 16);
+        for sequence in 1..=5 {
+            assert_eq!(received.recv().await.map(Result::ok), Some(Some(sequence)));
+        }
+        let status = received.recv().await.expect("a status").expect_err("cut");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("max_replay_events = 5")
+                && status.message().contains("from sequence 6"),
+            "{}",
+            status.message()
+        );
+        assert!(received.recv().await.is_none(), "the stream ends");
+    }
+
+    #[tokio::test]
+    async fn a_live_subscriber_that_does_not_read_is_cut_off() {
+        let (live, mut received) = start(0, ServerConfig::default(), 4);
+        // Let the forwarder reach the live feed before publishing.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for sequence in 1..=20 {
+            let _ = live.send(sequence);
+        }
+        let mut last = 0;
+        let status = loop {
+            match received.recv().await.expect("open until cut off") {
+                Ok(sequence) => {
+                    assert_eq!(sequence, last + 1, "no gap before the cut");
+                    last = sequence;
+                }
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .contains(&format!("from sequence {}", last + 1)),
+            "{}",
+            status.message()
+        );
+    }
+}
