@@ -30,6 +30,9 @@ use crate::node::store::{Store, StoreError};
 /// handlers' pool, so a flood of requests cannot starve them).
 const TASK_DB_CONNECTIONS: u32 = 2;
 
+/// How long a stopping node waits for its calls in flight before it drops them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Why `fiamma node` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -218,15 +221,24 @@ impl RunningNode {
         })
     }
 
-    /// Stops the server, the follower and the closer, and waits for them.
+    /// Stops the server, the follower and the closer, and waits for them; the server gets
+    /// [`SHUTDOWN_GRACE`] to finish its calls (open Events streams never finish on their own),
+    /// then is dropped with its connections.
     ///
     /// # Errors
     /// [`RunError::Serve`] when the server had failed.
-    pub async fn stop(self) -> Result<(), RunError> {
+    pub async fn stop(mut self) -> Result<(), RunError> {
         let _ = self.stop.send(true);
         let _ = self.follow.await;
         let _ = self.closer.await;
-        match self.server.await {
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(served) => served,
+            Err(_) => {
+                self.server.abort();
+                return Ok(());
+            }
+        };
+        match served {
             Ok(served) => Ok(served?),
             Err(e) => Err(RunError::Backend(format!("grpc server task: {e}"))),
         }
