@@ -6,7 +6,9 @@
 
 mod node_finality_support;
 mod node_process;
-mod node_support;
+
+// One copy of the node support module (node_process reaches it as `crate::node_support`).
+use node_finality_support::node_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
