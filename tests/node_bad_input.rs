@@ -850,6 +850,62 @@ async fn every_bad_field_gets_a_specific_status_and_changes_nothing(pool: PgPool
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+#[sqlx::test]
+async fn hostile_numbers_and_long_values_get_short_specific_refusals(pool: PgPool) {
+    let mut node = start(pool).await;
+    node.client
+        .create_verifier(verifier_request(10))
+        .await
+        .expect("registers");
+    let before = snapshot(&mut node).await;
+    let long = "f".repeat(400_000);
+    let calls = [
+        (
+            "staking_txid",
+            Call::GetDelegation(pb::DelegationRequest {
+                staking_txid: long.clone(),
+            }),
+        ),
+        (
+            "page.page_token",
+            Call::ListDelegations(pb::DelegationsRequest {
+                page: Some(pb::PageRequest {
+                    page_token: long.clone(),
+                    page_size: 10,
+                }),
+                ..Default::default()
+            }),
+        ),
+        ("commission", {
+            let mut r = verifier_request(11);
+            r.commission = long.clone();
+            Call::Verifier(r)
+        }),
+        ("account", {
+            let mut r = verifier_request(11);
+            r.account = long.clone();
+            Call::Verifier(r)
+        }),
+    ];
+    for (field, call) in calls {
+        let status = send(&mut node, call).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(status.message().contains(field), "{}", status.message());
+        assert!(status.message().len() < 1024, "{field}: echoed input");
+    }
+    // Sequence numbers above i64::MAX are refused, not an internal error.
+    let status = node
+        .client
+        .events(pb::EventsRequest {
+            from_sequence: u64::MAX,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("from_sequence"));
+    assert_eq!(snapshot(&mut node).await, before);
+}
+
 trait WithTxid {
     fn map_txid(self, txid: &str) -> Call;
 }

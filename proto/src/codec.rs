@@ -39,6 +39,24 @@ pub struct FieldError {
     pub reason: String,
 }
 
+/// Characters of a request value quoted back in an error message, at most.
+const ECHO_CHARS: usize = 80;
+/// Longest account or BIP-322 address accepted (bech32 strings are at most 90 characters).
+const MAX_ADDRESS_CHARS: usize = 90;
+
+/// `text` quoted for an error message: at most [`ECHO_CHARS`] characters of it, then its
+/// length, so a message never grows with the input.
+pub fn echo(text: &str) -> String {
+    let head = text
+        .char_indices()
+        .nth(ECHO_CHARS)
+        .map_or(text, |(i, _)| &text[..i]);
+    if head.len() == text.len() {
+        return format!("{text:?}");
+    }
+    format!("{head:?}… ({} bytes)", text.len())
+}
+
 /// A refused field is the caller's to fix: INVALID_ARGUMENT with the field and the reason.
 impl From<FieldError> for tonic::Status {
     fn from(e: FieldError) -> Self {
@@ -68,13 +86,13 @@ fn display_hash<T: FromStr>(field: &'static str, text: &str) -> Result<T, FieldE
         return Err(bad(
             field,
             format!(
-                "{:?} has {} characters, expected 64 hex characters",
-                text,
-                text.len()
+                "{} has {} characters, expected 64 hex characters",
+                echo(text),
+                text.chars().count()
             ),
         ));
     }
-    T::from_str(text).map_err(|_| bad(field, format!("{text:?} is not hex")))
+    T::from_str(text).map_err(|_| bad(field, format!("{} is not hex", echo(text))))
 }
 
 /// A transaction id: 64 hex characters, display order.
@@ -125,6 +143,16 @@ pub fn adaptor_sig(field: &'static str, bytes: &[u8]) -> Result<AdaptorSignature
 
 /// A bech32 account with this network's prefix.
 pub fn account(field: &'static str, text: &str) -> Result<Account, FieldError> {
+    // The parser's errors quote the address: refuse an overlong one before.
+    if text.len() > MAX_ADDRESS_CHARS {
+        return Err(bad(
+            field,
+            format!(
+                "{} bytes, a bech32 account has at most {MAX_ADDRESS_CHARS}",
+                text.len()
+            ),
+        ));
+    }
     Account::from_bech32(text, ACCOUNT_HRP).map_err(|e| bad(field, e.to_string()))
 }
 
@@ -171,10 +199,24 @@ pub fn pop(
                     "a BIP-322 proof of possession needs bip322_address",
                 ));
             }
+            if p.bip322_address.len() > MAX_ADDRESS_CHARS {
+                return Err(bad(
+                    field,
+                    format!(
+                        "bip322_address of {} bytes, an address has at most {MAX_ADDRESS_CHARS}",
+                        p.bip322_address.len()
+                    ),
+                ));
+            }
             let address = p
                 .bip322_address
                 .parse::<Address<NetworkUnchecked>>()
-                .map_err(|e| bad(field, format!("bip322_address {:?}: {e}", p.bip322_address)))?;
+                .map_err(|e| {
+                    bad(
+                        field,
+                        format!("bip322_address {}: {e}", echo(&p.bip322_address)),
+                    )
+                })?;
             Ok(ProofOfPossession::Bip322 { address, witness })
         }
         _ => Err(bad(
@@ -193,7 +235,10 @@ pub fn commission(field: &'static str, text: &str) -> Result<String, FieldError>
     let invalid = || {
         bad(
             field,
-            format!("{text:?} is not a decimal in [0, 1] with at most 4 decimals, e.g. \"0.05\""),
+            format!(
+                "{} is not a decimal in [0, 1] with at most 4 decimals, e.g. \"0.05\"",
+                echo(text)
+            ),
         )
     };
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
@@ -235,20 +280,31 @@ pub fn page<K>(
         .ok_or_else(|| {
             bad(
                 "page.page_token",
-                format!("{:?} is not a token from an earlier response", p.page_token),
+                format!(
+                    "{} is not a token from an earlier response",
+                    echo(&p.page_token)
+                ),
             )
         })?;
     Ok((Some(key), size))
 }
 
-/// The token continuing after `key` when the page was full, else empty.
-pub fn next_token(full: bool, key: Option<&[u8]>) -> pb::PageResponse {
+/// The token continuing after `key`, or empty when nothing follows.
+pub fn next_token(key: Option<&[u8]>) -> pb::PageResponse {
     pb::PageResponse {
-        next_page_token: match (full, key) {
-            (true, Some(k)) => hex::encode(k),
-            _ => String::new(),
-        },
+        next_page_token: key.map(hex::encode).unwrap_or_default(),
     }
+}
+
+/// A wire number the database stores as BIGINT: at most `i64::MAX`.
+pub fn int64(field: &'static str, value: u64) -> Result<u64, FieldError> {
+    if i64::try_from(value).is_err() {
+        return Err(bad(
+            field,
+            format!("{value} is above the largest allowed value {}", i64::MAX),
+        ));
+    }
+    Ok(value)
 }
 
 /// A Merkle branch proof of position `index` (not the coinbase check; the module does that).

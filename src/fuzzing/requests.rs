@@ -217,7 +217,7 @@ fn page<K: PartialEq + Debug + AsRef<[u8]>>(
     decode: impl Fn(&[u8]) -> Option<K>,
 ) {
     if let Ok((Some(k), size)) = c::page(p, &decode) {
-        let token = c::next_token(true, Some(k.as_ref())).next_page_token;
+        let token = c::next_token(Some(k.as_ref())).next_page_token;
         let again = pb::PageRequest {
             page_token: token,
             page_size: size,

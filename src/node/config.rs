@@ -35,6 +35,22 @@ pub const DEFAULT_FINALITY: FinalityFile = FinalityFile {
 /// long after the round stops taking votes; at most `max_round_proof_bytes` per round.
 pub const DEFAULT_PROOF_RETENTION_ROUNDS: u64 = 360;
 
+/// Default server limits (the `[server]` table); see [`ServerConfig`] for what each bounds.
+pub const DEFAULT_SERVER: ServerConfig = ServerConfig {
+    max_concurrent_requests: 256,
+    max_streams_per_connection: 128,
+    max_event_streams: 1024,
+    max_event_streams_per_connection: 16,
+    request_timeout: Duration::from_secs(10),
+    keepalive_interval: Duration::from_secs(30),
+    keepalive_timeout: Duration::from_secs(10),
+    max_response_bytes: 4 * 1024 * 1024,
+    max_replay_events: 10_000,
+    max_concurrent_replays: 4,
+    db_max_connections: 16,
+    db_acquire_timeout: Duration::from_secs(2),
+};
+
 /// Which Bitcoin backend the node follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -46,7 +62,7 @@ pub enum BitcoinBackendKind {
 }
 
 /// The `[bitcoin]` table of the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BitcoinFile {
     /// `embedded` or `rpc`.
@@ -87,6 +103,72 @@ pub struct FinalityFile {
     pub proof_retention_rounds: Option<u64>,
 }
 
+/// The `[server]` table of the config file: bounds on what clients may make the node do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Calls being handled at once, over all connections; more are refused.
+    pub max_concurrent_requests: Option<u64>,
+    /// HTTP/2 streams (calls) open at once on one connection.
+    pub max_streams_per_connection: Option<u64>,
+    /// Events subscriptions open at once, over both services and all connections.
+    pub max_event_streams: Option<u64>,
+    /// Events subscriptions open at once on one connection.
+    pub max_event_streams_per_connection: Option<u64>,
+    /// Milliseconds a call may take before it is answered DEADLINE_EXCEEDED.
+    pub request_timeout_ms: Option<u64>,
+    /// Milliseconds between HTTP/2 keepalive pings to each client.
+    pub keepalive_interval_ms: Option<u64>,
+    /// Milliseconds a client has to answer a keepalive ping before it is disconnected.
+    pub keepalive_timeout_ms: Option<u64>,
+    /// Largest response message in bytes; list pages are cut to fit.
+    pub max_response_bytes: Option<u64>,
+    /// Stored events one subscription replays before it must resubscribe.
+    pub max_replay_events: Option<u64>,
+    /// Replay queries running at once over all subscriptions.
+    pub max_concurrent_replays: Option<u64>,
+    /// Database connections of the request handlers (the round closer and the chain follower
+    /// have their own).
+    pub db_max_connections: Option<u64>,
+    /// Milliseconds a handler waits for a database connection before answering UNAVAILABLE.
+    pub db_acquire_timeout_ms: Option<u64>,
+}
+
+/// The resolved server limits. Every bound is at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Calls being handled at once, over all connections; more are refused RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams open at once on one connection (the HTTP/2 setting).
+    pub max_streams_per_connection: u32,
+    /// Events subscriptions open at once, over both services and all connections.
+    pub max_event_streams: usize,
+    /// Events subscriptions open at once on one connection.
+    pub max_event_streams_per_connection: usize,
+    /// How long a call may take (to its response, or to a stream's first message).
+    pub request_timeout: Duration,
+    /// Between two HTTP/2 keepalive pings.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered.
+    pub keepalive_timeout: Duration,
+    /// Largest response message in bytes.
+    pub max_response_bytes: usize,
+    /// Stored events one subscription replays before it must resubscribe.
+    pub max_replay_events: u64,
+    /// Replay queries running at once over all subscriptions.
+    pub max_concurrent_replays: usize,
+    /// Database connections of the request handlers.
+    pub db_max_connections: u32,
+    /// How long a handler waits for a database connection.
+    pub db_acquire_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        DEFAULT_SERVER
+    }
+}
+
 /// The resolved finality settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FinalityConfig {
@@ -103,7 +185,7 @@ pub struct FinalityConfig {
 }
 
 /// The config file, every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// PostgreSQL URL.
@@ -126,10 +208,13 @@ pub struct ConfigFile {
     /// Finality settings.
     #[serde(default)]
     pub finality: FinalityFile,
+    /// Server limits.
+    #[serde(default)]
+    pub server: ServerFile,
 }
 
 /// Command-line flags and their environment variables.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct NodeArgs {
     /// TOML configuration file.
     #[arg(long, env = "FIAMMA_NODE_CONFIG")]
@@ -164,10 +249,16 @@ pub struct NodeArgs {
     /// Milliseconds between two round closings.
     #[arg(long, env = "FIAMMA_ROUND_INTERVAL_MS")]
     pub round_interval_ms: Option<u64>,
+    /// Calls handled at once over all connections (`[server] max_concurrent_requests`).
+    #[arg(long, env = "FIAMMA_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<u64>,
+    /// Milliseconds a call may take (`[server] request_timeout_ms`).
+    #[arg(long, env = "FIAMMA_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// How to reach Bitcoin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum BitcoinConfig {
     /// The embedded regtest chain, in `data_dir` or in memory.
     Embedded {
@@ -186,7 +277,7 @@ pub enum BitcoinConfig {
 }
 
 /// The resolved node configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     /// PostgreSQL URL.
     pub database_url: String,
@@ -210,6 +301,8 @@ pub struct NodeConfig {
     pub stall_timeout_ms: u64,
     /// Finality settings.
     pub finality: FinalityConfig,
+    /// Server limits.
+    pub server: ServerConfig,
 }
 
 /// Why the configuration cannot be resolved.
@@ -249,6 +342,14 @@ pub enum ConfigError {
     /// A finality setting cannot work.
     #[error("finality.{key}: {reason}")]
     Finality {
+        /// The config-file key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A server limit cannot work.
+    #[error("server.{key}: {reason}")]
+    Server {
         /// The config-file key.
         key: &'static str,
         /// What is wrong.
@@ -385,6 +486,7 @@ impl NodeConfig {
             },
         };
         let finality = resolve_finality(args, &file.finality)?;
+        let server = resolve_server(args, &file.server)?;
         Ok(NodeConfig {
             database_url,
             grpc_addr,
@@ -397,7 +499,235 @@ impl NodeConfig {
             poll_interval_ms: b.poll_interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS),
             stall_timeout_ms: b.stall_timeout_ms.unwrap_or(DEFAULT_STALL_TIMEOUT_MS),
             finality,
+            server,
         })
+    }
+}
+
+/// Resolves the `[server]` table: a flag wins over the file, the file over [`DEFAULT_SERVER`];
+/// every limit must be at least 1 and fit its type.
+fn resolve_server(args: &NodeArgs, f: &ServerFile) -> Result<ServerConfig, ConfigError> {
+    fn pick<T: TryFrom<u64> + Into<u64> + Copy>(
+        key: &'static str,
+        given: Option<u64>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let Some(v) = given else {
+            return Ok(default);
+        };
+        if v == 0 {
+            return Err(ConfigError::Server {
+                key,
+                reason: "must be at least 1".into(),
+            });
+        }
+        T::try_from(v).map_err(|_| ConfigError::Server {
+            key,
+            reason: format!("{v} is too large"),
+        })
+    }
+    let ms = |key, given: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+        let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        pick(key, given, default_ms).map(Duration::from_millis)
+    };
+    let size = |key, given: Option<u64>, default: usize| -> Result<usize, ConfigError> {
+        pick(key, given, default as u64).and_then(|v| {
+            usize::try_from(v).map_err(|_| ConfigError::Server {
+                key,
+                reason: format!("{v} is too large"),
+            })
+        })
+    };
+    let d = DEFAULT_SERVER;
+    Ok(ServerConfig {
+        max_concurrent_requests: size(
+            "max_concurrent_requests",
+            args.max_concurrent_requests.or(f.max_concurrent_requests),
+            d.max_concurrent_requests,
+        )?,
+        max_streams_per_connection: pick(
+            "max_streams_per_connection",
+            f.max_streams_per_connection,
+            d.max_streams_per_connection,
+        )?,
+        max_event_streams: size(
+            "max_event_streams",
+            f.max_event_streams,
+            d.max_event_streams,
+        )?,
+        max_event_streams_per_connection: size(
+            "max_event_streams_per_connection",
+            f.max_event_streams_per_connection,
+            d.max_event_streams_per_connection,
+        )?,
+        request_timeout: ms(
+            "request_timeout_ms",
+            args.request_timeout_ms.or(f.request_timeout_ms),
+            d.request_timeout,
+        )?,
+        keepalive_interval: ms(
+            "keepalive_interval_ms",
+            f.keepalive_interval_ms,
+            d.keepalive_interval,
+        )?,
+        keepalive_timeout: ms(
+            "keepalive_timeout_ms",
+            f.keepalive_timeout_ms,
+            d.keepalive_timeout,
+        )?,
+        max_response_bytes: size(
+            "max_response_bytes",
+            f.max_response_bytes,
+            d.max_response_bytes,
+        )?,
+        max_replay_events: pick(
+            "max_replay_events",
+            f.max_replay_events,
+            d.max_replay_events,
+        )?,
+        max_concurrent_replays: size(
+            "max_concurrent_replays",
+            f.max_concurrent_replays,
+            d.max_concurrent_replays,
+        )?,
+        db_max_connections: pick(
+            "db_max_connections",
+            f.db_max_connections,
+            d.db_max_connections,
+        )?,
+        db_acquire_timeout: ms(
+            "db_acquire_timeout_ms",
+            f.db_acquire_timeout_ms,
+            d.db_acquire_timeout,
+        )?,
+    })
+}
+
+/// `url` with any password replaced by `***` (`postgres://user:***@host/db`), for logs and
+/// `Debug`: the part between `://` and the last `@` before the path is `user[:password]`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A secret in `Debug` output: whether it is set, never its value.
+fn secret(value: Option<&str>) -> &'static str {
+    match value {
+        Some(v) if !v.is_empty() => "<redacted>",
+        _ => "<none>",
+    }
+}
+
+// The Debug impls below are written out so secrets (the bitcoin RPC password, a password in
+// the database URL) never reach logs or panic messages.
+
+impl std::fmt::Debug for BitcoinFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BitcoinFile")
+            .field("backend", &self.backend)
+            .field("rpc_url", &self.rpc_url.as_deref().map(redact_url))
+            .field("rpc_user", &self.rpc_user)
+            .field("rpc_password", &secret(self.rpc_password.as_deref()))
+            .field("data_dir", &self.data_dir)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("grpc_addr", &self.grpc_addr)
+            .field("network", &self.network)
+            .field("params_file", &self.params_file)
+            .field("chain_id", &self.chain_id)
+            .field("module_address", &self.module_address)
+            .field("disabled_contexts", &self.disabled_contexts)
+            .field("bitcoin", &self.bitcoin)
+            .field("finality", &self.finality)
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NodeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeArgs")
+            .field("config", &self.config)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("grpc_addr", &self.grpc_addr)
+            .field("network", &self.network)
+            .field("params_file", &self.params_file)
+            .field("chain_id", &self.chain_id)
+            .field("bitcoin_backend", &self.bitcoin_backend)
+            .field(
+                "bitcoin_rpc_url",
+                &self.bitcoin_rpc_url.as_deref().map(redact_url),
+            )
+            .field("bitcoin_rpc_user", &self.bitcoin_rpc_user)
+            .field(
+                "bitcoin_rpc_password",
+                &secret(self.bitcoin_rpc_password.as_deref()),
+            )
+            .field("round_interval_ms", &self.round_interval_ms)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for BitcoinConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BitcoinConfig::Embedded { data_dir } => f
+                .debug_struct("Embedded")
+                .field("data_dir", data_dir)
+                .finish(),
+            BitcoinConfig::Rpc {
+                url,
+                user,
+                password,
+            } => f
+                .debug_struct("Rpc")
+                .field("url", &redact_url(url))
+                .field("user", user)
+                .field("password", &secret(Some(password)))
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("grpc_addr", &self.grpc_addr)
+            .field("network", &self.network)
+            .field("params_file", &self.params_file)
+            .field("chain_id", &self.chain_id)
+            .field("module_address", &self.module_address)
+            .field("disabled_contexts", &self.disabled_contexts)
+            .field("bitcoin", &self.bitcoin)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("finality", &self.finality)
+            .field("server", &self.server)
+            .finish()
     }
 }
 
@@ -599,5 +929,91 @@ mod tests {
             NodeConfig::resolve(&args, ConfigFile::default()),
             Err(ConfigError::Network(n)) if n == "moon"
         ));
+    }
+
+    #[test]
+    fn server_limits_come_from_the_file_and_flags_and_zero_is_refused() {
+        let args = NodeArgs {
+            database_url: Some("postgres://x".into()),
+            params_file: Some("p.json".into()),
+            ..NodeArgs::default()
+        };
+        let c = NodeConfig::resolve(&args, ConfigFile::default()).expect("complete");
+        assert_eq!(c.server, DEFAULT_SERVER);
+        let text = "[server]\nmax_concurrent_requests = 8\nrequest_timeout_ms = 1500\n\
+                    max_event_streams = 3\ndb_acquire_timeout_ms = 100";
+        let file = ConfigFile::parse(text, Path::new("n.toml")).expect("valid toml");
+        let c = NodeConfig::resolve(&args, file.clone()).expect("complete");
+        assert_eq!(c.server.max_concurrent_requests, 8);
+        assert_eq!(c.server.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.server.max_event_streams, 3);
+        assert_eq!(c.server.db_acquire_timeout, Duration::from_millis(100));
+        let flags = NodeArgs {
+            max_concurrent_requests: Some(2),
+            ..args.clone()
+        };
+        let c = NodeConfig::resolve(&flags, file).expect("complete");
+        assert_eq!(c.server.max_concurrent_requests, 2);
+        for key in [
+            "max_concurrent_requests",
+            "max_streams_per_connection",
+            "max_response_bytes",
+            "db_max_connections",
+        ] {
+            let file = ConfigFile::parse(&format!("[server]\n{key} = 0"), Path::new("n.toml"))
+                .expect("valid toml");
+            match NodeConfig::resolve(&args, file) {
+                Err(e @ ConfigError::Server { key: k, .. }) => {
+                    assert_eq!(k, key);
+                    assert!(e.to_string().contains(key), "{e}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        let file = ConfigFile::parse(
+            "[server]\nmax_streams_per_connection = 5000000000",
+            Path::new("n.toml"),
+        )
+        .expect("valid toml");
+        assert!(matches!(
+            NodeConfig::resolve(&args, file),
+            Err(ConfigError::Server {
+                key: "max_streams_per_connection",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug() {
+        let text = "database_url = \"postgres://admin:hunter2db@db.example:5432/fiamma\"\n\
+                    params_file = \"p.json\"\n[bitcoin]\nbackend = \"rpc\"\n\
+                    rpc_url = \"http://rpcuser:urlsecret@127.0.0.1:18443/\"\n\
+                    rpc_user = \"rpcuser\"\nrpc_password = \"hunter2rpc\"\n";
+        let file = ConfigFile::parse(text, Path::new("n.toml")).expect("valid toml");
+        let args = NodeArgs {
+            bitcoin_rpc_password: Some("hunter2flag".into()),
+            database_url: Some("postgres://u:hunter2flagdb@h/db".into()),
+            ..NodeArgs::default()
+        };
+        let config = NodeConfig::resolve(&args, file.clone()).expect("complete");
+        for shown in [
+            format!("{file:?}"),
+            format!("{args:?}"),
+            format!("{config:?}"),
+            format!("{:#?}", config.bitcoin),
+        ] {
+            for secret in ["hunter2", "urlsecret"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            assert!(
+                shown.contains("<redacted>") || shown.contains(":***@"),
+                "{shown}"
+            );
+        }
+        assert!(format!("{config:?}").contains("postgres://u:***@h/db"));
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgres://h/a@b"), "postgres://h/a@b");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -16,16 +16,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::btc::{Backend, BackendError, EmbeddedBackend, RegtestChain};
-use crate::node::config::{BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig};
+use crate::node::config::{
+    BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig, ServerConfig,
+};
 use crate::node::finality::closer::spawn_round_closer_with_health;
 use crate::node::finality::{FinalityModule, FinalityParams};
 use crate::node::follower::Follower;
-use crate::node::grpc::{serve, ServeError};
+use crate::node::grpc::{serve_with, ServeError};
 use crate::node::module::StakingModule;
 use crate::node::store::{Store, StoreError};
 
-/// Database connections the node keeps.
-const MAX_DB_CONNECTIONS: u32 = 16;
+/// Database connections of the round closer and of the chain follower, each (apart from the
+/// handlers' pool, so a flood of requests cannot starve them).
+const TASK_DB_CONNECTIONS: u32 = 2;
+
+/// How long a stopping node waits for its calls in flight before it drops them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Why `fiamma node` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -109,18 +115,6 @@ pub fn finality_params(config: &FinalityConfig, params: &ParamsVersions) -> Fina
     }
 }
 
-/// Structured logs: JSON lines on stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Already initialised (e.g. by an embedding test) is fine.
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// What a node runs on, resolved from configuration or chosen by an embedding (`fiamma devnet`).
 pub struct NodeSetup {
     /// The database, migrated.
@@ -158,11 +152,28 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Starts everything on `setup`; returns once gRPC is accepting connections.
+    /// [`RunningNode::start_with`] the default server limits.
     ///
     /// # Errors
     /// [`RunError::Store`] when the staking module cannot load its state.
     pub async fn start(setup: NodeSetup) -> Result<Self, RunError> {
+        Self::start_with(setup, &ServerConfig::default()).await
+    }
+
+    /// Starts everything on `setup` within the server limits `server`; returns once gRPC is
+    /// accepting connections. The request handlers use `setup.pool`; the round closer and
+    /// the chain follower each get a small pool of their own on the same database.
+    ///
+    /// # Errors
+    /// [`RunError::Store`] when the staking module cannot load its state.
+    pub async fn start_with(setup: NodeSetup, server: &ServerConfig) -> Result<Self, RunError> {
+        let own_pool = || {
+            PgPoolOptions::new()
+                .max_connections(TASK_DB_CONNECTIONS)
+                .test_before_acquire(false)
+                .connect_lazy_with(setup.pool.connect_options().as_ref().clone())
+        };
+        let (closer_pool, follower_pool) = (own_pool(), own_pool());
         let finality = FinalityModule::new(
             setup.pool.clone(),
             finality_params(&setup.finality, &setup.params),
@@ -175,15 +186,20 @@ impl RunningNode {
             .local_addr()
             .map_err(|e| RunError::Backend(format!("listener address: {e}")))?;
         let (stop, stopped) = watch::channel(false);
-        let follower = Follower::new(setup.backend, staking.clone(), setup.network)
-            .with_stall_timeout(setup.stall_timeout);
+        let follower = Follower::new(
+            setup.backend,
+            staking.with_store(Store::from_pool(follower_pool)),
+            setup.network,
+        )
+        .with_stall_timeout(setup.stall_timeout);
         let follow = tokio::spawn(follower.run(setup.poll_interval, stopped.clone()));
         let closer = spawn_round_closer_with_health(
-            finality.clone(),
+            finality.with_pool(closer_pool),
             staking.health().clone(),
             until_stopped(stopped.clone()),
         );
-        let server = tokio::spawn(serve(
+        let server = tokio::spawn(serve_with(
+            *server,
             staking.clone(),
             Some(finality.clone()),
             setup.listener,
@@ -200,15 +216,24 @@ impl RunningNode {
         })
     }
 
-    /// Stops the server, the follower and the closer, and waits for them.
+    /// Stops the server, the follower and the closer, and waits for them; the server gets
+    /// [`SHUTDOWN_GRACE`] to finish its calls (open Events streams never finish on their own),
+    /// then is dropped with its connections.
     ///
     /// # Errors
     /// [`RunError::Serve`] when the server had failed.
-    pub async fn stop(self) -> Result<(), RunError> {
+    pub async fn stop(mut self) -> Result<(), RunError> {
         let _ = self.stop.send(true);
         let _ = self.follow.await;
         let _ = self.closer.await;
-        match self.server.await {
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(served) => served,
+            Err(_) => {
+                self.server.abort();
+                return Ok(());
+            }
+        };
+        match served {
             Ok(served) => Ok(served?),
             Err(e) => Err(RunError::Backend(format!("grpc server task: {e}"))),
         }
@@ -225,15 +250,29 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// Connects to `url` and applies the migrations.
+/// [`connect_and_migrate_with`] the default server limits.
 ///
 /// # Errors
 /// [`RunError::Store`] when the server cannot be reached or a migration fails.
 pub async fn connect_and_migrate(url: &str) -> Result<PgPool, RunError> {
+    connect_and_migrate_with(url, &ServerConfig::default()).await
+}
+
+/// Connects the handlers' pool to `url` (`db_max_connections`, waiting at most
+/// `db_acquire_timeout` for a connection, which a handler answers UNAVAILABLE) and applies
+/// the migrations.
+///
+/// # Errors
+/// [`RunError::Store`] when the server cannot be reached or a migration fails.
+pub async fn connect_and_migrate_with(
+    url: &str,
+    server: &ServerConfig,
+) -> Result<PgPool, RunError> {
     // No ping before each use: a dead connection fails its statement, which the client sees
     // as "database unavailable; retry", and the pool replaces it.
     let pool = PgPoolOptions::new()
-        .max_connections(MAX_DB_CONNECTIONS)
+        .max_connections(server.db_max_connections)
+        .acquire_timeout(server.db_acquire_timeout)
         .test_before_acquire(false)
         .connect(url)
         .await
@@ -244,9 +283,9 @@ pub async fn connect_and_migrate(url: &str) -> Result<PgPool, RunError> {
 
 /// Runs the node until Ctrl-C.
 pub async fn run(args: NodeArgs) -> Result<(), RunError> {
-    init_logging();
+    crate::cli::init_logging();
     let config = NodeConfig::from_args(&args)?;
-    let pool = connect_and_migrate(&config.database_url).await?;
+    let pool = connect_and_migrate_with(&config.database_url, &config.server).await?;
     let params = load_params(&config.params_file)?;
     let contexts = SigningContexts {
         chain_id: config.chain_id.clone(),
@@ -259,17 +298,20 @@ pub async fn run(args: NodeArgs) -> Result<(), RunError> {
             addr: config.grpc_addr,
             source,
         })?;
-    let node = RunningNode::start(NodeSetup {
-        pool,
-        params,
-        contexts,
-        finality: config.finality,
-        backend: backend(&config.bitcoin)?,
-        network: config.network,
-        poll_interval: Duration::from_millis(config.poll_interval_ms),
-        stall_timeout: Duration::from_millis(config.stall_timeout_ms),
-        listener,
-    })
+    let node = RunningNode::start_with(
+        NodeSetup {
+            pool,
+            params,
+            contexts,
+            finality: config.finality,
+            backend: backend(&config.bitcoin)?,
+            network: config.network,
+            poll_interval: Duration::from_millis(config.poll_interval_ms),
+            stall_timeout: Duration::from_millis(config.stall_timeout_ms),
+            listener,
+        },
+        &config.server,
+    )
     .await?;
     tracing::info!(
         addr = %node.addr,

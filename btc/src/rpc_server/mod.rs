@@ -5,6 +5,10 @@
 //! -32601. HTTP basic authentication as Core does it: a wrong or missing password gets
 //! HTTP 401 with an empty body. JSON-RPC 1.0 replies carry both `result` and `error`, with
 //! Core's HTTP status for errors; JSON-RPC 2.0 replies always use HTTP 200.
+//!
+//! Bounds: a request body of at most [`MAX_BODY_BYTES`] (HTTP 413 beyond), a batch of at most
+//! [`MAX_BATCH_LEN`] requests (one -32600 error beyond), and at most [`MAX_CONCURRENT`]
+//! requests handled at once (HTTP 503 beyond, as Core answers when its work queue is full).
 
 pub mod error;
 pub mod methods;
@@ -16,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -46,7 +50,16 @@ impl std::fmt::Debug for RpcAuth {
 struct ServerState {
     chain: SharedChain,
     expected_auth: String,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Largest request body: a `submitblock` of a full 4 MB block is 8 MB of hex.
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Most requests in one batch.
+pub const MAX_BATCH_LEN: usize = 1000;
+/// Most HTTP requests handled at once (Core's default `-rpcworkqueue` is 16; more here since
+/// most calls are quick reads).
+pub const MAX_CONCURRENT: usize = 64;
 
 /// How long a client with bad credentials waits, as in Bitcoin Core (deters guessing).
 const BAD_AUTH_DELAY: Duration = Duration::from_millis(250);
@@ -119,6 +132,14 @@ async fn handle(
         )
             .into_response();
     }
+    // Refused before the body is parsed: a flood costs no work.
+    let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Work queue depth exceeded ({MAX_CONCURRENT} requests in flight)\n"),
+        )
+            .into_response();
+    };
     let json_reply = |status: StatusCode, body: Value| {
         (
             status,
@@ -138,6 +159,19 @@ async fn handle(
         }
     };
     match request {
+        Value::Array(batch) if batch.len() > MAX_BATCH_LEN => {
+            let e = RpcError::new(
+                code::INVALID_REQUEST,
+                format!(
+                    "batch of {} requests, at most {MAX_BATCH_LEN} allowed",
+                    batch.len()
+                ),
+            );
+            json_reply(
+                StatusCode::OK,
+                json!({"result": null, "error": e.to_json(), "id": null}),
+            )
+        }
         Value::Array(batch) => {
             let mut replies = Vec::with_capacity(batch.len());
             for request in &batch {
@@ -157,8 +191,12 @@ pub fn router(chain: SharedChain, auth: &RpcAuth) -> Router {
     let state = Arc::new(ServerState {
         chain,
         expected_auth: format!("{}:{}", auth.user, auth.password),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
     });
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
 }
 
 /// A running JSON-RPC server.
@@ -185,6 +223,66 @@ pub async fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends one raw HTTP POST of `body` with the right credentials; the status and body.
+    async fn post(addr: SocketAddr, body: &[u8]) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            base64::engine::general_purpose::STANDARD.encode("u:p"),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        // The server may answer (413) before reading a large body; a reset then is fine.
+        let _ = stream.write_all(body).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn batches_and_bodies_are_bounded() {
+        let chain = std::sync::Arc::new(tokio::sync::RwLock::new(
+            crate::RegtestChain::in_memory().expect("chain"),
+        ));
+        let auth = RpcAuth {
+            user: "u".into(),
+            password: "p".into(),
+        };
+        let server = spawn("127.0.0.1:0".parse().expect("addr"), chain, &auth)
+            .await
+            .expect("serves");
+        let one = json!({"method": "getblockcount", "params": [], "id": 1});
+        let batch = |n: usize| Value::Array(vec![one.clone(); n]).to_string();
+
+        let (status, body) = post(server.addr, batch(MAX_BATCH_LEN).as_bytes()).await;
+        assert_eq!(status, 200);
+        let replies: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(replies.as_array().map(Vec::len), Some(MAX_BATCH_LEN));
+
+        let (status, body) = post(server.addr, batch(MAX_BATCH_LEN + 1).as_bytes()).await;
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(reply["error"]["code"], json!(code::INVALID_REQUEST));
+        let message = reply["error"]["message"].as_str().expect("message");
+        assert!(message.contains(&MAX_BATCH_LEN.to_string()), "{message}");
+
+        let (status, _) = post(server.addr, &vec![b' '; MAX_BODY_BYTES + 1]).await;
+        assert_eq!(status, 413, "an oversized body is refused");
+        // Still serving.
+        let (status, _) = post(server.addr, one.to_string().as_bytes()).await;
+        assert_eq!(status, 200);
+        server.task.abort();
+    }
 
     #[test]
     fn only_the_exact_credentials_authorize() {

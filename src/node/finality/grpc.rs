@@ -12,7 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{store, wire, FinalityModule};
+use crate::node::grpc::convert::int64;
 use crate::node::grpc::events::{forward_log, REPLAY_BATCH};
+use crate::node::grpc::limits::ServerLimits;
+use crate::node::grpc::EVENT_CHANNEL;
 use crate::node::store::StoreError;
 
 /// Largest request the service decodes: two votes, or a proof at its caps, fit well within.
@@ -22,11 +25,18 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct FinalityGrpc {
     module: FinalityModule,
+    limits: ServerLimits,
 }
 
-/// The tonic service for `module`, ready for `Server::add_service`.
+/// The tonic service for `module` with the default limits, ready for `Server::add_service`.
 pub fn server(module: FinalityModule) -> FinalityServer<FinalityGrpc> {
-    FinalityServer::new(FinalityGrpc { module }).max_decoding_message_size(MAX_REQUEST_BYTES)
+    server_with(module, ServerLimits::default())
+}
+
+/// The tonic service for `module` within `limits` (shared with the server's other services).
+pub fn server_with(module: FinalityModule, limits: ServerLimits) -> FinalityServer<FinalityGrpc> {
+    FinalityServer::new(FinalityGrpc { module, limits })
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -163,18 +173,33 @@ impl Finality for FinalityGrpc {
         &self,
         request: Request<pb::EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let from = request.into_inner().from_sequence.max(1);
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(forward(self.module.clone(), from, tx));
+        let peer = request.remote_addr();
+        let from = int64("from_sequence", request.into_inner().from_sequence)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .max(1);
+        let permit = self.limits.open_event_stream(peer)?;
+        let (tx, rx) = mpsc::channel(EVENT_CHANNEL);
+        let (module, limits) = (self.module.clone(), self.limits.clone());
+        tokio::spawn(async move {
+            // The subscription's slots are freed when the forwarder ends.
+            let _permit = permit;
+            forward(module, limits, from, tx).await;
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 /// Sends the finality module's events from sequence `next` on into `out` until the client goes
 /// away.
-async fn forward(module: FinalityModule, next: u64, out: mpsc::Sender<Result<pb::Event, Status>>) {
+async fn forward(
+    module: FinalityModule,
+    limits: ServerLimits,
+    next: u64,
+    out: mpsc::Sender<Result<pb::Event, Status>>,
+) {
     let live = module.subscribe();
     forward_log(
+        &limits,
         live,
         |from| {
             let pool = module.pool.clone();

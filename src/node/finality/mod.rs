@@ -112,6 +112,15 @@ impl FinalityModule {
         }
     }
 
+    /// The same module (parameters, event feed, ingest state) working through `pool`: gives
+    /// a task such as the round closer connections of its own.
+    pub fn with_pool(&self, pool: PgPool) -> Self {
+        FinalityModule {
+            pool,
+            ..self.clone()
+        }
+    }
+
     /// The parameters.
     pub fn params(&self) -> &FinalityParams {
         &self.params

@@ -196,6 +196,28 @@ mod tests {
     }
 
     #[test]
+    fn echoed_values_are_cut() {
+        assert_eq!(echo("abc"), "\"abc\"");
+        let long = "é".repeat(10_000);
+        let shown = echo(&long);
+        assert!(shown.len() < 300, "{shown}");
+        assert!(shown.ends_with("(20000 bytes)"), "{shown}");
+        for e in [
+            txid("staking_txid", &"z".repeat(1 << 20)),
+            txid("staking_txid", &"z".repeat(64)),
+        ] {
+            assert!(e.expect_err("refused").to_string().len() < 300);
+        }
+        let e = commission("commission", &"9".repeat(1 << 20)).expect_err("refused");
+        assert!(e.to_string().len() < 300, "{e}");
+        let e = account("account", &"x".repeat(1 << 20)).expect_err("refused");
+        assert!(e.to_string().len() < 300, "{e}");
+        let e = int64("from_sequence", u64::MAX).expect_err("refused");
+        assert_eq!(e.field, "from_sequence");
+        assert_eq!(int64("from_sequence", i64::MAX as u64), Ok(i64::MAX as u64));
+    }
+
+    #[test]
     fn txids_must_be_64_hex_characters() {
         let id = "aa".repeat(32);
         assert!(txid("staking_txid", &id).is_ok());

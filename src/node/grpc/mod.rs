@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub(crate) mod events;
+pub mod limits;
 mod status;
 
 use std::future::Future;
@@ -22,6 +23,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use self::convert as c;
+use self::limits::{check_response, fill_page, ServerLimits};
+use crate::node::config::ServerConfig;
 use crate::node::finality::grpc::{self as finality_grpc, FinalityGrpc};
 use crate::node::finality::FinalityModule;
 use crate::node::module::{CovenantSigsInput, StakingModule, VerifierRegistration};
@@ -35,12 +38,18 @@ pub const MAX_REQUEST_BYTES: usize = 4 * convert::MAX_TX_BYTES + 64 * 1024;
 #[derive(Clone)]
 pub struct StakingGrpc {
     module: StakingModule,
+    limits: ServerLimits,
 }
 
 impl StakingGrpc {
-    /// Serves `module`.
+    /// Serves `module` with the default limits.
     pub fn new(module: StakingModule) -> Self {
-        StakingGrpc { module }
+        Self::with_limits(module, ServerLimits::default())
+    }
+
+    /// Serves `module` within `limits` (shared with the server's other services).
+    pub fn with_limits(module: StakingModule, limits: ServerLimits) -> Self {
+        StakingGrpc { module, limits }
     }
 }
 
@@ -212,14 +221,24 @@ impl Staking for StakingGrpc {
         request: Request<pb::VerifiersRequest>,
     ) -> Result<Response<pb::VerifiersResponse>, Status> {
         let (after, size) = c::page(request.into_inner().page.as_ref(), pk_key)?;
-        let list = self.module.store().verifiers(after.as_ref(), size).await?;
-        let last = list.last().map(|v| v.registration.btc_pk.serialize());
+        let store = self.module.store();
+        let (verifiers, next) =
+            fill_page(
+                &self.limits,
+                after,
+                size,
+                |after: Option<XOnlyPublicKey>, n| async move {
+                    store.verifiers(after.as_ref(), n).await
+                },
+                |v| v.registration.btc_pk,
+                c::verifier_to_pb,
+            )
+            .await?;
         Ok(Response::new(pb::VerifiersResponse {
             page: Some(c::next_token(
-                list.len() == size as usize,
-                last.as_ref().map(|k| k.as_slice()),
+                next.map(|k| k.serialize()).as_ref().map(|k| &k[..]),
             )),
-            verifiers: list.iter().map(c::verifier_to_pb).collect(),
+            verifiers,
         }))
     }
 
@@ -252,11 +271,13 @@ impl Staking for StakingGrpc {
             verifier: optional_key("verifier_btc_pk", &r.verifier_btc_pk)?,
         };
         let (after, size) = c::page(r.page.as_ref(), txid_key)?;
-        let list = self
-            .module
-            .delegations(&filter, after.as_ref(), size)
-            .await?;
-        Ok(Response::new(delegation_page(list, size)))
+        let module = &self.module;
+        let filter = &filter;
+        delegation_page(&self.limits, after, size, |after: Option<Txid>, n| async move {
+            module.delegations(filter, after.as_ref(), n).await
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn pending_delegations(
@@ -266,11 +287,17 @@ impl Staking for StakingGrpc {
         let r = request.into_inner();
         let pk = c::key("covenant_pk", &r.covenant_pk)?;
         let (after, size) = c::page(r.page.as_ref(), txid_key)?;
-        let list = self
-            .module
-            .pending_for_covenant(&pk, after.as_ref(), size)
-            .await?;
-        let page = delegation_page(list, size);
+        let module = &self.module;
+        let pk = &pk;
+        let page = delegation_page(
+            &self.limits,
+            after,
+            size,
+            |after: Option<Txid>, n| async move {
+                module.pending_for_covenant(pk, after.as_ref(), n).await
+            },
+        )
+        .await?;
         Ok(Response::new(pb::PendingDelegationsResponse {
             delegations: page.delegations,
             page: page.page,
@@ -284,11 +311,13 @@ impl Staking for StakingGrpc {
         let h = request.into_inner().btc_height;
         let table = self.module.voting_power_table(h).await?;
         let total: u64 = table.iter().map(|e| e.power_sat).sum();
-        Ok(Response::new(pb::VotingPowerTableResponse {
+        let response = pb::VotingPowerTableResponse {
             btc_height: h,
             entries: table.iter().map(c::voting_power_to_pb).collect(),
             total_power_sat: i64::try_from(total).unwrap_or(i64::MAX),
-        }))
+        };
+        check_response(&self.limits, &response)?;
+        Ok(Response::new(response))
     }
 
     type EventsStream = EventStream;
@@ -297,27 +326,51 @@ impl Staking for StakingGrpc {
         &self,
         request: Request<pb::EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let from = request.into_inner().from_sequence.max(1);
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(events::forward(self.module.clone(), from, tx));
+        let peer = request.remote_addr();
+        let from = c::int64("from_sequence", request.into_inner().from_sequence)?.max(1);
+        let permit = self.limits.open_event_stream(peer)?;
+        let (tx, rx) = mpsc::channel(EVENT_CHANNEL);
+        let (module, limits) = (self.module.clone(), self.limits.clone());
+        tokio::spawn(async move {
+            // The subscription's slots are freed when the forwarder ends.
+            let _permit = permit;
+            events::forward(module, limits, from, tx).await;
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-fn delegation_page(
-    list: Vec<crate::node::store::Delegation>,
+/// Messages buffered per Events stream between the forwarder and the client.
+pub(crate) const EVENT_CHANNEL: usize = 256;
+
+/// One page of delegations read by `fetch(after, n)`, bounded in items and bytes.
+async fn delegation_page<F, Fut>(
+    limits: &ServerLimits,
+    after: Option<Txid>,
     size: u32,
-) -> pb::DelegationsResponse {
-    let last = list
-        .last()
-        .map(|d| d.registration.staking_txid.to_byte_array());
-    pb::DelegationsResponse {
+    fetch: F,
+) -> Result<pb::DelegationsResponse, Status>
+where
+    F: FnMut(Option<Txid>, u32) -> Fut,
+    Fut: Future<
+        Output = Result<Vec<crate::node::store::Delegation>, crate::node::module::QueryError>,
+    >,
+{
+    let (delegations, next) = fill_page(
+        limits,
+        after,
+        size,
+        fetch,
+        |d| d.registration.staking_txid,
+        c::delegation_to_pb,
+    )
+    .await?;
+    Ok(pb::DelegationsResponse {
         page: Some(c::next_token(
-            list.len() == size as usize,
-            last.as_ref().map(|k| k.as_slice()),
+            next.map(|t| t.to_byte_array()).as_ref().map(|k| &k[..]),
         )),
-        delegations: list.iter().map(c::delegation_to_pb).collect(),
-    }
+        delegations,
+    })
 }
 
 /// Why the gRPC server stopped.
@@ -331,14 +384,35 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the staking service, the finality service when given, gRPC health (each service
-/// SERVING) and server reflection on `listener` until `shutdown` completes.
+/// [`serve_with`] the default limits.
 pub async fn serve(
     module: StakingModule,
     finality: Option<FinalityModule>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_with(
+        ServerConfig::default(),
+        module,
+        finality,
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the staking service, the finality service when given, gRPC health (each service
+/// SERVING) and server reflection on `listener` until `shutdown` completes, within `config`:
+/// calls in flight and their duration, HTTP/2 streams per connection, keepalive, Events
+/// streams, replay and response sizes (see [`limits`]).
+pub async fn serve_with(
+    config: ServerConfig,
+    module: StakingModule,
+    finality: Option<FinalityModule>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let limits = ServerLimits::new(config);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StakingServer<StakingGrpc>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -346,12 +420,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let node_health = module.health().subscribe();
-    let staking =
-        StakingServer::new(StakingGrpc::new(module)).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let staking = StakingServer::new(StakingGrpc::with_limits(module, limits.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        // A backstop: pages are cut to fit before this.
+        .max_encoding_message_size(config.max_response_bytes);
     let finality = match finality {
         Some(module) => {
             health.set_serving::<FinalityServer<FinalityGrpc>>().await;
-            Some(finality_grpc::server(module))
+            Some(finality_grpc::server_with(module, limits.clone()))
         }
         None => None,
     };
@@ -362,6 +438,12 @@ pub async fn serve(
         finality.is_some(),
     ));
     let served = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        // Dead peers that never answer are found by the kernel too (e.g. a half-open socket).
+        .tcp_keepalive(Some(config.keepalive_interval))
+        .layer(limits.layer())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(staking)

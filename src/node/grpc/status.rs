@@ -26,9 +26,15 @@ fn status(code: Code, message: impl std::fmt::Display) -> Status {
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => {
+            StoreError::Database(sqlx::Error::PoolTimedOut) => {
+                tracing::warn!(error = %e, "handler pool exhausted");
+                status(
+                    Code::Unavailable,
+                    "every database connection of the request handlers is busy (server \
+                     db_max_connections reached for db_acquire_timeout_ms); retry shortly",
+                )
+            }
+            StoreError::Database(sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
                 tracing::warn!(error = %e, "database unavailable");
                 status(
                     Code::Unavailable,

@@ -101,6 +101,15 @@ impl StakingModule {
         })
     }
 
+    /// The same module (params, header chain, event feed, caches) working through `store`:
+    /// gives a task such as the chain follower connections of its own.
+    pub fn with_store(&self, store: Store) -> Self {
+        StakingModule {
+            store,
+            ..self.clone()
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
