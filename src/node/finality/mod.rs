@@ -12,25 +12,29 @@
 //!
 //! Every transaction takes its locks in this order, so none waits in a cycle:
 //!
-//! 1. the finality state row ([`store::position`]), before anything else:
-//!    - `FOR SHARE` ([`Lock::Share`](store::Lock::Share)) by votes (the batch and the
-//!      transaction), UnjailVerifier and SubmitProof: no round closes while one of them runs,
+//! 1. the round-close advisory lock: shared by a batch of first votes
+//!    ([`store::hold_rounds_open`], its only lock before its one statement), exclusive by
+//!    every `FOR UPDATE` holder of 2 just before it ([`store::position`]);
+//! 2. the finality state row ([`store::position`]):
+//!    - `FOR SHARE` ([`Lock::Share`](store::Lock::Share)) by votes decided in a transaction,
+//!      UnjailVerifier and SubmitProof: no round closes while one of them (or a batch of first
+//!      votes, through 1) runs,
 //!      so a vote answered COUNTED is in the store before the next close tallies the round
 //!      and records liveness, and a vote after a close sees its expiries and jailings;
 //!    - `FOR UPDATE` ([`Lock::Update`](store::Lock::Update)) by the round close, the tally,
 //!      EquivocationEvidence and a vote that turns out to be equivocation (slashing numbers
 //!      events). A transaction never upgrades `FOR SHARE` to `FOR UPDATE` (two upgrading
 //!      at once deadlock): such a vote is rolled back and decided again under `FOR UPDATE`.
-//! 2. the verifier's finality row `FOR NO KEY UPDATE` ([`store::verifier_record`]), one
-//!    verifier per message; the close writes several, in key order, under `FOR UPDATE` of 1;
+//! 3. the verifier's finality row `FOR NO KEY UPDATE` ([`store::verifier_record`]), one
+//!    verifier per message; the close writes several, in key order, under `FOR UPDATE` of 2;
 //!    the votes' foreign keys take `KEY SHARE` on it, which conflicts with neither.
-//! 3. the staking writer lock (`node_state FOR UPDATE`), then the staking `verifiers` row:
-//!    only slashing ([`slashing`]) reaches into the staking module, after 1 and 2. The
-//!    staking module's own messages (SelectiveSlashingEvidence) take 3 alone, never 1 or 2;
+//! 4. the staking writer lock (`node_state FOR UPDATE`), then the staking `verifiers` row:
+//!    only slashing ([`slashing`]) reaches into the staking module, after 1 to 3. The
+//!    staking module's own messages (SelectiveSlashingEvidence) take 4 alone, never 1 to 3;
 //!    its slashing is read by every vote (refused from its commit on) and adopted by the
 //!    next close.
 //!
-//! CommitPubRandList reads the state row without a lock and takes only 2.
+//! CommitPubRandList reads the state row without a lock and takes only 3.
 //!
 //! - [`wire`]: protobuf fields to domain values, with a [`FieldError`] naming the field.
 //! - [`errors`]: one error enum per operation and its gRPC status.

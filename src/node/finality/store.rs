@@ -71,8 +71,31 @@ pub enum Lock {
     Update,
 }
 
-/// Reads the position, locking its row as `lock` says.
+/// The transaction-level advisory lock that batched first votes hold shared and every
+/// [`Lock::Update`] holder holds exclusively ("fiamma" and 1). It keeps a round from closing
+/// while a batch is in flight, as `FOR SHARE` on the state row does, without writing a row
+/// lock (and a multixact when batches overlap) on every batch.
+const ROUND_CLOSE_LOCK: i64 = 0x6669_616d_6d61_0001;
+
+/// Keeps rounds from closing until the transaction ends, for a batch of first votes; taken
+/// before the batch's statement, so that statement's snapshot sees any close that committed.
+pub async fn hold_rounds_open(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(ROUND_CLOSE_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reads the position, locking its row as `lock` says ([`Lock::Update`] first takes the
+/// round-close lock exclusively, waiting for the vote batches in flight).
 pub async fn position(conn: &mut PgConnection, lock: Lock) -> Result<Position, StoreError> {
+    if lock == Lock::Update {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ROUND_CLOSE_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
     let sql = match lock {
         Lock::None => "SELECT latest_round, latest_hash, last_event_seq FROM finality_state",
         Lock::Share => {
@@ -759,7 +782,7 @@ pub async fn insert_first_votes(
     let signatures: Vec<[u8; 32]> = batch().map(|v| v.vote.signature.to_byte_array()).collect();
     let agrees: Vec<bool> = batch().map(|v| v.agrees).collect();
     let mut tx = pool.begin().await?;
-    position(&mut tx, Lock::Share).await?;
+    hold_rounds_open(&mut tx).await?;
     let stored = sqlx::query(
         "INSERT INTO votes (round, verifier, round_hash, public_randomness, proof_index, \
            proof_total, leaf_hash, aunts, signature, agrees) \
