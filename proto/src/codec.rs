@@ -22,6 +22,8 @@ use fiamma_staking::state::DelegationStatus;
 
 use crate::staking::v1 as pb;
 
+pub mod finality;
+
 /// Largest transaction accepted in a request: a standard transaction weighs at most 400,000
 /// weight units, so it serializes to at most 100,000 bytes without witness data.
 pub const MAX_TX_BYTES: usize = 100_000;
@@ -386,6 +388,31 @@ pub fn create_delegation_request(
         unbonding_tx: serialize(&reg.unbonding_tx),
         unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
         staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
+    })
+}
+
+/// CreateVerifier for `keypair` and `account`, bound by a BIP-340 proof of possession in
+/// `contexts` (PROTOCOL §6).
+///
+/// # Errors
+/// [`FieldError`] when the account cannot be encoded.
+pub fn create_verifier_request(
+    keypair: &bitcoin::secp256k1::Keypair,
+    account: &Account,
+    description: pb::Description,
+    commission: &str,
+    contexts: &fiamma_staking::context::SigningContexts,
+) -> Result<pb::CreateVerifierRequest, FieldError> {
+    use fiamma_staking::pop::{sign_pop, PopRole};
+    let pop = sign_pop(contexts, PopRole::Verifier, account, keypair);
+    Ok(pb::CreateVerifierRequest {
+        account: account
+            .to_bech32(ACCOUNT_HRP)
+            .map_err(|e| bad("account", e.to_string()))?,
+        btc_pk: keypair.x_only_public_key().0.serialize().to_vec(),
+        pop: Some(proof_to_pb(&ProofOfPossession::Bip340(pop))),
+        description: Some(description),
+        commission: commission.to_owned(),
     })
 }
 

@@ -2,7 +2,6 @@
 //! without state, then applies in one database transaction: load, pure core, write, commit.
 //! An error means the transaction was rolled back and nothing changed.
 
-use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{schnorr, Message, SecretKey, XOnlyPublicKey, SECP256K1};
 use fiamma_finality::rounds::{
     check_vote, check_voter_standing, equivocation, ClosedRound, VerifierStatus, Verifiers, Vote,
@@ -20,18 +19,8 @@ use super::{slashing, wire, FinalityModule};
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
 
-/// The tag of the unjail message.
-pub const UNJAIL_TAG: &[u8] = b"fiamma/unjail/v1";
-
-/// `sha256("fiamma/unjail/v1" ‖ pk ‖ u64be(since))`: what a jailed verifier signs to be
-/// unjailed; binding `since` keeps the signature from unjailing a later jailing.
-pub fn unjail_message(pk: &XOnlyPublicKey, since: u64) -> [u8; 32] {
-    let mut engine = sha256::Hash::engine();
-    engine.input(UNJAIL_TAG);
-    engine.input(&pk.serialize());
-    engine.input(&since.to_be_bytes());
-    sha256::Hash::from_engine(engine).to_byte_array()
-}
+// The unjail message is the codec's, shared with the verifier daemon that signs it.
+pub use fiamma_proto::codec::finality::{unjail_message, UNJAIL_TAG};
 
 fn begin_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
