@@ -183,7 +183,7 @@ fn unix_now() -> i64 {
 
 fn status_word(status: Option<VerifierStatus>) -> &'static str {
     match status {
-        None => "UNREGISTERED",
+        None => "NO FINALITY RECORD (not registered, or no commitment yet)",
         Some(VerifierStatus::Active) => "ACTIVE",
         Some(VerifierStatus::Jailed) => "JAILED",
         Some(VerifierStatus::Slashed) => "SLASHED",
@@ -299,42 +299,46 @@ impl Verifier {
             ..StepReport::default()
         };
         let mut power = 0;
-        if let Some(record) = &record {
-            report.committed_until = record.committed_until();
-            match record.status {
-                VerifierStatus::Slashed => {
-                    self.health.failing("this verifier is slashed");
-                }
-                status => {
-                    if let Some(c) = self.keep_randomness(record, current).await? {
-                        report.committed = Some((c.start(), c.last()));
-                        report.committed_until = report.committed_until.max(c.last());
-                    }
-                    if status == VerifierStatus::Jailed {
-                        report.unjail = self.maybe_unjail(record, current).await;
-                    } else {
-                        let from = current
-                            .saturating_sub(self.settings.catch_up_rounds)
-                            .saturating_add(1)
-                            .max(1);
-                        for round in from..=current {
-                            if self.state().settled.contains(&round) {
-                                continue;
-                            }
-                            let (outcome, round_power) = self.decide(round, record).await?;
-                            power = power.max(round_power);
-                            self.account(round, &outcome);
-                            if outcome.is_settled() {
-                                self.state().settled.insert(round);
-                            }
-                            report.rounds.push(RoundDecision { round, outcome });
-                        }
-                        self.health.ok();
-                    }
-                }
+        // The finality module knows a verifier from its first commitment on: a registered
+        // verifier without a record commits; the node refuses it if it is not registered.
+        let known = record.clone().unwrap_or(VerifierRecord {
+            status: VerifierStatus::Unspecified,
+            since_round: 0,
+            commitments: Vec::new(),
+            missed_rounds: 0,
+        });
+        report.committed_until = known.committed_until();
+        match known.status {
+            VerifierStatus::Slashed => {
+                self.health.failing("this verifier is slashed");
             }
-        } else {
-            self.health.failing("not registered on the node");
+            status => {
+                if let Some(c) = self.keep_randomness(&known, current).await? {
+                    report.committed = Some((c.start(), c.last()));
+                    report.committed_until = report.committed_until.max(c.last());
+                }
+                if status == VerifierStatus::Jailed {
+                    report.unjail = self.maybe_unjail(&known, current).await;
+                } else if status == VerifierStatus::Active {
+                    let from = current
+                        .saturating_sub(self.settings.catch_up_rounds)
+                        .saturating_add(1)
+                        .max(1);
+                    for round in from..=current {
+                        if self.state().settled.contains(&round) {
+                            continue;
+                        }
+                        let (outcome, round_power) = self.decide(round, &known).await?;
+                        power = power.max(round_power);
+                        self.account(round, &outcome);
+                        if outcome.is_settled() {
+                            self.state().settled.insert(round);
+                        }
+                        report.rounds.push(RoundDecision { round, outcome });
+                    }
+                }
+                self.health.ok();
+            }
         }
         {
             let mut state = self.state();
@@ -637,10 +641,14 @@ impl Verifier {
         let hash = message_hash(&self.settings.contexts, round, &round_hash);
         if let Some(signed) = self.store.signed(&self.network, round).await? {
             if signed.message_hash != hash {
-                return Ok(self.refuse(
-                    round,
-                    format!("slashing protection: round {round} was signed for another message"),
-                ));
+                return self
+                    .refuse(
+                        round,
+                        format!(
+                            "slashing protection: round {round} was signed for another message"
+                        ),
+                    )
+                    .await;
             }
             let pb_vote = fpb::FinalityVote::decode(signed.vote.as_slice()).ok();
             let decoded = vote(&VOTE, pb_vote.as_ref()).ok();
@@ -658,10 +666,10 @@ impl Verifier {
             .iter()
             .find(|c| c.covers(round) && record.commitments.contains(c))
         else {
-            return Ok(self.refuse(
+            return self.refuse(
                 round,
                 format!("round {round} is covered by no commitment this store made and the node holds (store restored from an older backup?)"),
-            ));
+            ).await;
         };
         let signed: Vote = self
             .signer
@@ -682,10 +690,14 @@ impl Verifier {
         match self.store.protect(&self.network, &entry).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
-                return Ok(self.refuse(
-                    round,
-                    format!("slashing protection: round {round} was signed for another message"),
-                ))
+                return self
+                    .refuse(
+                        round,
+                        format!(
+                            "slashing protection: round {round} was signed for another message"
+                        ),
+                    )
+                    .await
             }
             Err(e) => return Err(e.into()),
         }
@@ -695,11 +707,21 @@ impl Verifier {
         })
     }
 
-    fn refuse(&self, round: u64, why: String) -> RoundOutcome {
+    async fn refuse(&self, round: u64, why: String) -> Result<RoundOutcome, VerifierError> {
         tracing::error!(round, reason = %why, "refusing to sign");
         self.metrics
             .inc("fiamma_verifier_protection_refusals_total", &[]);
-        RoundOutcome::Refused(why)
+        self.store
+            .record_disagreement(
+                &self.network,
+                &Disagreement {
+                    round,
+                    kind: "refused".to_owned(),
+                    reason: why.clone(),
+                },
+            )
+            .await?;
+        Ok(RoundOutcome::Refused(why))
     }
 
     async fn send(&self, v: &Vote) -> Result<VoteOutcome, RoundOutcome> {
