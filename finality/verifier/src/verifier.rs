@@ -112,6 +112,8 @@ pub struct RoundDecision {
     pub round: u64,
     /// What happened.
     pub outcome: RoundOutcome,
+    /// The proofs re-verified and how many of them are valid, when they were.
+    pub proofs: Option<(usize, usize)>,
 }
 
 /// What one step did.
@@ -328,13 +330,17 @@ impl Verifier {
                         if self.state().settled.contains(&round) {
                             continue;
                         }
-                        let (outcome, round_power) = self.decide(round, &known).await?;
+                        let (outcome, round_power, proofs) = self.decide(round, &known).await?;
                         power = power.max(round_power);
                         self.account(round, &outcome);
                         if outcome.is_settled() {
                             self.state().settled.insert(round);
                         }
-                        report.rounds.push(RoundDecision { round, outcome });
+                        report.rounds.push(RoundDecision {
+                            round,
+                            outcome,
+                            proofs,
+                        });
                     }
                 }
                 self.health.ok();
@@ -486,24 +492,26 @@ impl Verifier {
         Some(result)
     }
 
-    /// Decides closed round `round`; also returns this verifier's power in it.
+    /// Decides closed round `round`; also returns this verifier's power in it and, when it
+    /// re-verified the proofs, how many there are and how many it found valid.
     async fn decide(
         &self,
         round: u64,
         record: &VerifierRecord,
-    ) -> Result<(RoundOutcome, u64), VerifierError> {
+    ) -> Result<(RoundOutcome, u64, Option<(usize, usize)>), VerifierError> {
         let Some(view) = self.node.round(round).await? else {
             return Ok((
                 RoundOutcome::Undelivered(format!("round {round} not served")),
                 0,
+                None,
             ));
         };
         let key = self.signer.public_key();
         let Some(&(_, power)) = view.active_set.iter().find(|(k, _)| *k == key) else {
-            return Ok((RoundOutcome::NotActive, 0));
+            return Ok((RoundOutcome::NotActive, 0, None));
         };
         if view.status == RoundStatus::Expired {
-            return Ok((RoundOutcome::Expired, power));
+            return Ok((RoundOutcome::Expired, power, None));
         }
         if let Some(mine) = view.votes.iter().find(|v| v.vote.voter == key) {
             // The node holds a vote of this key (sent before a restart, or from a restored
@@ -515,7 +523,7 @@ impl Verifier {
                 vote: vote_to_pb(&mine.vote).encode_to_vec(),
             };
             return Ok(match self.store.protect(&self.network, &record).await {
-                Ok(()) => (RoundOutcome::AlreadyCounted, power),
+                Ok(()) => (RoundOutcome::AlreadyCounted, power, None),
                 Err(StoreError::Conflict { .. }) => {
                     tracing::error!(round, "the node holds a vote by this key for another message than the one this store recorded: is the key used elsewhere?");
                     self.metrics.inc("fiamma_verifier_foreign_votes_total", &[]);
@@ -524,6 +532,7 @@ impl Verifier {
                             "the node holds a vote of this key on round {round} for another message than the recorded one"
                         )),
                         power,
+                        None,
                     )
                 }
                 Err(e) => return Err(e.into()),
@@ -533,9 +542,13 @@ impl Verifier {
             Ok(ours) => ours,
             Err(why) => {
                 self.disagree(round, "unverifiable", &why).await?;
-                return Ok((RoundOutcome::Unverifiable(why), power));
+                return Ok((RoundOutcome::Unverifiable(why), power, None));
             }
         };
+        let counts = (
+            ours.len(),
+            ours.iter().filter(|r| r.verdict.is_valid()).count(),
+        );
         let differing: Vec<String> = ours
             .iter()
             .zip(&view.results)
@@ -553,9 +566,13 @@ impl Verifier {
                 format!("verdicts differ on proofs {}", differing.join(", "))
             };
             self.disagree(round, "disagree", &why).await?;
-            return Ok((RoundOutcome::Disagrees(why), power));
+            return Ok((RoundOutcome::Disagrees(why), power, Some(counts)));
         }
-        Ok((self.vote_for(round, view.round_hash, record).await?, power))
+        Ok((
+            self.vote_for(round, view.round_hash, record).await?,
+            power,
+            Some(counts),
+        ))
     }
 
     async fn disagree(&self, round: u64, kind: &str, why: &str) -> Result<(), VerifierError> {
