@@ -481,3 +481,73 @@ fn the_keystore_holds_no_form_of_the_secret_and_a_wrong_passphrase_is_named() {
     let err = String::from_utf8_lossy(&other_role.stderr);
     assert!(err.contains("verifier"), "{err}");
 }
+
+#[sqlx::test]
+async fn a_jailed_verifier_asks_to_be_unjailed_after_the_jail_duration_and_votes_again(
+    pool: PgPool,
+) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (node, addr) = start_node_with(
+        dir.path(),
+        &pool,
+        "liveness_window = 10\nliveness_min_signed = 7\njail_duration = 4\n",
+    );
+    let _node = Killed(node);
+    let mut client = finality(addr).await;
+    let config = registered_with(
+        &dir.path().join("v1"),
+        1,
+        addr,
+        "unjail = true\njail_duration = 4\n",
+    );
+    stake(&pool, 1, 1_000_000).await;
+
+    // It votes, then goes down long enough to be jailed.
+    let mut daemon = Killed(spawn_verifier(&config, true));
+    let mut voting = false;
+    for _ in 0..100 {
+        let h = current_round(&mut client).await;
+        if h > 0 && !round(&mut client, h).await.votes.is_empty() {
+            voting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(voting, "it never voted");
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    let mut jailed_at = 0;
+    for _ in 0..100 {
+        let rec = record(&mut client, 1).await;
+        if rec.status() == fpb::VerifierStatus::Jailed {
+            jailed_at = rec.since_round;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(jailed_at > 0, "it was never jailed");
+
+    // Back up: it waits out the jail duration, asks to be unjailed, and votes again.
+    daemon = Killed(spawn_verifier(&config, false));
+    let mut unjailed = false;
+    for _ in 0..150 {
+        if record(&mut client, 1).await.status() == fpb::VerifierStatus::Active {
+            unjailed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unjailed, "it was not unjailed");
+    let back = current_round(&mut client).await;
+    assert!(
+        back >= jailed_at + 4,
+        "unjailed at {back}, jailed at {jailed_at}"
+    );
+    wait_for_round(&mut client, back + 4, 20).await;
+    let votes = votes_of(&mut client, 1, back + 1..=back + 4).await;
+    assert!(!votes.is_empty(), "no vote after the unjailing");
+    let shown = status(&config);
+    assert!(shown.contains("registration: ACTIVE"), "{shown}");
+    drop(daemon);
+    assert_no_equivocation(&mut client).await;
+}

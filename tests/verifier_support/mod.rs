@@ -24,12 +24,20 @@ pub const ROUND_MS: u64 = 250;
 
 /// Starts the node binary on `pool`'s database with quick rounds; returns it and its address.
 pub fn start_node(dir: &Path, pool: &PgPool) -> (Child, SocketAddr) {
+    start_node_with(dir, pool, "")
+}
+
+/// [`start_node`] with more `[finality]` settings.
+pub fn start_node_with(dir: &Path, pool: &PgPool, finality: &str) -> (Child, SocketAddr) {
     let addr = node_process::free_port();
     let config = node_process::write_files(
         &dir.join("node"),
         &node_process::database_url(pool),
         addr,
-        &format!("[finality]\nround_interval_ms = {ROUND_MS}\nvote_expiry = 10\nmax_start_ahead = 1000\n"),
+        &format!(
+            "[finality]\nround_interval_ms = {ROUND_MS}\nvote_expiry = 10\n\
+             max_start_ahead = 1000\n{finality}"
+        ),
     );
     (node_process::spawn(&config), addr)
 }
@@ -104,8 +112,13 @@ pub fn write_config(dir: &Path, node: SocketAddr, extra: &str) -> PathBuf {
 
 /// A verifier's directory, keystore and config, registered with the CLI.
 pub fn registered(dir: &Path, seed: u8, node: SocketAddr) -> PathBuf {
+    registered_with(dir, seed, node, "")
+}
+
+/// [`registered`] with `extra` config lines (keys [`write_config`] does not set).
+pub fn registered_with(dir: &Path, seed: u8, node: SocketAddr, extra: &str) -> PathBuf {
     import_key(dir, seed);
-    let config = write_config(dir, node, "");
+    let config = write_config(dir, node, extra);
     let out = ok(fiamma(&[
         "verifier",
         "register",
