@@ -490,6 +490,7 @@ async fn a_jailed_verifier_asks_to_be_unjailed_after_the_jail_duration_and_votes
     let (node, addr) = start_node_with(
         dir.path(),
         &pool,
+        ROUND_MS,
         "liveness_window = 10\nliveness_min_signed = 7\njail_duration = 4\n",
     );
     let _node = Killed(node);
@@ -549,5 +550,82 @@ async fn a_jailed_verifier_asks_to_be_unjailed_after_the_jail_duration_and_votes
     let shown = status(&config);
     assert!(shown.contains("registration: ACTIVE"), "{shown}");
     drop(daemon);
+    assert_no_equivocation(&mut client).await;
+}
+
+/// Benchmark (run on demand: `cargo test -p fiamma --test verifier_daemon -- --ignored
+/// --nocapture`): time from a round closing (the node's RoundClosed event, as a client sees
+/// it) to the verifier's vote being recorded on the round, with 10 proofs in each round
+/// (2 valid, 8 invalid, each re-verified by the daemon from RoundProofs).
+#[sqlx::test]
+#[ignore = "a benchmark; prints the median and 99th percentile"]
+async fn bench_round_close_to_vote_counted_with_ten_proofs(pool: PgPool) {
+    let dir = tempfile::tempdir().expect("dir");
+    // Rounds long enough for the ten submissions to land in one round.
+    let (node, addr) = start_node_with(dir.path(), &pool, 3_000, "");
+    let _node = Killed(node);
+    let mut client = finality(addr).await;
+    let config = registered(&dir.path().join("v1"), 1, addr);
+    stake(&pool, 1, 1_000_000).await;
+    let _daemon = Killed(spawn_verifier(&config, true));
+    let mut events = client
+        .events(fpb::EventsRequest { from_sequence: 1 })
+        .await
+        .expect("events")
+        .into_inner();
+    let (vk, proof, inputs) = fiamma_proof("valid");
+    let (cvk, cproof, cinputs) = fiamma_proof("challenge");
+    let mut took = Vec::new();
+    let mut variant = 0u16;
+    let samples = 30;
+    while took.len() < samples {
+        assert!(variant < 8 * 200, "rounds of 10 proofs did not close");
+        let event = tokio::time::timeout(Duration::from_secs(30), events.message())
+            .await
+            .expect("an event in time")
+            .expect("stream")
+            .expect("open");
+        let Some(fpb::event::Kind::RoundClosed(c)) = event.kind else {
+            continue;
+        };
+        if c.proofs == 10 {
+            // The vote is counted once the node records it on the round.
+            let closed = std::time::Instant::now();
+            loop {
+                if !round(&mut client, c.round).await.votes.is_empty() {
+                    took.push(closed.elapsed());
+                    break;
+                }
+                assert!(closed.elapsed() < Duration::from_secs(30), "no vote");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        // Ten proofs for the open round: two valid, eight with altered inputs.
+        let mut batch = vec![
+            (vk.clone(), proof.clone(), inputs.clone()),
+            (cvk.clone(), cproof.clone(), cinputs.clone()),
+        ];
+        for _ in 0..8 {
+            // The low bytes of the first scalar (after the 8-byte count): a well-formed
+            // input the proof does not verify for, new each time.
+            variant += 1;
+            let mut bad = inputs.clone();
+            bad[8..10].copy_from_slice(&variant.to_le_bytes());
+            batch.push((vk.clone(), proof.clone(), bad));
+        }
+        for parts in batch {
+            client
+                .submit_proof(proof_request(parts))
+                .await
+                .expect("proof taken");
+        }
+    }
+    took.sort_unstable();
+    let median = took[took.len() / 2];
+    let p99 = took[(took.len() * 99).div_ceil(100) - 1];
+    println!(
+        "round close -> vote counted, 10 proofs, {} rounds: median {median:?}, p99 {p99:?}",
+        took.len()
+    );
     assert_no_equivocation(&mut client).await;
 }

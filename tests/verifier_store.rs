@@ -25,7 +25,10 @@ async fn exercise(store: &VerifierStore) {
         .x_only_public_key()
         .0;
     assert_eq!(store.salt(&net(), &key).await.expect("salt"), None);
-    assert_eq!(store.join(&net(), &key, &[1; 32]).await.expect("join"), [1; 32]);
+    assert_eq!(
+        store.join(&net(), &key, &[1; 32]).await.expect("join"),
+        [1; 32]
+    );
     let c = RandomnessCommitment::new(1, 10, [2; 32]).expect("range");
     store.record_commitment(&net(), &c).await.expect("commit");
     store.record_commitment(&net(), &c).await.expect("again");
@@ -36,7 +39,10 @@ async fn exercise(store: &VerifierStore) {
         vote: vec![1, 2, 3],
     };
     store.protect(&net(), &signed).await.expect("protect");
-    store.protect(&net(), &signed).await.expect("same message again");
+    store
+        .protect(&net(), &signed)
+        .await
+        .expect("same message again");
     let other = SignedRound {
         message_hash: [4; 32],
         ..signed.clone()

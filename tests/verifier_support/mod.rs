@@ -24,18 +24,23 @@ pub const ROUND_MS: u64 = 250;
 
 /// Starts the node binary on `pool`'s database with quick rounds; returns it and its address.
 pub fn start_node(dir: &Path, pool: &PgPool) -> (Child, SocketAddr) {
-    start_node_with(dir, pool, "")
+    start_node_with(dir, pool, ROUND_MS, "")
 }
 
-/// [`start_node`] with more `[finality]` settings.
-pub fn start_node_with(dir: &Path, pool: &PgPool, finality: &str) -> (Child, SocketAddr) {
+/// [`start_node`] with rounds every `round_ms` and more `[finality]` settings.
+pub fn start_node_with(
+    dir: &Path,
+    pool: &PgPool,
+    round_ms: u64,
+    finality: &str,
+) -> (Child, SocketAddr) {
     let addr = node_process::free_port();
     let config = node_process::write_files(
         &dir.join("node"),
         &node_process::database_url(pool),
         addr,
         &format!(
-            "[finality]\nround_interval_ms = {ROUND_MS}\nvote_expiry = 10\n\
+            "[finality]\nround_interval_ms = {round_ms}\nvote_expiry = 10\n\
              max_start_ahead = 1000\n{finality}"
         ),
     );
