@@ -513,7 +513,14 @@ impl Verifier {
         if view.status == RoundStatus::Expired {
             return Ok((RoundOutcome::Expired, power, None));
         }
-        if let Some(mine) = view.votes.iter().find(|v| v.vote.voter == key) {
+        // Only a vote that verifies is this key's: a node cannot make the store record a
+        // message this key never signed.
+        let contexts = &self.settings.contexts;
+        if let Some(mine) = view
+            .votes
+            .iter()
+            .find(|v| v.vote.voter == key && v.vote.verify_signature(contexts).is_ok())
+        {
             // The node holds a vote of this key (sent before a restart, or from a restored
             // store's lost rounds): it is the one message for the round from now on.
             let hash = message_hash(&self.settings.contexts, round, &mine.vote.round_hash);
