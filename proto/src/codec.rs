@@ -391,7 +391,17 @@ pub fn create_delegation_request(
     })
 }
 
-/// CreateVerifier for `keypair` and `account`, bound by a BIP-340 proof of possession in
+/// How a verifier proves possession of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopFormat {
+    /// A BIP-340 signature by the key.
+    Bip340,
+    /// A BIP-322 simple signature by the key's BIP-86 P2TR address on `network` (the address's
+    /// network is not part of what is proven).
+    Bip322P2tr(bitcoin::Network),
+}
+
+/// CreateVerifier for `keypair` and `account`, bound by a proof of possession in `format` and
 /// `contexts` (PROTOCOL §6).
 ///
 /// # Errors
@@ -402,15 +412,30 @@ pub fn create_verifier_request(
     description: pb::Description,
     commission: &str,
     contexts: &fiamma_staking::context::SigningContexts,
+    format: PopFormat,
 ) -> Result<pb::CreateVerifierRequest, FieldError> {
-    use fiamma_staking::pop::{sign_pop, PopRole};
-    let pop = sign_pop(contexts, PopRole::Verifier, account, keypair);
+    use fiamma_staking::bip322::{p2tr_script, sign_p2tr};
+    use fiamma_staking::pop::{pop_message, sign_pop, PopRole};
+    let key = keypair.x_only_public_key().0;
+    let pop = match format {
+        PopFormat::Bip340 => {
+            ProofOfPossession::Bip340(sign_pop(contexts, PopRole::Verifier, account, keypair))
+        }
+        PopFormat::Bip322P2tr(network) => {
+            let address = Address::from_script(&p2tr_script(key), network)
+                .map_err(|e| bad("pop", e.to_string()))?;
+            ProofOfPossession::Bip322 {
+                address: address.into_unchecked(),
+                witness: sign_p2tr(keypair, &pop_message(contexts, PopRole::Verifier, account)),
+            }
+        }
+    };
     Ok(pb::CreateVerifierRequest {
         account: account
             .to_bech32(ACCOUNT_HRP)
             .map_err(|e| bad("account", e.to_string()))?,
-        btc_pk: keypair.x_only_public_key().0.serialize().to_vec(),
-        pop: Some(proof_to_pb(&ProofOfPossession::Bip340(pop))),
+        btc_pk: key.serialize().to_vec(),
+        pop: Some(proof_to_pb(&pop)),
         description: Some(description),
         commission: commission.to_owned(),
     })

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bitcoin::hashes::{hash160, Hash};
-use fiamma_proto::codec::create_verifier_request;
+use fiamma_proto::codec::{create_verifier_request, PopFormat};
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_client::StakingClient;
 use fiamma_role::daemon::Shutdown;
@@ -50,6 +50,10 @@ pub enum VerifierCommand {
         /// Its commission, a decimal in [0, 1].
         #[arg(long, default_value = "0.05")]
         commission: String,
+        /// Prove possession with a BIP-322 signature by the key's P2TR address on this Bitcoin
+        /// network (bitcoin, testnet, signet, regtest) instead of a BIP-340 signature.
+        #[arg(long)]
+        bip322_network: Option<bitcoin::Network>,
     },
     /// Run the voting daemon.
     Run {
@@ -113,6 +117,7 @@ pub async fn run(cmd: VerifierCommand) -> Result<(), CliError> {
             details,
             website,
             commission,
+            bip322_network,
         } => {
             let description = pb::Description {
                 moniker,
@@ -120,7 +125,15 @@ pub async fn run(cmd: VerifierCommand) -> Result<(), CliError> {
                 website,
                 ..pb::Description::default()
             };
-            register(&config, account.as_deref(), description, &commission).await
+            let format = bip322_network.map_or(PopFormat::Bip340, PopFormat::Bip322P2tr);
+            register(
+                &config,
+                account.as_deref(),
+                description,
+                &commission,
+                format,
+            )
+            .await
         }
         VerifierCommand::Run {
             config,
@@ -174,6 +187,7 @@ async fn register(
     account: Option<&str>,
     description: pb::Description,
     commission: &str,
+    format: PopFormat,
 ) -> Result<(), CliError> {
     let config = VerifierConfig::load(config)?;
     let keypair = fiamma_verifier::daemon::open_key(&config)?;
@@ -191,6 +205,7 @@ async fn register(
         description,
         commission,
         &config.contexts(),
+        format,
     )?;
     let channel = tonic::transport::Endpoint::from_shared(config.node.clone())
         .map_err(|e| format!("node endpoint {:?}: {e}", config.node))?

@@ -48,6 +48,7 @@ pub fn create_verifier_request(
         },
         "0.05",
         contexts,
+        c::PopFormat::Bip340,
     )
 }
 

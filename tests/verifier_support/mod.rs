@@ -124,14 +124,20 @@ pub fn registered(dir: &Path, seed: u8, node: SocketAddr) -> PathBuf {
 pub fn registered_with(dir: &Path, seed: u8, node: SocketAddr, extra: &str) -> PathBuf {
     import_key(dir, seed);
     let config = write_config(dir, node, extra);
-    let out = ok(fiamma(&[
+    let moniker = format!("verifier {seed}");
+    let mut args = vec![
         "verifier",
         "register",
         "--config",
         config.to_str().expect("utf-8"),
         "--moniker",
-        &format!("verifier {seed}"),
-    ]));
+        &moniker,
+    ];
+    // Even seeds prove possession with BIP-322 (P2TR), odd ones with BIP-340.
+    if seed % 2 == 0 {
+        args.extend(["--bip322-network", "regtest"]);
+    }
+    let out = ok(fiamma(&args));
     assert!(out.contains("registered verifier"), "{out}");
     config
 }
