@@ -23,6 +23,10 @@ enum Command {
     /// A covenant committee member: its encrypted key and the co-signing daemon.
     #[command(subcommand)]
     Covenant(cli::covenant::CovenantCommand),
+    /// A verifier operator: its encrypted key, registration, the voting daemon with slashing
+    /// protection, and the protection's export and import.
+    #[command(subcommand)]
+    Verifier(cli::verifier::VerifierCommand),
     /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
     /// slashed on Bitcoin, and an unbonding.
@@ -37,6 +41,7 @@ async fn main() {
         Command::Regtest(args) => cli::regtest::run(args).await,
         Command::Node(args) => fiamma::node::run::run(args).await.map_err(Into::into),
         Command::Covenant(cmd) => cli::covenant::run(cmd).await,
+        Command::Verifier(cmd) => cli::verifier::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {

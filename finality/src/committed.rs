@@ -5,7 +5,7 @@ use secp256k1::SecretKey;
 use zeroize::Zeroizing;
 
 use crate::commitment::{CommitmentRangeError, RandomnessCommitment};
-use crate::eots::{derive_from_key_bytes, PublicRandomness, SecretRandomness};
+use crate::eots::{derive_from_key_bytes, PublicRandomness, RandomnessDomain, SecretRandomness};
 use crate::merkle::{MerkleTree, Proof};
 
 /// The randomness a verifier committed to for rounds `start .. start + num − 1`.
@@ -14,7 +14,7 @@ use crate::merkle::{MerkleTree, Proof};
 /// round's secret randomness on demand instead of keeping `num` secrets in memory.
 pub struct CommittedRandomness {
     key: Zeroizing<[u8; 32]>,
-    chain_id: String,
+    domain: RandomnessDomain,
     commitment: RandomnessCommitment,
     public: Vec<PublicRandomness>,
     tree: MerkleTree,
@@ -46,20 +46,35 @@ impl CommittedRandomness {
         start: u64,
         num: u64,
     ) -> Result<Self, CommitmentRangeError> {
+        Self::derive_in(sk, RandomnessDomain::chain_only(chain_id), start, num)
+    }
+
+    /// Derives the randomness of rounds `start .. start + num − 1` for `sk` bound to `domain`
+    /// (see [`crate::eots::derive_bound_randomness`]) and commits to it. This is the derivation
+    /// a verifier daemon uses; [`CommittedRandomness::derive`] is the unbound one.
+    ///
+    /// # Errors
+    /// As [`CommittedRandomness::derive`].
+    pub fn derive_in(
+        sk: &SecretKey,
+        domain: RandomnessDomain,
+        start: u64,
+        num: u64,
+    ) -> Result<Self, CommitmentRangeError> {
         let range_error = CommitmentRangeError { start, num };
         // Validates the range before any work is done.
         let last = RandomnessCommitment::new(start, num, [0; 32])?.last();
         usize::try_from(num).map_err(|_| range_error)?;
         let key = Zeroizing::new(sk.secret_bytes());
         let public: Vec<PublicRandomness> = (start..=last)
-            .map(|round| derive_from_key_bytes(&key, chain_id, round).public())
+            .map(|round| derive_from_key_bytes(&key, domain.as_bytes(), round).public())
             .collect();
         let leaves: Vec<&[u8; 32]> = public.iter().map(PublicRandomness::as_bytes).collect();
         let tree = MerkleTree::new(&leaves);
         let commitment = RandomnessCommitment::new(start, num, tree.root())?;
         Ok(CommittedRandomness {
             key,
-            chain_id: chain_id.to_owned(),
+            domain,
             commitment,
             public,
             tree,
@@ -96,7 +111,7 @@ impl CommittedRandomness {
             .and_then(|i| self.public.get(i))
             .ok_or(not_committed)?;
         Ok(RoundRandomness {
-            secret: derive_from_key_bytes(&self.key, &self.chain_id, round),
+            secret: derive_from_key_bytes(&self.key, self.domain.as_bytes(), round),
             public,
             proof,
         })
@@ -106,7 +121,7 @@ impl CommittedRandomness {
 impl std::fmt::Debug for CommittedRandomness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommittedRandomness")
-            .field("chain_id", &self.chain_id)
+            .field("domain", &self.domain)
             .field("commitment", &self.commitment)
             .finish_non_exhaustive()
     }

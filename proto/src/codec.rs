@@ -22,6 +22,8 @@ use fiamma_staking::state::DelegationStatus;
 
 use crate::staking::v1 as pb;
 
+pub mod finality;
+
 /// Largest transaction accepted in a request: a standard transaction weighs at most 400,000
 /// weight units, so it serializes to at most 100,000 bytes without witness data.
 pub const MAX_TX_BYTES: usize = 100_000;
@@ -442,6 +444,56 @@ pub fn create_delegation_request(
         unbonding_tx: serialize(&reg.unbonding_tx),
         unbonding_slashing_tx: serialize(&reg.unbonding_slashing_tx),
         staker_unbonding_slashing_sig: reg.staker_unbonding_slashing_sig.as_ref().to_vec(),
+    })
+}
+
+/// How a verifier proves possession of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopFormat {
+    /// A BIP-340 signature by the key.
+    Bip340,
+    /// A BIP-322 simple signature by the key's BIP-86 P2TR address on `network` (the address's
+    /// network is not part of what is proven).
+    Bip322P2tr(bitcoin::Network),
+}
+
+/// CreateVerifier for `keypair` and `account`, bound by a proof of possession in `format` and
+/// `contexts` (PROTOCOL §6).
+///
+/// # Errors
+/// [`FieldError`] when the account cannot be encoded.
+pub fn create_verifier_request(
+    keypair: &bitcoin::secp256k1::Keypair,
+    account: &Account,
+    description: pb::Description,
+    commission: &str,
+    contexts: &fiamma_staking::context::SigningContexts,
+    format: PopFormat,
+) -> Result<pb::CreateVerifierRequest, FieldError> {
+    use fiamma_staking::bip322::{p2tr_script, sign_p2tr};
+    use fiamma_staking::pop::{pop_message, sign_pop, PopRole};
+    let key = keypair.x_only_public_key().0;
+    let pop = match format {
+        PopFormat::Bip340 => {
+            ProofOfPossession::Bip340(sign_pop(contexts, PopRole::Verifier, account, keypair))
+        }
+        PopFormat::Bip322P2tr(network) => {
+            let address = Address::from_script(&p2tr_script(key), network)
+                .map_err(|e| bad("pop", e.to_string()))?;
+            ProofOfPossession::Bip322 {
+                address: address.into_unchecked(),
+                witness: sign_p2tr(keypair, &pop_message(contexts, PopRole::Verifier, account)),
+            }
+        }
+    };
+    Ok(pb::CreateVerifierRequest {
+        account: account
+            .to_bech32(ACCOUNT_HRP)
+            .map_err(|e| bad("account", e.to_string()))?,
+        btc_pk: key.serialize().to_vec(),
+        pop: Some(proof_to_pb(&pop)),
+        description: Some(description),
+        commission: commission.to_owned(),
     })
 }
 

@@ -3,14 +3,19 @@
 
 use std::path::PathBuf;
 
-use bitcoin::secp256k1::{SecretKey, SECP256K1};
 use fiamma_covenant_member::config::{MemberConfig, PASSPHRASE_ENV, ROLE};
 use fiamma_covenant_member::store::MemberStore;
 use fiamma_role::daemon::Shutdown;
-use fiamma_role::keystore::{Keystore, DEFAULT_WORK_FACTOR};
-use fiamma_role::passphrase::PassphraseSource;
 
+use super::keys::{KeyRole, KeysCommand};
 use super::CliError;
+
+/// The covenant member's keystore role.
+const KEYS: KeyRole = KeyRole {
+    role: ROLE,
+    passphrase_env: PASSPHRASE_ENV,
+    prompt: "Covenant keystore passphrase: ",
+};
 
 /// `fiamma covenant …`
 #[derive(Debug, clap::Subcommand)]
@@ -35,59 +40,10 @@ pub enum CovenantCommand {
     },
 }
 
-/// `fiamma covenant keys …`
-#[derive(Debug, clap::Subcommand)]
-pub enum KeysCommand {
-    /// Create a new key in a new keystore and print its public key.
-    New {
-        #[command(flatten)]
-        keystore: KeystoreArgs,
-        /// scrypt work factor (log2 N), 10..=22.
-        #[arg(long, default_value_t = DEFAULT_WORK_FACTOR)]
-        work_factor: u8,
-    },
-    /// Put an existing secret key (64 hex characters, read from a file) into a new keystore.
-    Import {
-        #[command(flatten)]
-        keystore: KeystoreArgs,
-        /// File holding the secret key as 64 hex characters.
-        #[arg(long)]
-        secret_file: PathBuf,
-        /// scrypt work factor (log2 N), 10..=22.
-        #[arg(long, default_value_t = DEFAULT_WORK_FACTOR)]
-        work_factor: u8,
-    },
-    /// Print the public key; with --check, also open the keystore with the passphrase.
-    Show {
-        #[command(flatten)]
-        keystore: KeystoreArgs,
-        /// Decrypt the keystore to prove the passphrase opens it.
-        #[arg(long)]
-        check: bool,
-    },
-}
-
-/// Where the keystore is and how its passphrase is given.
-#[derive(Debug, clap::Args)]
-pub struct KeystoreArgs {
-    /// The keystore's .age file (its public key is beside it, as .pub).
-    #[arg(long, env = "FIAMMA_COVENANT_KEYSTORE")]
-    pub keystore: PathBuf,
-    /// A file holding the passphrase; else FIAMMA_COVENANT_PASSPHRASE, else a prompt.
-    #[arg(long)]
-    pub passphrase_file: Option<PathBuf>,
-}
-
-impl KeystoreArgs {
-    fn source(&self) -> PassphraseSource {
-        PassphraseSource::choose(self.passphrase_file.clone(), PASSPHRASE_ENV)
-    }
-}
-
 /// Runs `fiamma covenant …`.
 pub async fn run(cmd: CovenantCommand) -> Result<(), CliError> {
     match cmd {
-        CovenantCommand::Keys(keys) => run_keys(keys),
+        CovenantCommand::Keys(keys) => super::keys::run(keys, &KEYS),
         CovenantCommand::Run { config } => {
             super::init_logging();
             fiamma_covenant_member::daemon::run(&config, Shutdown::on_signals()).await?;
@@ -95,69 +51,6 @@ pub async fn run(cmd: CovenantCommand) -> Result<(), CliError> {
         }
         CovenantCommand::Status { config, refusals } => status(&config, refusals).await,
     }
-}
-
-fn run_keys(cmd: KeysCommand) -> Result<(), CliError> {
-    match cmd {
-        KeysCommand::New {
-            keystore,
-            work_factor,
-        } => {
-            let secret = SecretKey::new(&mut rand::thread_rng());
-            create(&keystore, &secret, work_factor)
-        }
-        KeysCommand::Import {
-            keystore,
-            secret_file,
-            work_factor,
-        } => {
-            let text = zeroize::Zeroizing::new(
-                std::fs::read_to_string(&secret_file)
-                    .map_err(|e| format!("secret key file {}: {e}", secret_file.display()))?,
-            );
-            let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
-                format!(
-                    "secret key file {} does not hold 64 hex characters",
-                    secret_file.display()
-                )
-            })?);
-            let secret = SecretKey::from_slice(&bytes).map_err(|_| {
-                format!(
-                    "secret key file {} does not hold a valid secp256k1 secret key",
-                    secret_file.display()
-                )
-            })?;
-            create(&keystore, &secret, work_factor)
-        }
-        KeysCommand::Show { keystore, check } => {
-            let store = Keystore::at(&keystore.keystore, ROLE);
-            let public = store.public_key()?;
-            if check {
-                let passphrase = keystore
-                    .source()
-                    .read("Covenant keystore passphrase: ", PASSPHRASE_ENV)?;
-                store.open(&passphrase)?;
-                println!("{public} (keystore opens)");
-            } else {
-                println!("{public}");
-            }
-            Ok(())
-        }
-    }
-}
-
-fn create(args: &KeystoreArgs, secret: &SecretKey, work_factor: u8) -> Result<(), CliError> {
-    let store = Keystore::at(&args.keystore, ROLE);
-    let passphrase = args.source().read_new(PASSPHRASE_ENV)?;
-    let public = store.create(secret, &passphrase, work_factor)?;
-    debug_assert_eq!(public, secret.x_only_public_key(SECP256K1).0);
-    println!("{public}");
-    eprintln!(
-        "keystore written to {} (public key in {}); back up the .age file and its passphrase",
-        store.secret_path().display(),
-        store.public_path().display()
-    );
-    Ok(())
 }
 
 async fn status(config: &std::path::Path, refusals: u32) -> Result<(), CliError> {

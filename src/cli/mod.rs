@@ -1,8 +1,10 @@
 //! Command-line subcommands of the `fiamma` binary.
 
 pub mod covenant;
+pub mod keys;
 pub mod regtest;
 pub mod staking;
+pub mod verifier;
 
 /// An error that ends a subcommand; printed to the user as is.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;

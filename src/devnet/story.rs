@@ -308,9 +308,9 @@ impl<'a> World<'a> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut keys = Vec::new();
         for (i, name) in setup::VERIFIER_NAMES.into_iter().enumerate() {
-            let v = Verifier::new(name, self.contexts.clone())?;
+            let v = Verifier::new(name, self.contexts.clone(), self.channel.clone()).await?;
             v.register(&mut self.staking).await?;
-            let (first, last) = v.commit(&mut self.finality).await?;
+            let (first, last) = v.commit().await?;
             say.say(format!(
                 "verifier {name}: registered key {} with a BIP-340 proof of possession; \
                  committed randomness for rounds {first}..={last}",
@@ -323,7 +323,7 @@ impl<'a> World<'a> {
             } else {
                 Arc::new(AtomicU64::new(0))
             };
-            let daemon = v.spawn(self.finality.clone(), flag, tx.clone());
+            let daemon = v.spawn(flag, tx.clone());
             self.daemons.push(daemon);
         }
         self.reports = Some(rx);
@@ -843,16 +843,28 @@ impl<'a> World<'a> {
             .outcome
             .clone()
             .map_err(|e| DevnetError::refused(format!("verifier {name}"), e))?;
-        if outcome != [fpb::VoteOutcome::Disagrees, fpb::VoteOutcome::Equivocation] {
+        if outcome != [fpb::VoteOutcome::Counted, fpb::VoteOutcome::Equivocation] {
             return Err(DevnetError::unexpected(
                 "equivocation",
-                "DISAGREES then EQUIVOCATION",
+                "COUNTED then EQUIVOCATION",
                 format!("{outcome:?}"),
             ));
         }
         say.say(format!(
-            "verifier {name}: signed round {h} twice with one randomness (a hash calling the \
-             corrupted proof valid, then the honest one): node answered DISAGREES, then EQUIVOCATION"
+            "verifier {name}: signed round {h} twice with one randomness (the honest hash through \
+             its daemon, then, with its raw key around the daemon's slashing protection, a hash \
+             calling the corrupted proof valid): node answered COUNTED, then EQUIVOCATION"
+        ));
+        let refusal = report.protection.clone().unwrap_or_default();
+        if !refusal.contains("slashing protection") {
+            return Err(DevnetError::unexpected(
+                "equivocation",
+                "the daemon's own slashing protection refusing the second message",
+                refusal,
+            ));
+        }
+        say.say(format!(
+            "verifier {name}: its daemon, asked for the same second message, refused: {refusal}"
         ));
         let evidence = self
             .finality

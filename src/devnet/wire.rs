@@ -7,7 +7,6 @@ use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
 use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::context::SigningContexts;
-use fiamma_staking::pop::{sign_pop, PopRole, ProofOfPossession};
 
 pub use fiamma_proto::codec::registration_of;
 
@@ -39,25 +38,25 @@ pub fn create_verifier_request(
     contexts: &SigningContexts,
 ) -> Result<pb::CreateVerifierRequest, FieldError> {
     let (key, _) = keypair.x_only_public_key();
-    let account = account_of(&key);
-    let pop = sign_pop(contexts, PopRole::Verifier, &account, keypair);
-    Ok(pb::CreateVerifierRequest {
-        account: account_text(&account)?,
-        btc_pk: key.serialize().to_vec(),
-        pop: Some(c::proof_to_pb(&ProofOfPossession::Bip340(pop))),
-        description: Some(pb::Description {
+    c::create_verifier_request(
+        keypair,
+        &account_of(&key),
+        pb::Description {
             moniker: moniker.to_owned(),
             details: "fiamma devnet verifier".to_owned(),
             ..pb::Description::default()
-        }),
-        commission: "0.05".to_owned(),
-    })
+        },
+        "0.05",
+        contexts,
+        c::PopFormat::Bip340,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::devnet::setup;
+    use fiamma_staking::pop::PopRole;
 
     #[test]
     fn a_verifier_request_carries_a_pop_the_node_accepts() {

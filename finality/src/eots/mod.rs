@@ -11,7 +11,9 @@ mod scalar;
 mod sign;
 
 pub(crate) use derive::derive_from_key_bytes;
-pub use derive::derive_secret_randomness;
+pub use derive::{
+    derive_bound_randomness, derive_secret_randomness, RandomnessDomain, RANDOMNESS_DOMAIN_TAG,
+};
 pub use extract::{extract, ExtractError};
 pub use sign::{sign, verify, VerifyError};
 

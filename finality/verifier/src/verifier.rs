@@ -1,0 +1,848 @@
+//! The verifier component: `new`, `step` (one pass: randomness, jail, the closed rounds to vote
+//! in) and `run` (the daemon loop).
+//!
+//! Safety first: a vote is signed only with the randomness of a commitment this store recorded
+//! (bound to the network and the store's salt, PROTOCOL §9), and only after (network, round) →
+//! message hash is durably recorded; a different message for a recorded round is refused, the
+//! same one is re-sent as recorded. Liveness second: randomness is committed a configured margin
+//! ahead, and every closed round of the catch-up window is re-verified from its proofs and voted
+//! on only when this verifier computes the node's round hash itself.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::{sha256, Hash};
+use fiamma_finality::commitment::RandomnessCommitment;
+use fiamma_finality::eots::RandomnessDomain;
+use fiamma_finality::merkle::Digest;
+use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
+use fiamma_finality::rounds::Vote;
+use fiamma_finality::vote::vote_message;
+use fiamma_finality::zk::ZkProof;
+use fiamma_proto::client::{
+    ClosedRoundView, FinalityNode, NodeError, RoundStatus, VerifierRecord, VerifierStatus,
+    VoteOutcome,
+};
+use fiamma_proto::codec::finality::{vote, vote_to_pb, VOTE};
+use fiamma_proto::finality::v1 as fpb;
+use fiamma_role::daemon::{Health, Metrics, Shutdown};
+use fiamma_staking::context::SigningContexts;
+use prost::Message;
+use tokio_stream::StreamExt;
+
+use crate::signer::{Signer, SignerError};
+use crate::store::{Disagreement, Network, Progress, SignedRound, StoreError, VerifierStore};
+
+/// How long after a round-closed event the verifier starts its step.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Rounds asked for per Rounds call.
+const ROUNDS_PAGE: u32 = 1000;
+
+/// How a verifier runs, apart from its key, node and store.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    /// The network's signing contexts; its chain id and module address also bind the randomness.
+    pub contexts: SigningContexts,
+    /// Rounds per randomness commitment.
+    pub commit_batch: u64,
+    /// The next batch is committed when fewer rounds than this are committed ahead.
+    pub commit_ahead: u64,
+    /// How many closed rounds back the verifier looks for rounds to vote in.
+    pub catch_up_rounds: u64,
+    /// Longest wait between two passes when no event arrives.
+    pub poll_interval: Duration,
+    /// Whether to ask to be unjailed once `jail_duration` rounds have passed.
+    pub unjail: bool,
+    /// The node's jail duration, in rounds.
+    pub jail_duration: u64,
+}
+
+/// What became of one closed round in a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundOutcome {
+    /// Re-verified, agreed, signed, recorded and sent; the node's answer.
+    Voted(VoteOutcome),
+    /// Signed before (this run or an earlier one); the recorded vote was sent again.
+    Resent(VoteOutcome),
+    /// The node already holds this verifier's vote.
+    AlreadyCounted,
+    /// Not in the round's active set.
+    NotActive,
+    /// The round takes no votes any more.
+    Expired,
+    /// Its own verdicts or round hash differ from the node's: no vote.
+    Disagrees(String),
+    /// The proofs could not be checked (dropped, undecodable, not the ones listed): no vote.
+    Unverifiable(String),
+    /// Slashing protection, or the randomness rule, refused to sign.
+    Refused(String),
+    /// The node refused the vote for good.
+    Rejected(String),
+    /// The node could not be reached; the recorded vote is sent again next step.
+    Undelivered(String),
+}
+
+impl RoundOutcome {
+    /// Whether the round needs no further step.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, RoundOutcome::Undelivered(_))
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            RoundOutcome::Voted(_) => "voted",
+            RoundOutcome::Resent(_) => "resent",
+            RoundOutcome::AlreadyCounted => "already_counted",
+            RoundOutcome::NotActive => "not_active",
+            RoundOutcome::Expired => "expired",
+            RoundOutcome::Disagrees(_) => "disagrees",
+            RoundOutcome::Unverifiable(_) => "unverifiable",
+            RoundOutcome::Refused(_) => "refused",
+            RoundOutcome::Rejected(_) => "rejected",
+            RoundOutcome::Undelivered(_) => "undelivered",
+        }
+    }
+}
+
+/// One round's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundDecision {
+    /// The round.
+    pub round: u64,
+    /// What happened.
+    pub outcome: RoundOutcome,
+    /// The proofs re-verified and how many of them are valid, when they were.
+    pub proofs: Option<(usize, usize)>,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepReport {
+    /// The verifier's status on the node; `None` when the node does not know it.
+    pub status: Option<VerifierStatus>,
+    /// The newest closed round.
+    pub current_round: u64,
+    /// The last round its randomness covers on the node (after this step's commitment).
+    pub committed_until: u64,
+    /// The commitment made in this step, as (first, last) round.
+    pub committed: Option<(u64, u64)>,
+    /// The rounds looked at.
+    pub rounds: Vec<RoundDecision>,
+    /// The unjail request sent in this step and the node's answer.
+    pub unjail: Option<Result<(), String>>,
+}
+
+/// Why a step (or the start) could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// The node could not be asked.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The signer failed.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// The store has no record of this network: it may have signed on it from another store.
+    #[error("the local store has no slashing-protection record of network {network}; if this verifier never signed on it, start once with --new-network; if it did, import its slashing-protection file first")]
+    NotJoined {
+        /// The network.
+        network: String,
+    },
+}
+
+/// A verifier.
+pub struct Verifier {
+    settings: VerifierSettings,
+    signer: Arc<dyn Signer>,
+    node: Arc<dyn FinalityNode>,
+    store: VerifierStore,
+    network: Network,
+    domain: RandomnessDomain,
+    metrics: Metrics,
+    health: Health,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The newest closed round seen.
+    current: u64,
+    /// Rounds settled in this run (pruned below the catch-up window).
+    settled: BTreeSet<u64>,
+    /// Newest finality event seen.
+    seen_event: u64,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn status_word(status: Option<VerifierStatus>) -> &'static str {
+    match status {
+        None => "NO FINALITY RECORD (not registered, or no commitment yet)",
+        Some(VerifierStatus::Active) => "ACTIVE",
+        Some(VerifierStatus::Jailed) => "JAILED",
+        Some(VerifierStatus::Slashed) => "SLASHED",
+        Some(VerifierStatus::Unspecified) => "UNSPECIFIED",
+    }
+}
+
+/// The message hash slashing protection records for a vote.
+pub fn message_hash(contexts: &SigningContexts, round: u64, round_hash: &Digest) -> [u8; 32] {
+    sha256::Hash::hash(&vote_message(contexts, round, round_hash)).to_byte_array()
+}
+
+impl Verifier {
+    /// A verifier signing with `signer`, asking `node`, protected by `store`.
+    ///
+    /// The store must hold this network's record (its randomness salt). When it does not, the
+    /// verifier refuses to start unless `new_network` says this key never signed on this
+    /// network; then a fresh salt is drawn and recorded.
+    ///
+    /// # Errors
+    /// [`VerifierError::NotJoined`], or a store failure.
+    pub async fn new(
+        settings: VerifierSettings,
+        signer: Arc<dyn Signer>,
+        node: Arc<dyn FinalityNode>,
+        store: VerifierStore,
+        new_network: bool,
+    ) -> Result<Self, VerifierError> {
+        let network = Network {
+            chain_id: settings.contexts.chain_id.clone(),
+            module_address: settings.contexts.module_address.clone(),
+        };
+        let key = signer.public_key();
+        let salt = match store.salt(&network, &key).await? {
+            Some(salt) => salt,
+            None if new_network => {
+                let mut salt = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut salt);
+                tracing::info!(network = %network, "joining a network new to this verifier");
+                store.join(&network, &key, &salt).await?
+            }
+            None => {
+                return Err(VerifierError::NotJoined {
+                    network: network.to_string(),
+                })
+            }
+        };
+        let domain = RandomnessDomain::new(&network.chain_id, &network.module_address, &salt);
+        let current = store.progress().await?.map_or(0, |p| p.current_round);
+        Ok(Verifier {
+            settings,
+            signer,
+            node,
+            store,
+            network,
+            domain,
+            metrics: Metrics::default(),
+            health: Health::default(),
+            state: Mutex::new(State {
+                current,
+                ..State::default()
+            }),
+        })
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Its health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Its local store.
+    pub fn store(&self) -> &VerifierStore {
+        &self.store
+    }
+
+    /// The network it votes on.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// What its randomness is bound to (no secret: the key is needed to derive from it).
+    pub fn randomness_domain(&self) -> &RandomnessDomain {
+        &self.domain
+    }
+
+    /// Its key.
+    pub fn public_key(&self) -> bitcoin::secp256k1::XOnlyPublicKey {
+        self.signer.public_key()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One pass: the node's record of this verifier, randomness kept committed ahead, unjail
+    /// when due, and every unsettled closed round of the catch-up window decided.
+    ///
+    /// # Errors
+    /// [`VerifierError`] when the node cannot be asked or the store fails; each round's own
+    /// trouble is in the report instead.
+    pub async fn step(&self) -> Result<StepReport, VerifierError> {
+        let key = self.signer.public_key();
+        let record = self.node.verifier(key).await?;
+        let current = self.current_round().await?;
+        let mut report = StepReport {
+            status: record.as_ref().map(|r| r.status),
+            current_round: current,
+            ..StepReport::default()
+        };
+        let mut power = 0;
+        // The finality module knows a verifier from its first commitment on: a registered
+        // verifier without a record commits; the node refuses it if it is not registered.
+        let known = record.clone().unwrap_or(VerifierRecord {
+            status: VerifierStatus::Unspecified,
+            since_round: 0,
+            commitments: Vec::new(),
+            missed_rounds: 0,
+        });
+        report.committed_until = known.committed_until();
+        match known.status {
+            VerifierStatus::Slashed => {
+                self.health.failing("this verifier is slashed");
+            }
+            status => {
+                if let Some(c) = self.keep_randomness(&known, current).await? {
+                    report.committed = Some((c.start(), c.last()));
+                    report.committed_until = report.committed_until.max(c.last());
+                }
+                if status == VerifierStatus::Jailed {
+                    report.unjail = self.maybe_unjail(&known, current).await;
+                } else if status == VerifierStatus::Active {
+                    let from = current
+                        .saturating_sub(self.settings.catch_up_rounds)
+                        .saturating_add(1)
+                        .max(1);
+                    for round in from..=current {
+                        if self.state().settled.contains(&round) {
+                            continue;
+                        }
+                        let (outcome, round_power, proofs) = self.decide(round, &known).await?;
+                        power = power.max(round_power);
+                        self.account(round, &outcome);
+                        if outcome.is_settled() {
+                            self.state().settled.insert(round);
+                        }
+                        report.rounds.push(RoundDecision {
+                            round,
+                            outcome,
+                            proofs,
+                        });
+                    }
+                }
+                self.health.ok();
+            }
+        }
+        {
+            let mut state = self.state();
+            let keep_from = current.saturating_sub(self.settings.catch_up_rounds);
+            state.settled = state.settled.split_off(&keep_from);
+        }
+        let missed = record.as_ref().map_or(0, |r| r.missed_rounds);
+        self.metrics
+            .set("fiamma_verifier_current_round", &[], current as f64);
+        self.metrics.set(
+            "fiamma_verifier_committed_until",
+            &[],
+            report.committed_until as f64,
+        );
+        self.metrics.set(
+            "fiamma_verifier_randomness_rounds_left",
+            &[],
+            report.committed_until.saturating_sub(current) as f64,
+        );
+        self.metrics
+            .set("fiamma_verifier_missed_rounds", &[], missed as f64);
+        self.metrics.set(
+            "fiamma_verifier_jailed",
+            &[],
+            f64::from(u8::from(report.status == Some(VerifierStatus::Jailed))),
+        );
+        let previous = self.store.progress().await?.unwrap_or_default();
+        self.store
+            .record_progress(&Progress {
+                last_step_at: unix_now(),
+                current_round: current,
+                processed_round: current,
+                committed_until: report.committed_until,
+                status: status_word(report.status).to_owned(),
+                power_sat: if power > 0 { power } else { previous.power_sat },
+                missed_rounds: missed,
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// The newest closed round, following the node's list of rounds from the last one seen.
+    async fn current_round(&self) -> Result<u64, VerifierError> {
+        let mut current = self.state().current;
+        loop {
+            let page = self.node.rounds(current + 1, ROUNDS_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            if last.round <= current {
+                break;
+            }
+            current = last.round;
+            if page.len() < ROUNDS_PAGE as usize {
+                break;
+            }
+        }
+        self.state().current = current;
+        Ok(current)
+    }
+
+    /// Commits the next batch of randomness when fewer than `commit_ahead` rounds are left;
+    /// re-sends a recorded commitment the node does not hold. Returns the commitment made.
+    async fn keep_randomness(
+        &self,
+        record: &VerifierRecord,
+        current: u64,
+    ) -> Result<Option<RandomnessCommitment>, VerifierError> {
+        let ours = self.store.commitments(&self.network).await?;
+        for c in &ours {
+            let on_node = record.commitments.contains(c);
+            let clashes = record.commitments.iter().any(|n| n.overlaps(c));
+            if !on_node && !clashes && c.last() > current {
+                self.send_commitment(c.start(), c.num()).await?;
+            }
+        }
+        let until = record.committed_until().max(
+            ours.iter()
+                .map(RandomnessCommitment::last)
+                .max()
+                .unwrap_or(0),
+        );
+        if until >= current.saturating_add(self.settings.commit_ahead) {
+            return Ok(None);
+        }
+        let start = until.max(current).saturating_add(1);
+        let c = self
+            .send_commitment(start, self.settings.commit_batch)
+            .await?;
+        Ok(Some(c))
+    }
+
+    /// Derives, records (durably) and sends the commitment of `num` rounds from `start`.
+    async fn send_commitment(
+        &self,
+        start: u64,
+        num: u64,
+    ) -> Result<RandomnessCommitment, VerifierError> {
+        let (c, signature) = self
+            .signer
+            .commit(&self.domain, &self.settings.contexts, start, num)
+            .await?;
+        self.store.record_commitment(&self.network, &c).await?;
+        match self
+            .node
+            .commit_pub_rand(self.signer.public_key(), &c, &signature)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(start = c.start(), last = c.last(), "randomness committed");
+                self.metrics.inc("fiamma_verifier_commitments_total", &[]);
+            }
+            Err(e) => {
+                tracing::warn!(start = c.start(), error = %e, "randomness commitment not taken; sent again next step");
+                self.metrics
+                    .inc("fiamma_verifier_commitment_errors_total", &[]);
+            }
+        }
+        Ok(c)
+    }
+
+    async fn maybe_unjail(
+        &self,
+        record: &VerifierRecord,
+        current: u64,
+    ) -> Option<Result<(), String>> {
+        if !self.settings.unjail
+            || current
+                < record
+                    .since_round
+                    .saturating_add(self.settings.jail_duration)
+        {
+            return None;
+        }
+        let result = match self
+            .signer
+            .unjail(&self.settings.contexts, record.since_round)
+            .await
+        {
+            Ok(sig) => self
+                .node
+                .unjail(self.signer.public_key(), &sig)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match &result {
+            Ok(()) => tracing::info!(since = record.since_round, "unjailed"),
+            Err(e) => tracing::warn!(error = %e, "unjail refused; asked again next step"),
+        }
+        Some(result)
+    }
+
+    /// Decides closed round `round`; also returns this verifier's power in it and, when it
+    /// re-verified the proofs, how many there are and how many it found valid.
+    async fn decide(
+        &self,
+        round: u64,
+        record: &VerifierRecord,
+    ) -> Result<(RoundOutcome, u64, Option<(usize, usize)>), VerifierError> {
+        let Some(view) = self.node.round(round).await? else {
+            return Ok((
+                RoundOutcome::Undelivered(format!("round {round} not served")),
+                0,
+                None,
+            ));
+        };
+        let key = self.signer.public_key();
+        let Some(&(_, power)) = view.active_set.iter().find(|(k, _)| *k == key) else {
+            return Ok((RoundOutcome::NotActive, 0, None));
+        };
+        if view.status == RoundStatus::Expired {
+            return Ok((RoundOutcome::Expired, power, None));
+        }
+        // Only a vote that verifies is this key's: a node cannot make the store record a
+        // message this key never signed.
+        let contexts = &self.settings.contexts;
+        if let Some(mine) = view
+            .votes
+            .iter()
+            .find(|v| v.vote.voter == key && v.vote.verify_signature(contexts).is_ok())
+        {
+            // The node holds a vote of this key (sent before a restart, or from a restored
+            // store's lost rounds): it is the one message for the round from now on.
+            let hash = message_hash(&self.settings.contexts, round, &mine.vote.round_hash);
+            let record = SignedRound {
+                round,
+                message_hash: hash,
+                vote: vote_to_pb(&mine.vote).encode_to_vec(),
+            };
+            return Ok(match self.store.protect(&self.network, &record).await {
+                Ok(()) => (RoundOutcome::AlreadyCounted, power, None),
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::error!(round, "the node holds a vote by this key for another message than the one this store recorded: is the key used elsewhere?");
+                    self.metrics.inc("fiamma_verifier_foreign_votes_total", &[]);
+                    (
+                        RoundOutcome::Refused(format!(
+                            "the node holds a vote of this key on round {round} for another message than the recorded one"
+                        )),
+                        power,
+                        None,
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            });
+        }
+        let ours = match self.reverify(&view).await? {
+            Ok(ours) => ours,
+            Err(why) => {
+                self.disagree(round, "unverifiable", &why).await?;
+                return Ok((RoundOutcome::Unverifiable(why), power, None));
+            }
+        };
+        let counts = (
+            ours.len(),
+            ours.iter().filter(|r| r.verdict.is_valid()).count(),
+        );
+        let differing: Vec<String> = ours
+            .iter()
+            .zip(&view.results)
+            .filter(|(r, (_, valid))| r.verdict.is_valid() != *valid)
+            .map(|(r, _)| r.proof_id.to_string())
+            .collect();
+        let recomputed = round_hash(round, &RoundHash(view.prev_round_hash), &ours);
+        if !differing.is_empty() || recomputed.0 != view.round_hash {
+            let why = if differing.is_empty() {
+                format!(
+                    "round hash {recomputed} recomputed, the node says {}",
+                    hex::encode(view.round_hash)
+                )
+            } else {
+                format!("verdicts differ on proofs {}", differing.join(", "))
+            };
+            self.disagree(round, "disagree", &why).await?;
+            return Ok((RoundOutcome::Disagrees(why), power, Some(counts)));
+        }
+        Ok((
+            self.vote_for(round, view.round_hash, record).await?,
+            power,
+            Some(counts),
+        ))
+    }
+
+    async fn disagree(&self, round: u64, kind: &str, why: &str) -> Result<(), VerifierError> {
+        tracing::warn!(round, kind, reason = %why, "not voting");
+        self.metrics
+            .inc("fiamma_verifier_disagreements_total", &[("kind", kind)]);
+        self.store
+            .record_disagreement(
+                &self.network,
+                &Disagreement {
+                    round,
+                    kind: kind.to_owned(),
+                    reason: why.to_owned(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The verdicts of the round's proofs, computed here from their bytes as the node serves
+    /// them: each must be the proof the round lists at its position. `Err` says why the round
+    /// cannot be checked.
+    async fn reverify(
+        &self,
+        view: &ClosedRoundView,
+    ) -> Result<Result<Vec<RoundResult>, String>, VerifierError> {
+        let h = view.round;
+        let mut proofs: Vec<ZkProof> = Vec::with_capacity(view.results.len());
+        while proofs.len() < view.results.len() {
+            let from = u32::try_from(proofs.len()).unwrap_or(u32::MAX);
+            let page = self.node.round_proofs(h, from).await?;
+            if page.proofs.is_empty() {
+                return Ok(Err(format!(
+                    "round {h} lists {} proofs, the node served {}",
+                    view.results.len(),
+                    proofs.len()
+                )));
+            }
+            for served in page.proofs {
+                let position = proofs.len();
+                let Some((listed, _)) = view.results.get(position) else {
+                    return Ok(Err(format!("round {h}: more proofs served than listed")));
+                };
+                let id = hex::encode(listed);
+                let proof = match served.proof {
+                    None => return Ok(Err(format!("proof {id}: the node dropped its bytes"))),
+                    Some(Err(e)) => return Ok(Err(format!("proof {id}: {e}"))),
+                    Some(Ok(p)) => p,
+                };
+                if served.position as usize != position || proof.proof_id().as_bytes() != listed {
+                    return Ok(Err(format!(
+                        "round {h}: the proof served at position {position} is not {id}, the one listed"
+                    )));
+                }
+                proofs.push(proof);
+            }
+        }
+        let verified = tokio::task::spawn_blocking(move || {
+            proofs
+                .iter()
+                .map(|p| RoundResult {
+                    proof_id: p.proof_id(),
+                    verdict: p.round_verdict(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        Ok(verified.map_err(|e| format!("verification task: {e}")))
+    }
+
+    /// Signs (or re-sends) this verifier's vote on `round_hash` for `round`, through slashing
+    /// protection: a different message for a recorded round is refused, and a vote only uses
+    /// the randomness of a commitment this store made and the node holds.
+    ///
+    /// # Errors
+    /// [`VerifierError`] when the store or the signer fails (then nothing was sent).
+    pub async fn vote_for(
+        &self,
+        round: u64,
+        round_hash: Digest,
+        record: &VerifierRecord,
+    ) -> Result<RoundOutcome, VerifierError> {
+        let hash = message_hash(&self.settings.contexts, round, &round_hash);
+        if let Some(signed) = self.store.signed(&self.network, round).await? {
+            if signed.message_hash != hash {
+                return self
+                    .refuse(
+                        round,
+                        format!(
+                            "slashing protection: round {round} was signed for another message"
+                        ),
+                    )
+                    .await;
+            }
+            let pb_vote = fpb::FinalityVote::decode(signed.vote.as_slice()).ok();
+            let decoded = vote(&VOTE, pb_vote.as_ref()).ok();
+            if let Some(v) = decoded {
+                return Ok(match self.send(&v).await {
+                    Ok(o) => RoundOutcome::Resent(o),
+                    Err(other) => other,
+                });
+            }
+            // An imported record without the vote: the same message is re-signed below with
+            // the same randomness, which gives the same signature.
+        }
+        let ours = self.store.commitments(&self.network).await?;
+        let Some(c) = ours
+            .iter()
+            .find(|c| c.covers(round) && record.commitments.contains(c))
+        else {
+            return self.refuse(
+                round,
+                format!("round {round} is covered by no commitment this store made and the node holds (store restored from an older backup?)"),
+            ).await;
+        };
+        let signed: Vote = self
+            .signer
+            .vote(
+                &self.domain,
+                &self.settings.contexts,
+                (c.start(), c.num()),
+                round,
+                round_hash,
+            )
+            .await?;
+        let entry = SignedRound {
+            round,
+            message_hash: hash,
+            vote: vote_to_pb(&signed).encode_to_vec(),
+        };
+        // Durable before the vote leaves the process.
+        match self.store.protect(&self.network, &entry).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return self
+                    .refuse(
+                        round,
+                        format!(
+                            "slashing protection: round {round} was signed for another message"
+                        ),
+                    )
+                    .await
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(match self.send(&signed).await {
+            Ok(o) => RoundOutcome::Voted(o),
+            Err(other) => other,
+        })
+    }
+
+    async fn refuse(&self, round: u64, why: String) -> Result<RoundOutcome, VerifierError> {
+        tracing::error!(round, reason = %why, "refusing to sign");
+        self.metrics
+            .inc("fiamma_verifier_protection_refusals_total", &[]);
+        self.store
+            .record_disagreement(
+                &self.network,
+                &Disagreement {
+                    round,
+                    kind: "refused".to_owned(),
+                    reason: why.clone(),
+                },
+            )
+            .await?;
+        Ok(RoundOutcome::Refused(why))
+    }
+
+    async fn send(&self, v: &Vote) -> Result<VoteOutcome, RoundOutcome> {
+        match self.node.add_finality_sig(v).await {
+            Ok(o) => {
+                if o == VoteOutcome::Counted {
+                    self.metrics
+                        .set("fiamma_verifier_last_voted_round", &[], v.round as f64);
+                }
+                Ok(o)
+            }
+            Err(e) if e.is_transient() => Err(RoundOutcome::Undelivered(e.to_string())),
+            Err(e) => Err(RoundOutcome::Rejected(e.to_string())),
+        }
+    }
+
+    fn account(&self, round: u64, outcome: &RoundOutcome) {
+        let label = outcome.label();
+        self.metrics
+            .inc("fiamma_verifier_rounds_total", &[("outcome", label)]);
+        match outcome {
+            RoundOutcome::NotActive | RoundOutcome::AlreadyCounted => {
+                tracing::debug!(round, outcome = label, "round decided")
+            }
+            _ => tracing::info!(round, outcome = label, "round decided"),
+        }
+    }
+
+    /// The daemon loop: a step, then wait for a round to close on the node's event stream (or
+    /// the poll interval), until `shutdown`. A failed step is logged, reported on health and
+    /// retried; the loop never stops on its own.
+    pub async fn run(&self, shutdown: Shutdown) {
+        let mut stream = None;
+        while !shutdown.is_fired() {
+            match self.step().await {
+                Ok(report) => tracing::debug!(
+                    current = report.current_round,
+                    committed_until = report.committed_until,
+                    "step done"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "step failed; retrying");
+                    self.health.failing(e.to_string());
+                    self.metrics.inc("fiamma_verifier_step_errors_total", &[]);
+                }
+            }
+            let poll = tokio::time::sleep(self.settings.poll_interval);
+            tokio::pin!(poll);
+            let debounce = tokio::time::sleep(Duration::MAX / 4);
+            tokio::pin!(debounce);
+            let mut work = false;
+            loop {
+                if stream.is_none() {
+                    let from = self.state().seen_event + 1;
+                    stream = self.node.finality_events(from).await.ok();
+                }
+                let next = async {
+                    match stream.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = &mut poll => break,
+                    _ = &mut debounce, if work => break,
+                    item = next => match item {
+                        Some(Ok(event)) => {
+                            if self.note_event(&event) && !work {
+                                work = true;
+                                debounce.as_mut().reset(tokio::time::Instant::now() + DEBOUNCE);
+                            }
+                        }
+                        Some(Err(_)) | None => {
+                            stream = None;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// Records the event's sequence; true when it may bring work (a round closed, or this
+    /// verifier was jailed).
+    fn note_event(&self, event: &fpb::Event) -> bool {
+        let mut state = self.state();
+        let fresh = event.sequence > state.seen_event;
+        state.seen_event = state.seen_event.max(event.sequence);
+        fresh
+            && matches!(
+                &event.kind,
+                Some(fpb::event::Kind::RoundClosed(_)) | Some(fpb::event::Kind::VerifierJailed(_))
+            )
+    }
+}

@@ -1,0 +1,289 @@
+//! Running verifiers as the real `fiamma verifier` binary against the real `fiamma node` binary:
+//! a node whose rounds close quickly, keystores made with the CLI, verifier configs, stake, and
+//! the processes.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use fiamma::node::store::Store;
+use fiamma_proto::finality::v1 as fpb;
+use fiamma_proto::finality::v1::finality_client::FinalityClient;
+use sqlx::PgPool;
+use tonic::transport::Channel;
+
+use crate::node_finality_support::{self as nfs, contexts, keypair, xonly};
+use crate::node_process;
+
+/// The passphrase of every test keystore.
+pub const PASSPHRASE: &str = "test passphrase of the verifier";
+/// Milliseconds between two round closings.
+pub const ROUND_MS: u64 = 250;
+
+/// Starts the node binary on `pool`'s database with quick rounds; returns it and its address.
+pub fn start_node(dir: &Path, pool: &PgPool) -> (Child, SocketAddr) {
+    start_node_with(dir, pool, ROUND_MS, "")
+}
+
+/// [`start_node`] with rounds every `round_ms` and more `[finality]` settings.
+pub fn start_node_with(
+    dir: &Path,
+    pool: &PgPool,
+    round_ms: u64,
+    finality: &str,
+) -> (Child, SocketAddr) {
+    let addr = node_process::free_port();
+    let config = node_process::write_files(
+        &dir.join("node"),
+        &node_process::database_url(pool),
+        addr,
+        &format!(
+            "[finality]\nround_interval_ms = {round_ms}\nvote_expiry = 10\n\
+             max_start_ahead = 1000\n{finality}"
+        ),
+    );
+    (node_process::spawn(&config), addr)
+}
+
+/// A finality client once the node serves.
+pub async fn finality(addr: SocketAddr) -> FinalityClient<Channel> {
+    FinalityClient::new(node_process::connect(addr, "fiamma.finality.v1.Finality").await)
+}
+
+/// Runs `fiamma` with `args`, the passphrase in the environment.
+pub fn fiamma(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fiamma"))
+        .args(args)
+        .env("FIAMMA_VERIFIER_PASSPHRASE", PASSPHRASE)
+        .stdin(Stdio::null())
+        .output()
+        .expect("fiamma runs")
+}
+
+/// Asserts `out` succeeded; its stdout.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Verifier `seed`'s keystore in `dir`, imported with the CLI from its secret key (in a file).
+pub fn import_key(dir: &Path, seed: u8) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let secret_file = dir.join("secret.hex");
+    std::fs::write(
+        &secret_file,
+        hex::encode(keypair(seed).secret_key().secret_bytes()),
+    )
+    .expect("write");
+    let keystore = dir.join("verifier.age");
+    let shown = ok(fiamma(&[
+        "verifier",
+        "keys",
+        "import",
+        "--keystore",
+        keystore.to_str().expect("utf-8"),
+        "--secret-file",
+        secret_file.to_str().expect("utf-8"),
+        "--work-factor",
+        "10",
+    ]));
+    std::fs::remove_file(&secret_file).expect("remove");
+    assert_eq!(shown.trim(), xonly(&keypair(seed)).to_string());
+    keystore
+}
+
+/// Writes a verifier config in `dir` (keystore already there); `extra` is appended.
+pub fn write_config(dir: &Path, node: SocketAddr, extra: &str) -> PathBuf {
+    let c = contexts();
+    let config = dir.join("verifier.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"http://{node}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\
+             keystore = \"verifier.age\"\npoll_interval_ms = 100\ncommit_batch = 10\n\
+             commit_ahead = 5\ncatch_up_rounds = 10\n{extra}",
+            c.chain_id, c.module_address
+        ),
+    )
+    .expect("write");
+    config
+}
+
+/// A verifier's directory, keystore and config, registered with the CLI.
+pub fn registered(dir: &Path, seed: u8, node: SocketAddr) -> PathBuf {
+    registered_with(dir, seed, node, "")
+}
+
+/// [`registered`] with `extra` config lines (keys [`write_config`] does not set).
+pub fn registered_with(dir: &Path, seed: u8, node: SocketAddr, extra: &str) -> PathBuf {
+    import_key(dir, seed);
+    let config = write_config(dir, node, extra);
+    let moniker = format!("verifier {seed}");
+    let mut args = vec![
+        "verifier",
+        "register",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--moniker",
+        &moniker,
+    ];
+    // Even seeds prove possession with BIP-322 (P2TR), odd ones with BIP-340.
+    if seed % 2 == 0 {
+        args.extend(["--bip322-network", "regtest"]);
+    }
+    let out = ok(fiamma(&args));
+    assert!(out.contains("registered verifier"), "{out}");
+    config
+}
+
+/// Gives verifier `seed` ACTIVE stake in the node's database.
+pub async fn stake(pool: &PgPool, seed: u8, value: u64) {
+    nfs::stake(
+        &Store::from_pool(pool.clone()),
+        xonly(&keypair(seed)),
+        value,
+        u32::from(seed),
+    )
+    .await;
+}
+
+/// Starts `fiamma verifier run --config <config>` (with `--new-network` when asked).
+pub fn spawn_verifier(config: &Path, new_network: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fiamma"));
+    cmd.args(["verifier", "run", "--config"]).arg(config);
+    if new_network {
+        cmd.arg("--new-network");
+    }
+    cmd.env("FIAMMA_VERIFIER_PASSPHRASE", PASSPHRASE)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("verifier starts")
+}
+
+/// `fiamma verifier status --config <config>`'s output.
+pub fn status(config: &Path) -> String {
+    ok(fiamma(&[
+        "verifier",
+        "status",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]))
+}
+
+/// `fiamma verifier slashing-protection <verb> --config <config> --file <file>`'s output.
+pub fn protection(verb: &str, config: &Path, file: &Path) -> String {
+    ok(fiamma(&[
+        "verifier",
+        "slashing-protection",
+        verb,
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--file",
+        file.to_str().expect("utf-8"),
+    ]))
+}
+
+/// The newest closed round.
+pub async fn current_round(client: &mut FinalityClient<Channel>) -> u64 {
+    let mut from = 1;
+    let mut last = 0;
+    loop {
+        let rounds = client
+            .rounds(fpb::RoundsRequest {
+                from_round: from,
+                limit: 1000,
+            })
+            .await
+            .expect("rounds")
+            .into_inner()
+            .rounds;
+        match rounds.last() {
+            Some(r) => {
+                last = r.round;
+                from = r.round + 1;
+            }
+            None => return last,
+        }
+    }
+}
+
+/// Round `h` as served (all its results on one page in these tests).
+pub async fn round(client: &mut FinalityClient<Channel>, h: u64) -> fpb::Round {
+    client
+        .round(fpb::RoundRequest {
+            round: h,
+            ..Default::default()
+        })
+        .await
+        .expect("round")
+        .into_inner()
+        .round
+        .expect("served")
+}
+
+/// The node's record of verifier `seed` (empty before its first commitment).
+pub async fn record(client: &mut FinalityClient<Channel>, seed: u8) -> fpb::FinalityVerifier {
+    match client
+        .verifier(fpb::VerifierRequest {
+            verifier_btc_pk: xonly(&keypair(seed)).serialize().to_vec(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().verifier.expect("served"),
+        Err(s) if s.code() == tonic::Code::NotFound => fpb::FinalityVerifier::default(),
+        Err(s) => panic!("verifier: {s:?}"),
+    }
+}
+
+/// Waits (up to `secs` s) until round `h` has closed.
+pub async fn wait_for_round(client: &mut FinalityClient<Channel>, h: u64, secs: u64) {
+    for _ in 0..secs * 10 {
+        if current_round(client).await >= h {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("round {h} did not close within {secs} s");
+}
+
+/// Nobody was slashed, and the node holds no equivocation evidence.
+pub async fn assert_no_equivocation(client: &mut FinalityClient<Channel>) {
+    let slashed = client
+        .slashed_verifiers(fpb::SlashedVerifiersRequest {})
+        .await
+        .expect("slashed verifiers")
+        .into_inner()
+        .verifiers;
+    assert!(slashed.is_empty(), "equivocation: {slashed:?}");
+}
+
+/// Copies a stopped daemon's SQLite store (its file and WAL) from `from` to `to`, replacing it.
+pub fn copy_store(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let src = PathBuf::from(format!("{}{suffix}", from.display()));
+        let dst = PathBuf::from(format!("{}{suffix}", to.display()));
+        let _ = std::fs::remove_file(&dst);
+        if src.exists() {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}
+
+/// Kills a child on drop, so a failing test leaves no process behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
