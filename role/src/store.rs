@@ -5,7 +5,7 @@
 //! SQLite runs in WAL mode with `synchronous = FULL`: a commit is on disk before it returns,
 //! which is what "recorded before it is sent" needs.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -49,6 +49,14 @@ impl Dialect {
             Err(LocalStoreError::Scheme(scheme))
         }
     }
+}
+
+/// Seconds since the Unix epoch, as the stores keep time (0 before 1970, `i64::MAX` far ahead).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// The SQLite URL of a file, created when missing.

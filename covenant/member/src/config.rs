@@ -78,36 +78,7 @@ fn default_max_retry() -> u64 {
     60_000
 }
 
-/// Why the config cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not a valid config.
-    #[error("config file {path} is invalid: {reason}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A value is out of range.
-    #[error("config file {path}: {field} {reason}")]
-    Range {
-        /// The file.
-        path: PathBuf,
-        /// The setting.
-        field: &'static str,
-        /// What it must be.
-        reason: &'static str,
-    },
-}
+pub use fiamma_role::config::ConfigError;
 
 impl MemberConfig {
     /// Reads and checks `path`, resolving relative paths against its folder.
@@ -115,19 +86,8 @@ impl MemberConfig {
     /// # Errors
     /// [`ConfigError`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut config: MemberConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            reason: e.message().to_owned(),
-        })?;
-        let range = |field, reason| ConfigError::Range {
-            path: path.to_owned(),
-            field,
-            reason,
-        };
+        let mut config: MemberConfig = fiamma_role::config::read_toml(path)?;
+        let range = |field, reason| ConfigError::range(path, field, reason);
         if !(1..=1000).contains(&config.page_size) {
             return Err(range("page_size", "must be between 1 and 1000"));
         }

@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use fiamma_covenant::delegation::DelegationSighashes;
 use fiamma_proto::client::{Code, CovenantSigsAck, NodeError, PendingDelegation, StakingNode};
 use fiamma_proto::codec::params_to_pb;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
+use fiamma_role::store::unix_now;
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::delegation::validate_delegation;
 use fiamma_staking::params::ParamsVersions;
@@ -135,13 +136,6 @@ struct EventCursor {
     seen: u64,
     /// `seen` when the last completed step began: everything up to it has been acted on.
     acted: u64,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl CovenantMember {

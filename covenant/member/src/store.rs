@@ -4,14 +4,13 @@
 //! SQLite by default, PostgreSQL as an option (one set of statements through sqlx's `Any`
 //! driver; the schema is in `migrations/{sqlite,postgres}`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::schnorr;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::TapSighash;
 use fiamma_covenant::adaptor::AdaptorSignature;
 use fiamma_covenant::signing::{CovenantSignatures, VerifierAdaptorSig};
+use fiamma_role::store::unix_now as now;
 use fiamma_role::store::{self as local, Dialect, LocalStoreError};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
@@ -144,13 +143,6 @@ pub struct Summary {
 pub struct MemberStore {
     pool: AnyPool,
     dialect: Dialect,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn bounded(reason: &str) -> String {

@@ -94,36 +94,7 @@ fn default_jail() -> u64 {
     100
 }
 
-/// Why the config cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not a valid config.
-    #[error("config file {path} is invalid: {reason}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A value is out of range.
-    #[error("config file {path}: {field} {reason}")]
-    Range {
-        /// The file.
-        path: PathBuf,
-        /// The setting.
-        field: &'static str,
-        /// What it must be.
-        reason: &'static str,
-    },
-}
+pub use fiamma_role::config::ConfigError;
 
 impl VerifierConfig {
     /// Reads and checks `path`, resolving relative paths against its folder.
@@ -131,19 +102,8 @@ impl VerifierConfig {
     /// # Errors
     /// [`ConfigError`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut config: VerifierConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            reason: e.message().to_owned(),
-        })?;
-        let range = |field, reason| ConfigError::Range {
-            path: path.to_owned(),
-            field,
-            reason,
-        };
+        let mut config: VerifierConfig = fiamma_role::config::read_toml(path)?;
+        let range = |field, reason| ConfigError::range(path, field, reason);
         if !(2..=100_000).contains(&config.commit_batch) {
             return Err(range("commit_batch", "must be between 2 and 100000"));
         }

@@ -6,10 +6,9 @@
 //! PostgreSQL as an option; one set of statements through sqlx's `Any` driver, the schema in
 //! `migrations/{sqlite,postgres}`. Protection rows are only ever inserted: nothing lowers them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bitcoin::secp256k1::XOnlyPublicKey;
 use fiamma_finality::commitment::RandomnessCommitment;
+use fiamma_role::store::unix_now as now;
 use fiamma_role::store::{self as local, Dialect, LocalStoreError};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
@@ -128,13 +127,6 @@ pub struct Summary {
 pub struct VerifierStore {
     pool: AnyPool,
     dialect: Dialect,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn int(v: u64) -> i64 {

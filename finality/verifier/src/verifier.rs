@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
 use fiamma_finality::commitment::RandomnessCommitment;
@@ -27,6 +27,7 @@ use fiamma_proto::client::{
 use fiamma_proto::codec::finality::{vote, vote_to_pb, VOTE};
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
+use fiamma_role::store::unix_now;
 use fiamma_staking::context::SigningContexts;
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -174,13 +175,6 @@ struct State {
     settled: BTreeSet<u64>,
     /// Newest finality event seen.
     seen_event: u64,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn status_word(status: Option<VerifierStatus>) -> &'static str {
