@@ -452,6 +452,29 @@ async fn the_timer_closes_rounds_every_interval(pool: PgPool) {
     let _ = stop.send(());
     task.await.expect("the closer stops cleanly");
     assert!(seen >= 3, "only {seen} rounds closed");
+    // Any page tells where the rounds stand, even one past them.
+    let all = node
+        .finality
+        .rounds(fpb::RoundsRequest {
+            from_round: 1,
+            limit: 0,
+        })
+        .await
+        .expect("rounds")
+        .into_inner();
+    let last = all.rounds.last().expect("rounds").round;
+    assert_eq!(all.latest_round, last);
+    let past = node
+        .finality
+        .rounds(fpb::RoundsRequest {
+            from_round: last + 10,
+            limit: 1,
+        })
+        .await
+        .expect("rounds")
+        .into_inner();
+    assert!(past.rounds.is_empty());
+    assert_eq!(past.latest_round, last);
 }
 
 #[sqlx::test]

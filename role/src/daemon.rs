@@ -199,12 +199,39 @@ pub async fn serve_status(
     }
 }
 
-/// Binds `addr` for [`serve_status`].
+/// The status address cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve status on {addr}: {source}")]
+pub struct StatusBindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// When `addr` is set, binds it now (so that a taken address stops the role at start) and
+/// serves [`serve_status`] on it in a task until `shutdown`.
 ///
 /// # Errors
-/// The bind error.
-pub async fn bind_status(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// [`StatusBindError`].
+pub async fn spawn_status(
+    addr: Option<SocketAddr>,
+    health: &Health,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> Result<(), StatusBindError> {
+    let Some(addr) = addr else { return Ok(()) };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StatusBindError { addr, source })?;
+    tokio::spawn(serve_status(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! - [`passphrase`]: where the keystore passphrase comes from (file, environment, terminal);
 //! - [`store`]: the role's local store (SQLite by default, PostgreSQL as an option), migrated
 //!   by the role itself;
-//! - [`daemon`]: the daemon loop's shutdown signal, health and metrics endpoint.
+//! - [`daemon`]: the daemon's shutdown signal, health and metrics endpoint;
+//! - [`component`]: the daemon loop every role runs.
 
+pub mod component;
 pub mod config;
 pub mod daemon;
 pub mod keystore;

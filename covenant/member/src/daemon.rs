@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fiamma_proto::client::{GrpcNode, NodeError};
-use fiamma_role::daemon::{serve_status, Shutdown};
+use fiamma_role::daemon::{spawn_status, Shutdown, StatusBindError};
 use fiamma_role::keystore::{Keystore, KeystoreError};
 use fiamma_role::passphrase::{PassphraseError, PassphraseSource};
 use fiamma_staking::context::SigningContexts;
@@ -43,13 +43,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The status address cannot be bound.
-    #[error("cannot serve status on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Status(#[from] StatusBindError),
 }
 
 /// Reads a params file: a JSON list of params versions, oldest first, each checked.
@@ -104,17 +99,13 @@ pub async fn open_member(config: &MemberConfig) -> Result<CovenantMember, Daemon
 pub async fn run(path: &Path, shutdown: Shutdown) -> Result<(), DaemonError> {
     let config = MemberConfig::load(path)?;
     let member = open_member(&config).await?;
-    if let Some(addr) = config.status_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DaemonError::Bind { addr, source })?;
-        tokio::spawn(serve_status(
-            listener,
-            member.health().clone(),
-            member.metrics().clone(),
-            shutdown.clone(),
-        ));
-    }
+    spawn_status(
+        config.status_addr,
+        member.health(),
+        member.metrics(),
+        &shutdown,
+    )
+    .await?;
     tracing::info!(node = %config.node, store = ?member.store().dialect(), "covenant member running");
     member.run(shutdown).await;
     tracing::info!("covenant member stopped");

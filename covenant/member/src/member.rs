@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use fiamma_covenant::delegation::DelegationSighashes;
-use fiamma_proto::client::{Code, CovenantSigsAck, NodeError, PendingDelegation, StakingNode};
+use fiamma_proto::client::{
+    Code, CovenantSigsAck, EventStream, NodeError, PendingDelegation, StakingNode,
+};
 use fiamma_proto::codec::params_to_pb;
 use fiamma_proto::staking::v1 as pb;
+use fiamma_role::component::Component;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
 use fiamma_role::store::unix_now;
 use fiamma_staking::context::SigningContexts;
@@ -25,8 +28,6 @@ use crate::params::differing_fields;
 use crate::signer::{SignRequest, Signer};
 use crate::store::{MemberStore, Progress, RefusalKind, SignedMessages, SignedRecord, StoreError};
 
-/// How long after a new registration's event the member starts its step.
-const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Signatures sent to the node at once.
 const SENDS_IN_FLIGHT: usize = 16;
 /// First wait before re-sending to a node that refused or failed.
@@ -479,61 +480,41 @@ impl CovenantMember {
         tracing::info!(staking_txid = %txid, outcome = label, "delegation decided");
     }
 
-    /// The daemon loop: a step, then wait for a new registration on the node's event stream
-    /// (or the poll interval), until `shutdown`. A failed step is logged, reported on health
-    /// and retried; the loop never stops on its own.
+    /// The daemon loop ([`fiamma_role::component::run`]): a step, then a wait for a new
+    /// registration on the node's event stream (or the poll interval), until `shutdown`.
     pub async fn run(&self, shutdown: Shutdown) {
-        let mut stream = None;
-        while !shutdown.is_fired() {
-            match self.step().await {
-                Ok(report) => tracing::debug!(
-                    pending = report.decisions.len(),
-                    params_problem = report.params_problem.is_some(),
-                    "step done"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "step failed; retrying");
-                    self.health.failing(e.to_string());
-                    self.metrics.inc("fiamma_covenant_step_errors_total", &[]);
-                }
-            }
-            let poll = tokio::time::sleep(self.settings.poll_interval);
-            tokio::pin!(poll);
-            // A new registration starts a step shortly after, so that a burst of them (or the
-            // replay of the log after a restart) is served by one step, not one step each.
-            let debounce = tokio::time::sleep(Duration::MAX / 4);
-            tokio::pin!(debounce);
-            let mut work = false;
-            loop {
-                if stream.is_none() {
-                    stream = self.node.events(self.cursor().seen + 1).await.ok();
-                }
-                let next = async {
-                    match stream.as_mut() {
-                        Some(s) => s.next().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = &mut poll => break,
-                    _ = &mut debounce, if work => break,
-                    item = next => match item {
-                        Some(Ok(event)) => {
-                            if self.note_event(&event) && !work {
-                                work = true;
-                                debounce.as_mut().reset(tokio::time::Instant::now() + DEBOUNCE);
-                            }
-                        }
-                        // Reconnected on the next pass; the step is the catch-up path.
-                        Some(Err(_)) | None => {
-                            stream = None;
-                            break;
-                        }
-                    },
-                }
-            }
-        }
+        fiamma_role::component::run(self, shutdown).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Component for CovenantMember {
+    type Event = pb::Event;
+    type StreamError = NodeError;
+    type Events = EventStream;
+    type Report = StepReport;
+    type Error = MemberError;
+    const STEP_ERRORS: &'static str = "fiamma_covenant_step_errors_total";
+    const DEBOUNCE: Duration = Duration::from_millis(50);
+
+    async fn step(&self) -> Result<StepReport, MemberError> {
+        CovenantMember::step(self).await
+    }
+
+    async fn subscribe(&self) -> Option<EventStream> {
+        self.node.events(self.cursor().seen + 1).await.ok()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Records the event's sequence; true when it may bring work (a new PENDING delegation).

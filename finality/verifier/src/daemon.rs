@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bitcoin::secp256k1::Keypair;
 use fiamma_proto::client::{GrpcNode, NodeError};
-use fiamma_role::daemon::{serve_status, Shutdown};
+use fiamma_role::daemon::{spawn_status, Shutdown, StatusBindError};
 use fiamma_role::keystore::{Keystore, KeystoreError};
 use fiamma_role::passphrase::{PassphraseError, PassphraseSource};
 
@@ -37,13 +37,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Verifier(#[from] VerifierError),
     /// The status address cannot be bound.
-    #[error("cannot serve status on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Status(#[from] StatusBindError),
 }
 
 /// Opens the keystore of `config` with its passphrase.
@@ -99,17 +94,13 @@ pub async fn open_verifier(
 pub async fn run(path: &Path, new_network: bool, shutdown: Shutdown) -> Result<(), DaemonError> {
     let config = VerifierConfig::load(path)?;
     let verifier = open_verifier(&config, new_network).await?;
-    if let Some(addr) = config.status_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DaemonError::Bind { addr, source })?;
-        tokio::spawn(serve_status(
-            listener,
-            verifier.health().clone(),
-            verifier.metrics().clone(),
-            shutdown.clone(),
-        ));
-    }
+    spawn_status(
+        config.status_addr,
+        verifier.health(),
+        verifier.metrics(),
+        &shutdown,
+    )
+    .await?;
     tracing::info!(node = %config.node, key = %verifier.public_key(), store = ?verifier.store().dialect(), "verifier running");
     verifier.run(shutdown).await;
     tracing::info!("verifier stopped");

@@ -21,24 +21,19 @@ use fiamma_finality::rounds::Vote;
 use fiamma_finality::vote::vote_message;
 use fiamma_finality::zk::ZkProof;
 use fiamma_proto::client::{
-    ClosedRoundView, FinalityNode, NodeError, RoundStatus, VerifierRecord, VerifierStatus,
-    VoteOutcome,
+    ClosedRoundView, FinalityEventStream, FinalityNode, NodeError, RoundStatus, VerifierRecord,
+    VerifierStatus, VoteOutcome,
 };
 use fiamma_proto::codec::finality::{vote, vote_to_pb, VOTE};
 use fiamma_proto::finality::v1 as fpb;
+use fiamma_role::component::Component;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
 use fiamma_role::store::unix_now;
 use fiamma_staking::context::SigningContexts;
 use prost::Message;
-use tokio_stream::StreamExt;
 
 use crate::signer::{Signer, SignerError};
 use crate::store::{Disagreement, Network, Progress, SignedRound, StoreError, VerifierStore};
-
-/// How long after a round-closed event the verifier starts its step.
-const DEBOUNCE: Duration = Duration::from_millis(20);
-/// Rounds asked for per Rounds call.
-const ROUNDS_PAGE: u32 = 1000;
 
 /// How a verifier runs, apart from its key, node and store.
 #[derive(Debug, Clone)]
@@ -380,22 +375,13 @@ impl Verifier {
         Ok(report)
     }
 
-    /// The newest closed round, following the node's list of rounds from the last one seen.
+    /// The newest closed round. Never lower than one seen before: a node that answers with
+    /// an older round (a lagging replica, a restore) does not send the verifier back.
     async fn current_round(&self) -> Result<u64, VerifierError> {
-        let mut current = self.state().current;
-        loop {
-            let page = self.node.rounds(current + 1, ROUNDS_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            if last.round <= current {
-                break;
-            }
-            current = last.round;
-            if page.len() < ROUNDS_PAGE as usize {
-                break;
-            }
-        }
-        self.state().current = current;
-        Ok(current)
+        let latest = self.node.latest_round().await?;
+        let mut state = self.state();
+        state.current = state.current.max(latest);
+        Ok(state.current)
     }
 
     /// Commits the next batch of randomness when fewer than `commit_ahead` rounds are left;
@@ -772,59 +758,42 @@ impl Verifier {
         }
     }
 
-    /// The daemon loop: a step, then wait for a round to close on the node's event stream (or
-    /// the poll interval), until `shutdown`. A failed step is logged, reported on health and
-    /// retried; the loop never stops on its own.
+    /// The daemon loop ([`fiamma_role::component::run`]): a step, then a wait for a round to
+    /// close on the node's event stream (or the poll interval), until `shutdown`.
     pub async fn run(&self, shutdown: Shutdown) {
-        let mut stream = None;
-        while !shutdown.is_fired() {
-            match self.step().await {
-                Ok(report) => tracing::debug!(
-                    current = report.current_round,
-                    committed_until = report.committed_until,
-                    "step done"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "step failed; retrying");
-                    self.health.failing(e.to_string());
-                    self.metrics.inc("fiamma_verifier_step_errors_total", &[]);
-                }
-            }
-            let poll = tokio::time::sleep(self.settings.poll_interval);
-            tokio::pin!(poll);
-            let debounce = tokio::time::sleep(Duration::MAX / 4);
-            tokio::pin!(debounce);
-            let mut work = false;
-            loop {
-                if stream.is_none() {
-                    let from = self.state().seen_event + 1;
-                    stream = self.node.finality_events(from).await.ok();
-                }
-                let next = async {
-                    match stream.as_mut() {
-                        Some(s) => s.next().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = &mut poll => break,
-                    _ = &mut debounce, if work => break,
-                    item = next => match item {
-                        Some(Ok(event)) => {
-                            if self.note_event(&event) && !work {
-                                work = true;
-                                debounce.as_mut().reset(tokio::time::Instant::now() + DEBOUNCE);
-                            }
-                        }
-                        Some(Err(_)) | None => {
-                            stream = None;
-                            break;
-                        }
-                    },
-                }
-            }
-        }
+        fiamma_role::component::run(self, shutdown).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Component for Verifier {
+    type Event = fpb::Event;
+    type StreamError = NodeError;
+    type Events = FinalityEventStream;
+    type Report = StepReport;
+    type Error = VerifierError;
+    const STEP_ERRORS: &'static str = "fiamma_verifier_step_errors_total";
+    const DEBOUNCE: Duration = Duration::from_millis(20);
+
+    async fn step(&self) -> Result<StepReport, VerifierError> {
+        Verifier::step(self).await
+    }
+
+    async fn subscribe(&self) -> Option<FinalityEventStream> {
+        let from = self.state().seen_event + 1;
+        self.node.finality_events(from).await.ok()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Records the event's sequence; true when it may bring work (a round closed, or this

@@ -114,6 +114,9 @@ pub trait FinalityNode: Send + Sync {
     /// Up to `limit` rounds from `from_round` on, in order.
     async fn rounds(&self, from_round: u64, limit: u32) -> Result<Vec<RoundSummary>, NodeError>;
 
+    /// The newest closed round (0 before the first close).
+    async fn latest_round(&self) -> Result<u64, NodeError>;
+
     /// Closed round `round` with all its results (every page); `None` when it is not closed.
     async fn round(&self, round: u64) -> Result<Option<ClosedRoundView>, NodeError>;
 
@@ -214,6 +217,20 @@ impl FinalityNode for GrpcNode {
             commitments,
             missed_rounds: v.missed_rounds,
         }))
+    }
+
+    async fn latest_round(&self) -> Result<u64, NodeError> {
+        Ok(self
+            .finality
+            .clone()
+            .rounds(fpb::RoundsRequest {
+                from_round: 1,
+                limit: 1,
+            })
+            .await
+            .map_err(|s| NodeError::status("Rounds", &s))?
+            .into_inner()
+            .latest_round)
     }
 
     async fn rounds(&self, from_round: u64, limit: u32) -> Result<Vec<RoundSummary>, NodeError> {

@@ -118,8 +118,11 @@ impl Finality for FinalityGrpc {
         request: Request<pb::RoundsRequest>,
     ) -> Result<Response<pb::RoundsResponse>, Status> {
         let r = request.into_inner();
-        let rounds = self.module.rounds(r.from_round, r.limit).await?;
-        Ok(Response::new(pb::RoundsResponse { rounds }))
+        let (rounds, latest_round) = self.module.rounds(r.from_round, r.limit).await?;
+        Ok(Response::new(pb::RoundsResponse {
+            rounds,
+            latest_round,
+        }))
     }
 
     async fn round_proofs(

@@ -179,15 +179,19 @@ impl FinalityModule {
         &self,
         from: u64,
         limit: u32,
-    ) -> Result<Vec<pb::RoundSummary>, FinalityQueryError> {
+    ) -> Result<(Vec<pb::RoundSummary>, u64), FinalityQueryError> {
         let from = wire::round_number("from_round", from)?;
         let limit = page_limit(limit, DEFAULT_ROUNDS, MAX_ROUNDS);
         let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
-        Ok(store::rounds_from(&mut conn, from, limit)
+        let latest = store::position(&mut conn, store::Lock::None)
+            .await?
+            .latest_round;
+        let page = store::rounds_from(&mut conn, from, limit)
             .await?
             .iter()
             .map(|(r, proofs)| summary(r, *proofs))
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()?;
+        Ok((page, latest))
     }
 
     /// Up to `limit` proofs (0: [`DEFAULT_ROUND_PROOFS`], capped at [`MAX_ROUND_PROOFS`]) of a
