@@ -53,7 +53,10 @@ fn child_vsize() -> u64 {
 fn measure(n: u16) -> Row {
     let f = Fixture::equal_stakes(n, CheckpointKind::Quorum);
     let candidate = &f.candidate;
-    assert_eq!(bitcoin::consensus::serialize(&candidate.tx).len(), CANDIDATE_BASE_SIZE);
+    assert_eq!(
+        bitcoin::consensus::serialize(&candidate.tx).len(),
+        CANDIDATE_BASE_SIZE
+    );
     let votes = f.votes();
     let sighash = candidate.message.sighash();
     // Equal stakes: the smallest qualifying count.
@@ -73,7 +76,10 @@ fn measure(n: u16) -> Row {
     let package_all = all.vsize() as u64 + child_vsize();
     Row {
         n: votes.len(),
-        script_bytes: candidate.base_output.leaf_script(CheckpointLeaf::Quorum).len(),
+        script_bytes: candidate
+            .base_output
+            .leaf_script(CheckpointLeaf::Quorum)
+            .len(),
         min_quorum,
         witness_min,
         witness_all,
@@ -92,8 +98,15 @@ fn sizes_and_fees_match_the_table() {
     for r in &rows {
         println!(
             "| {} | {} | {} | {} / {} | {} / {} | {} | {} |",
-            r.n, r.script_bytes, r.min_quorum, r.witness_min, r.witness_all, r.vsize_min,
-            r.vsize_all, r.package_all, r.fee_at_10
+            r.n,
+            r.script_bytes,
+            r.min_quorum,
+            r.witness_min,
+            r.witness_all,
+            r.vsize_min,
+            r.vsize_all,
+            r.package_all,
+            r.fee_at_10
         );
     }
     let table = [

@@ -238,8 +238,6 @@ mod tests {
     use crate::round::RoundHash;
     use bitcoin::hashes::Hash;
 
-
-
     fn candidate(kind: CheckpointKind, round: u64) -> Result<Candidate, CandidateError> {
         let base = CheckpointSet::from_powers([(key(1), 1), (key(2), 2)]).unwrap();
         let next = CheckpointSet::from_powers([(key(3), 1)]).unwrap();

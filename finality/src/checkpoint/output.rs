@@ -96,8 +96,6 @@ mod tests {
     use super::*;
     use crate::checkpoint::testkit::key;
 
-
-
     #[test]
     fn both_control_blocks_are_65_bytes_and_verify() {
         let set = CheckpointSet::from_powers([(key(1), 3), (key(2), 4)]).unwrap();

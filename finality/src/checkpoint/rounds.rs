@@ -169,8 +169,6 @@ mod tests {
     use crate::checkpoint::testkit::key;
     use bitcoin::hashes::Hash;
 
-
-
     fn params(value: u64, recovery_blocks: u32) -> CheckpointParams {
         CheckpointParams {
             genesis: OutPoint::new(bitcoin::Txid::all_zeros(), 0),

@@ -296,8 +296,6 @@ mod tests {
     use crate::checkpoint::testkit::key;
     use crate::checkpoint::weights::WEIGHT_SCALE;
 
-
-
     fn num(n: u32) -> String {
         let mut v = Vec::new();
         push_num(&mut v, n);

@@ -165,10 +165,9 @@ fn finish(mut witness: Witness, output: &CheckpointOutput, leaf: CheckpointLeaf)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::testkit::{key, kp};
     use bitcoin::hashes::Hash;
     use fiamma_staking::sighash::sign;
-    use crate::checkpoint::testkit::{key, kp};
-
 
     #[test]
     fn completeness_counts_weight_not_signatures() {

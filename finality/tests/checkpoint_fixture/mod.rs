@@ -34,13 +34,15 @@ impl Fixture {
     /// `n` verifiers of equal stake, spending the base by `kind`.
     pub fn equal_stakes(n: u16, kind: CheckpointKind) -> Self {
         let members: Vec<Keypair> = (1..=n).map(keypair).collect();
-        let set = CheckpointSet::from_powers(members.iter().map(|k| (k.x_only_public_key().0, 1_000)))
-            .expect("set");
+        let set =
+            CheckpointSet::from_powers(members.iter().map(|k| (k.x_only_public_key().0, 1_000)))
+                .expect("set");
         let committee: Vec<Keypair> = (500..505).map(keypair).collect();
         let keys: Vec<XOnlyPublicKey> = committee.iter().map(|k| k.x_only_public_key().0).collect();
         let recovery = RecoveryLeaf::new(&keys, 3, 504).expect("leaf");
         let spec_base = OutPoint::new(Txid::all_zeros(), 0);
-        let candidate = build_candidate(&Self::spec(&set, &recovery, spec_base, kind)).expect("candidate");
+        let candidate =
+            build_candidate(&Self::spec(&set, &recovery, spec_base, kind)).expect("candidate");
         Fixture {
             members,
             committee,
@@ -90,7 +92,12 @@ impl Fixture {
         let sighash = self.candidate.message.sighash();
         self.committee
             .iter()
-            .map(|k| (k.x_only_public_key().0, fiamma_staking::sighash::sign(&sighash, k)))
+            .map(|k| {
+                (
+                    k.x_only_public_key().0,
+                    fiamma_staking::sighash::sign(&sighash, k),
+                )
+            })
             .collect()
     }
 }
