@@ -212,12 +212,12 @@ async fn equivocation_slashes_the_stake_under_core_validation() {
     let (kind, reason) = rejection(backend.broadcast(&reclaim).await);
     assert_eq!(kind, RejectionKind::Rejected);
     assert!(reason.starts_with("non-BIP68-final"), "{reason}");
-    mine(&backend, &wallet, 1).await;
+    mine(backend, wallet, 1).await;
     let reclaimed = backend
         .broadcast(&reclaim)
         .await
         .expect("change spend after U");
-    mine(&backend, &wallet, 1).await;
+    mine(backend, wallet, 1).await;
     assert!(matches!(
         backend.tx_status(&reclaimed).await.expect("status"),
         TxStatus::Confirmed { .. }
