@@ -2,6 +2,7 @@
 //! (`PROTOCOL.md` §9–11).
 //!
 //! Everything here is pure: values in, values or typed errors out. No I/O, no clock.
+pub mod checkpoint;
 pub mod commitment;
 pub mod committed;
 pub mod eots;

@@ -42,9 +42,10 @@ pub fn check_timelock(blocks: u32) -> Result<u16, ScriptError> {
     }
 }
 
-/// Appends the minimal script-number push of `n` (1..=16 as `OP_1..OP_16`, otherwise
-/// little-endian bytes with a sign pad when the top bit is set).
-fn push_num(script: &mut Vec<u8>, n: u32) {
+/// Appends the minimal script-number push of `n` (PROTOCOL §1: 1..=16 as `OP_1..OP_16`,
+/// otherwise little-endian bytes with a sign pad when the top bit is set; 0 is never pushed by
+/// the protocol and gives the empty push `00`).
+pub fn push_num(script: &mut Vec<u8>, n: u32) {
     if (1..=16).contains(&n) {
         // OP_1 is 0x51, OP_16 is 0x60; n ≤ 16 fits a byte.
         script.push(0x50 + n as u8);

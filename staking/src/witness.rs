@@ -144,8 +144,9 @@ fn push_covenant_slots(
     Ok(())
 }
 
-/// One item per key of `ascending`, largest key first; empty where the key did not sign.
-fn push_slots(
+/// One item per key of `ascending`, largest key first; empty where the key did not sign
+/// (signatures are looked up by the key's 32 bytes).
+pub fn push_slots(
     witness: &mut Witness,
     ascending: &[XOnlyPublicKey],
     sigs: &BTreeMap<[u8; 32], schnorr::Signature>,

@@ -2,6 +2,8 @@
 //! script, miners for both backends, and an in-process `fiamma regtest` server.
 #![allow(dead_code)]
 
+pub mod staking;
+
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Keypair, TapTweak};
 use bitcoin::secp256k1::{Message, Secp256k1};
@@ -10,6 +12,8 @@ use bitcoin::{
     absolute, opcodes, script, transaction, Address, Amount, BlockHash, Network, OutPoint,
     ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness,
 };
+use fiamma::btc::mining::{assemble_block, next_block_time, BlockTemplate};
+use fiamma::btc::regtest::{unix_now, ChainError};
 use fiamma::btc::rpc_server::{self, RpcAuth, RpcServer};
 use fiamma::btc::{EmbeddedBackend, RegtestChain, RpcBackend};
 
@@ -128,6 +132,28 @@ pub fn csv_spend(
     );
     tx.input[0].witness = Witness::from_slice(&[csv_script(blocks).into_bytes()]);
     tx
+}
+
+/// Mines one block holding `txs` (parents first) on the tip, paying `fees` on top of the
+/// subsidy; Bitcoin Core's block validation decides.
+pub fn mine_txs(
+    chain: &mut RegtestChain,
+    payout: &ScriptBuf,
+    txs: Vec<Transaction>,
+    fees: Amount,
+) -> Result<u32, ChainError> {
+    let tip = chain.tip();
+    let block = assemble_block(
+        &BlockTemplate {
+            prev_hash: tip.hash,
+            height: tip.height + 1,
+            time: next_block_time(unix_now(), chain.index().tip().median_time_past),
+            payout_script: payout.clone(),
+            fees,
+        },
+        txs,
+    )?;
+    chain.submit_block(&block)
 }
 
 /// Something that can mine blocks on the chain behind a backend.

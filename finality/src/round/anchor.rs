@@ -58,21 +58,17 @@ pub enum AnchorError {
 impl Anchor {
     /// `"fmma" ‖ 0x00 ‖ u64be(h) ‖ round_hash ‖ sha256(certificate)`.
     pub fn payload(&self) -> [u8; ANCHOR_PAYLOAD_LEN] {
-        let mut payload = [0u8; ANCHOR_PAYLOAD_LEN];
-        payload[..4].copy_from_slice(&ANCHOR_TAG);
-        payload[4] = ANCHOR_VERSION;
-        payload[5..13].copy_from_slice(&self.round.to_be_bytes());
-        payload[13..45].copy_from_slice(self.round_hash.as_bytes());
-        payload[45..].copy_from_slice(&self.certificate_hash);
-        payload
+        PayloadBody {
+            round: self.round,
+            round_hash: self.round_hash.0,
+            digest: self.certificate_hash,
+        }
+        .payload(ANCHOR_VERSION)
     }
 
     /// The output script `OP_RETURN OP_PUSHDATA1 77 ‖ payload`.
     pub fn script_pubkey(&self) -> ScriptBuf {
-        let mut script = Vec::with_capacity(ANCHOR_SCRIPT_LEN);
-        script.extend_from_slice(&ANCHOR_SCRIPT_PREFIX);
-        script.extend_from_slice(&self.payload());
-        ScriptBuf::from_bytes(script)
+        payload_script(&self.payload())
     }
 
     /// The zero-value output carrying the anchor.
@@ -85,37 +81,81 @@ impl Anchor {
 
     /// Reads an anchor back from an output script; only the exact encoding above is accepted.
     pub fn from_script(script: &Script) -> Result<Anchor, AnchorError> {
-        let bytes = script.as_bytes();
-        if bytes.len() != ANCHOR_SCRIPT_LEN {
-            return Err(AnchorError::Length(bytes.len()));
+        let (version, body) = split_payload(script)?;
+        if version != ANCHOR_VERSION {
+            return Err(AnchorError::Version(version));
         }
-        let (prefix, payload) = bytes.split_at(ANCHOR_SCRIPT_PREFIX.len());
-        let digest_at = |at: usize| {
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(&payload[at..at + 32]);
-            digest
-        };
-        if prefix != ANCHOR_SCRIPT_PREFIX {
-            let mut found = [0u8; 3];
-            found.copy_from_slice(prefix);
-            return Err(AnchorError::Prefix(found));
-        }
-        if payload[..4] != ANCHOR_TAG {
-            let mut found = [0u8; 4];
-            found.copy_from_slice(&payload[..4]);
-            return Err(AnchorError::Tag(found));
-        }
-        if payload[4] != ANCHOR_VERSION {
-            return Err(AnchorError::Version(payload[4]));
-        }
-        let mut round = [0u8; 8];
-        round.copy_from_slice(&payload[5..13]);
         Ok(Anchor {
-            round: u64::from_be_bytes(round),
-            round_hash: RoundHash(digest_at(13)),
-            certificate_hash: digest_at(45),
+            round: body.round,
+            round_hash: RoundHash(body.round_hash),
+            certificate_hash: body.digest,
         })
     }
+}
+
+/// The fields after the version byte of every `"fmma"` payload (the §10 anchor and the §13
+/// checkpoints): `u64be(h) ‖ round_hash ‖ digest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PayloadBody {
+    pub(crate) round: u64,
+    pub(crate) round_hash: [u8; 32],
+    pub(crate) digest: [u8; 32],
+}
+
+impl PayloadBody {
+    /// `"fmma" ‖ version ‖ u64be(h) ‖ round_hash ‖ digest`.
+    pub(crate) fn payload(&self, version: u8) -> [u8; ANCHOR_PAYLOAD_LEN] {
+        let mut payload = [0u8; ANCHOR_PAYLOAD_LEN];
+        payload[..4].copy_from_slice(&ANCHOR_TAG);
+        payload[4] = version;
+        payload[5..13].copy_from_slice(&self.round.to_be_bytes());
+        payload[13..45].copy_from_slice(&self.round_hash);
+        payload[45..].copy_from_slice(&self.digest);
+        payload
+    }
+}
+
+/// `OP_RETURN OP_PUSHDATA1 77 ‖ payload`.
+pub(crate) fn payload_script(payload: &[u8; ANCHOR_PAYLOAD_LEN]) -> ScriptBuf {
+    let mut script = Vec::with_capacity(ANCHOR_SCRIPT_LEN);
+    script.extend_from_slice(&ANCHOR_SCRIPT_PREFIX);
+    script.extend_from_slice(payload);
+    ScriptBuf::from_bytes(script)
+}
+
+/// Splits an `OP_RETURN OP_PUSHDATA1 77 ‖ "fmma" ‖ version ‖ body` script into its version
+/// byte and body, refusing any other length, prefix or tag.
+pub(crate) fn split_payload(script: &Script) -> Result<(u8, PayloadBody), AnchorError> {
+    let bytes = script.as_bytes();
+    if bytes.len() != ANCHOR_SCRIPT_LEN {
+        return Err(AnchorError::Length(bytes.len()));
+    }
+    let (prefix, payload) = bytes.split_at(ANCHOR_SCRIPT_PREFIX.len());
+    let digest_at = |at: usize| {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&payload[at..at + 32]);
+        digest
+    };
+    if prefix != ANCHOR_SCRIPT_PREFIX {
+        let mut found = [0u8; 3];
+        found.copy_from_slice(prefix);
+        return Err(AnchorError::Prefix(found));
+    }
+    if payload[..4] != ANCHOR_TAG {
+        let mut found = [0u8; 4];
+        found.copy_from_slice(&payload[..4]);
+        return Err(AnchorError::Tag(found));
+    }
+    let mut round = [0u8; 8];
+    round.copy_from_slice(&payload[5..13]);
+    Ok((
+        payload[4],
+        PayloadBody {
+            round: u64::from_be_bytes(round),
+            round_hash: digest_at(13),
+            digest: digest_at(45),
+        },
+    ))
 }
 
 #[cfg(test)]
