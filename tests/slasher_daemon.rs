@@ -274,12 +274,12 @@ async fn every_stake_of_an_equivocating_verifier_is_slashed_k_deep_by_restartabl
     let b = write_slasher(&dir.path().join("b"), addr, &rpc_url, K, "");
     let mut slasher_a = Killed(spawn_slasher(&a));
     let slasher_b = Killed(spawn_slasher(&b));
-    // SIGKILL A as soon as it has recorded a slashing transaction: its job (k deep) is not
-    // done, since no block has been mined yet.
+    // SIGKILL A as soon as a pass of it found the delegations (B may have broadcast first):
+    // its job (k deep) is not done, since no block has been mined yet.
     for i in 0.. {
         // The status endpoint is up once the daemon has migrated its store.
         let up = tokio::net::TcpStream::connect(status_addr).await.is_ok();
-        if up && status(&a).contains("slashing tx ") {
+        if up && status(&a).contains("delegation ") {
             break;
         }
         assert!(i < 300, "slasher A never broadcast: {}", status(&a));
@@ -322,13 +322,19 @@ async fn every_stake_of_an_equivocating_verifier_is_slashed_k_deep_by_restartabl
 
     // Neither slasher was refused a broadcast or signed a second witness: each recorded one
     // transaction per delegation, and Bitcoin never answered with a conflict or a refusal.
+    let mut broadcast = std::collections::BTreeSet::new();
     for config in [&a, &b] {
         let text = status(config);
         let txs: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("slashing tx "))
             .collect();
-        assert!(!txs.is_empty() && txs.len() <= 4, "{text}");
+        assert!(txs.len() <= 4, "{text}");
+        broadcast.extend(
+            txs.iter()
+                .filter_map(|l| l.split_whitespace().nth(2))
+                .map(str::to_owned),
+        );
         for line in &txs {
             assert!(
                 line.ends_with("last: accepted")
@@ -341,6 +347,18 @@ async fn every_stake_of_an_equivocating_verifier_is_slashed_k_deep_by_restartabl
         assert!(text.contains("(selective_slashing)"), "{text}");
         assert!(text.contains("delegations left to slash: 0"), "{text}");
     }
+    // Between them, the slashers broadcast the four slashing transactions that were theirs to
+    // broadcast (stake 3's is the verifier's own).
+    let expected: std::collections::BTreeSet<String> = [
+        stakes[0].registration.slashing_tx.compute_txid(),
+        stakes[1].registration.slashing_tx.compute_txid(),
+        stakes[2].registration.unbonding_slashing_tx.compute_txid(),
+        stakes[4].registration.slashing_tx.compute_txid(),
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    assert_eq!(broadcast, expected);
     let metrics = http_metrics(status_addr).await;
     for bad in ["conflict", "refused"] {
         assert!(!metrics.contains(&format!("result=\"{bad}\"")), "{metrics}");

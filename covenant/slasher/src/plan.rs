@@ -51,12 +51,10 @@ pub enum DelegationRefused {
 
 /// The key the node published is not the slashed verifier's key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the key the node published for verifier {verifier} is the key of {derived}")]
+#[error("the key the node published for verifier {verifier} is not its key")]
 pub struct KeyMismatch {
     /// The slashed verifier.
     pub verifier: XOnlyPublicKey,
-    /// The x-only key of the published secret.
-    pub derived: XOnlyPublicKey,
 }
 
 /// `key` when it is a secret key of `verifier` (the extracted scalar may be d or n − d:
@@ -65,13 +63,11 @@ pub struct KeyMismatch {
 /// # Errors
 /// [`KeyMismatch`] when it is another key.
 pub fn checked_key(verifier: &XOnlyPublicKey, key: SecretKey) -> Result<SecretKey, KeyMismatch> {
-    let derived = key.x_only_public_key(SECP256K1).0;
-    if derived == *verifier {
+    if key.x_only_public_key(SECP256K1).0 == *verifier {
         Ok(key)
     } else {
         Err(KeyMismatch {
             verifier: *verifier,
-            derived,
         })
     }
 }
