@@ -27,6 +27,10 @@ enum Command {
     /// protection, and the protection's export and import.
     #[command(subcommand)]
     Verifier(cli::verifier::VerifierCommand),
+    /// A slasher (anyone may run one): broadcasts the slashing transactions of every delegation
+    /// of a slashed verifier, with the key it revealed, until they are k deep.
+    #[command(subcommand)]
+    Slasher(cli::slasher::SlasherCommand),
     /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
     /// slashed on Bitcoin, and an unbonding.
@@ -42,6 +46,7 @@ async fn main() {
         Command::Node(args) => fiamma::node::run::run(args).await.map_err(Into::into),
         Command::Covenant(cmd) => cli::covenant::run(cmd).await,
         Command::Verifier(cmd) => cli::verifier::run(cmd).await,
+        Command::Slasher(cmd) => cli::slasher::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {

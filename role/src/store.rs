@@ -59,6 +59,32 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Longest text a role keeps in a row (reasons, what a node answered).
+pub const MAX_TEXT: usize = 512;
+
+/// `text` cut to [`MAX_TEXT`] bytes at a character boundary, marked with `…` when cut: a
+/// hostile peer cannot grow a store row.
+pub fn bounded(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A count or round as a BIGINT column holds it (`i64::MAX` above it).
+pub fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A BIGINT column read back as a count or round (0 below zero).
+pub fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 /// The SQLite URL of a file, created when missing.
 pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())

@@ -876,7 +876,9 @@ impl<'a> World<'a> {
             .into_inner()
             .evidence
             .ok_or_else(|| DevnetError::refused("devnet", "no evidence served"))?;
-        let key = slasher::published_key(&mut self.finality, &culprit).await?;
+        let slasher =
+            slasher::DevnetSlasher::new(self.channel.clone(), self.chain.client()?, 1).await?;
+        slasher.published_key(&culprit).await?;
         say.say(format!(
             "node: verifier {name} SLASHED in round {}; evidence = its two votes on round {}; \
              extracted secret key published (checked: it is the key of {})",
@@ -885,7 +887,7 @@ impl<'a> World<'a> {
             short(&culprit)
         ));
 
-        let slashed = slasher::slash_all(&mut self.staking, &self.bitcoin, &culprit, &key).await?;
+        let slashed = slasher.slash().await?;
         if slashed.is_empty() {
             return Err(DevnetError::unexpected(
                 "slasher",
@@ -928,6 +930,24 @@ impl<'a> World<'a> {
                 setup::UNBONDING_TIME
             ));
         }
+        let confirmed = slasher.confirmed().await?;
+        if let Some(s) = slashed
+            .iter()
+            .find(|s| !confirmed.iter().any(|(txid, _)| *txid == s.staking_txid))
+        {
+            return Err(DevnetError::unexpected(
+                "slasher",
+                format!(
+                    "delegation {} slashed 1 deep on its next pass",
+                    s.staking_txid
+                ),
+                "not counted as slashed",
+            ));
+        }
+        say.say(format!(
+            "slasher: its next pass finds {} delegation(s) slashed k = 1 deep; nothing left to do",
+            confirmed.len()
+        ));
         // The node follows the spend: the slashed stake is no longer bonded.
         for s in &slashed {
             let txid = s.staking_txid.to_string();

@@ -11,15 +11,12 @@ use bitcoin::TapSighash;
 use fiamma_covenant::adaptor::AdaptorSignature;
 use fiamma_covenant::signing::{CovenantSignatures, VerifierAdaptorSig};
 use fiamma_role::store::unix_now as now;
-use fiamma_role::store::{self as local, Dialect, LocalStoreError};
+use fiamma_role::store::{self as local, bounded, to_u64, Dialect, LocalStoreError};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Longest refusal reason kept.
-const MAX_REASON: usize = 512;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,21 +140,6 @@ pub struct Summary {
 pub struct MemberStore {
     pool: AnyPool,
     dialect: Dialect,
-}
-
-fn bounded(reason: &str) -> String {
-    if reason.len() <= MAX_REASON {
-        return reason.to_owned();
-    }
-    let mut end = MAX_REASON;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &reason[..end])
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 async fn insert_signed(

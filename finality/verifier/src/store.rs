@@ -9,15 +9,12 @@
 use bitcoin::secp256k1::XOnlyPublicKey;
 use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_role::store::unix_now as now;
-use fiamma_role::store::{self as local, Dialect, LocalStoreError};
+use fiamma_role::store::{self as local, bounded, int, to_u64, Dialect, LocalStoreError};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Longest reason kept.
-const MAX_REASON: usize = 512;
 
 /// Why the store failed or refused.
 #[derive(Debug, thiserror::Error)]
@@ -127,25 +124,6 @@ pub struct Summary {
 pub struct VerifierStore {
     pool: AnyPool,
     dialect: Dialect,
-}
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn bounded(reason: &str) -> String {
-    if reason.len() <= MAX_REASON {
-        return reason.to_owned();
-    }
-    let mut end = MAX_REASON;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &reason[..end])
 }
 
 fn digest(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {

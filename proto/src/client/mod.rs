@@ -1,12 +1,13 @@
 //! The typed node client: what a role asks of the node, in domain types where the role acts
 //! on them and in wire form where it must compare rather than trust (params).
 //!
-//! Roles take a `dyn StakingNode` or `dyn FinalityNode`, so the gRPC implementation
-//! ([`GrpcNode`], both traits over one channel) can be wrapped (to inject faults in the devnet, or
-//! to count calls in a test) without the role knowing.
+//! Roles take a `dyn StakingNode`, `dyn FinalityNode` or `dyn SlasherNode`, so the gRPC
+//! implementation ([`GrpcNode`], every trait over one channel) can be wrapped (to inject faults
+//! in the devnet, or to count calls in a test) without the role knowing.
 //!
 //! - [`staking`]: what the covenant member asks of the staking module;
-//! - [`finality`]: what a verifier asks of the finality module.
+//! - [`finality`]: what a verifier asks of the finality module;
+//! - [`slasher`]: what a slasher asks of both (slashed verifiers, their delegations).
 
 use std::time::Duration;
 
@@ -18,9 +19,11 @@ use crate::finality::v1::finality_client::FinalityClient;
 use crate::staking::v1::staking_client::StakingClient;
 
 pub mod finality;
+pub mod slasher;
 pub mod staking;
 
 pub use finality::*;
+pub use slasher::*;
 pub use staking::*;
 
 /// Longest node message kept in an error: a hostile or broken node cannot flood the log.
