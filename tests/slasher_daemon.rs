@@ -262,7 +262,9 @@ async fn every_stake_of_an_equivocating_verifier_is_slashed_k_deep_by_restartabl
         [fpb::VoteOutcome::Counted, fpb::VoteOutcome::Equivocation]
     );
 
-    // Two slashers, each with its own store: A (killed mid-job, restarted) and B alongside.
+    // Two slashers, each with its own store: A (killed mid-job, restarted) on SQLite, and B
+    // alongside on PostgreSQL, in the node's own database (the slasher's tables and migrations
+    // live in a schema of their own).
     let status_addr = free_port();
     let a = write_slasher(
         &dir.path().join("a"),
@@ -271,7 +273,13 @@ async fn every_stake_of_an_equivocating_verifier_is_slashed_k_deep_by_restartabl
         K,
         &format!("status_addr = \"{status_addr}\""),
     );
-    let b = write_slasher(&dir.path().join("b"), addr, &rpc_url, K, "");
+    let b = write_slasher(
+        &dir.path().join("b"),
+        addr,
+        &rpc_url,
+        K,
+        &format!("store = \"{}\"", database_url(&pool)),
+    );
     let mut slasher_a = Killed(spawn_slasher(&a));
     let slasher_b = Killed(spawn_slasher(&b));
     // SIGKILL A as soon as a pass of it found the delegations (B may have broadcast first):

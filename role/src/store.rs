@@ -2,6 +2,10 @@
 //! sqlx's `Any` driver so that one set of statements serves both. Each role keeps its schema in
 //! two migration folders (one per dialect) and migrates on start.
 //!
+//! On PostgreSQL each role keeps its tables, and its record of applied migrations, in a schema of
+//! its own, so that roles (and the node) may share one database without their migrations
+//! colliding.
+//!
 //! SQLite runs in WAL mode with `synchronous = FULL`: a commit is on disk before it returns,
 //! which is what "recorded before it is sent" needs.
 
@@ -90,15 +94,18 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
-/// Opens the store at `url` and applies the migrator of its dialect.
+/// Opens the store at `url` and applies the migrator of its dialect; on PostgreSQL inside
+/// schema `schema` (created when missing; a fixed name of the role's, `[a-z_]+`).
 ///
 /// # Errors
 /// [`LocalStoreError`]: unknown scheme, unreachable database, failed migration.
 pub async fn open(
     url: &str,
+    schema: &'static str,
     sqlite: &Migrator,
     postgres: &Migrator,
 ) -> Result<(AnyPool, Dialect), LocalStoreError> {
+    debug_assert!(!schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
     sqlx::any::install_default_drivers();
     let dialect = Dialect::of(url)?;
     let options: AnyConnectOptions = url.parse().map_err(LocalStoreError::Connect)?;
@@ -120,10 +127,16 @@ pub async fn open(
         })
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                if dialect == Dialect::Sqlite {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                match dialect {
+                    Dialect::Sqlite => {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Dialect::Postgres => {
+                        conn.execute(format!("SET search_path TO {schema}").as_str())
+                            .await?;
+                    }
                 }
                 Ok(())
             })
@@ -133,7 +146,23 @@ pub async fn open(
         .map_err(LocalStoreError::Connect)?;
     let migrator = match dialect {
         Dialect::Sqlite => sqlite,
-        Dialect::Postgres => postgres,
+        Dialect::Postgres => {
+            // Two roles starting at once may both try to create it; the loser's error is
+            // harmless when the schema is there afterwards.
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+            if let Err(e) = pool.execute(create.as_str()).await {
+                let exists: Option<(i32,)> =
+                    sqlx::query_as("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                        .bind(schema)
+                        .fetch_optional(&pool)
+                        .await
+                        .map_err(LocalStoreError::Connect)?;
+                if exists.is_none() {
+                    return Err(LocalStoreError::Connect(e));
+                }
+            }
+            postgres
+        }
     };
     migrator.run(&pool).await?;
     Ok((pool, dialect))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fiamma_btc::{BackendError, RpcBackend};
 use fiamma_proto::client::{GrpcNode, NodeError};
-use fiamma_role::daemon::{serve_status, Shutdown};
+use fiamma_role::daemon::{spawn_status, Shutdown, StatusBindError};
 
 use crate::config::{ConfigError, PasswordError, SlasherConfig};
 use crate::slasher::{Slasher, SlasherSettings};
@@ -31,13 +31,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The status address cannot be bound.
-    #[error("cannot serve status on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Status(#[from] StatusBindError),
 }
 
 /// The settings of `config`.
@@ -73,17 +68,13 @@ pub async fn open_slasher(config: &SlasherConfig) -> Result<Slasher, DaemonError
 pub async fn run(path: &Path, shutdown: Shutdown) -> Result<(), DaemonError> {
     let config = SlasherConfig::load(path)?;
     let slasher = open_slasher(&config).await?;
-    if let Some(addr) = config.status_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DaemonError::Bind { addr, source })?;
-        tokio::spawn(serve_status(
-            listener,
-            slasher.health().clone(),
-            slasher.metrics().clone(),
-            shutdown.clone(),
-        ));
-    }
+    spawn_status(
+        config.status_addr,
+        slasher.health(),
+        slasher.metrics(),
+        &shutdown,
+    )
+    .await?;
     tracing::info!(node = %config.node, bitcoin = %config.bitcoin.rpc_url, k = config.confirmations, store = ?slasher.store().dialect(), "slasher running");
     slasher.run(shutdown).await;
     tracing::info!("slasher stopped");

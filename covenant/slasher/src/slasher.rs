@@ -25,6 +25,7 @@ use fiamma_proto::client::{NodeError, ServedDelegation, SlashedVerifier, Slasher
 use fiamma_proto::codec;
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::staking::v1 as pb;
+use fiamma_role::component::Component;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
 use fiamma_role::store::unix_now;
 use tokio_stream::StreamExt;
@@ -35,7 +36,6 @@ use crate::plan::{
 use crate::store::{output_word, DelegationRow, Progress, SlasherStore, StoreError, VerifierRow};
 
 /// How long after an event the slasher starts its step.
-const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// How a slasher runs, apart from its node, Bitcoin backend and store.
 #[derive(Debug, Clone)]
@@ -711,9 +711,30 @@ impl Slasher {
         }
     }
 
-    /// The node's finality and staking events after the last ones seen, as one stream;
-    /// `None` when the node cannot be reached (tried again after the next step).
-    pub async fn subscribe(&self) -> Option<NodeEvents> {
+    /// The daemon loop ([`fiamma_role::component::run`]): a step, then a wait for an event
+    /// that may bring work (a verifier slashed, a staking output spent) or for the poll
+    /// interval (new blocks bring no event), until `shutdown`.
+    pub async fn run(&self, shutdown: Shutdown) {
+        fiamma_role::component::run(self, shutdown).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Component for Slasher {
+    type Event = NodeEvent;
+    type StreamError = NodeError;
+    type Events = NodeEvents;
+    type Report = StepReport;
+    type Error = SlasherError;
+    const STEP_ERRORS: &'static str = "fiamma_slasher_step_errors_total";
+    const DEBOUNCE: Duration = Duration::from_millis(20);
+
+    async fn step(&self) -> Result<StepReport, SlasherError> {
+        Slasher::step(self).await
+    }
+
+    /// The node's finality and staking events after the last ones seen, as one stream.
+    async fn subscribe(&self) -> Option<NodeEvents> {
         let (finality_from, staking_from) = {
             let state = self.state();
             (state.seen_finality + 1, state.seen_staking + 1)
@@ -727,65 +748,10 @@ impl Slasher {
         ))
     }
 
-    /// The daemon loop: a step, then wait for an event that may bring work (a verifier
-    /// slashed, a staking output spent) or the poll interval (new blocks bring no event), until
-    /// `shutdown`. A failed step is logged, reported on health and retried.
-    pub async fn run(&self, shutdown: Shutdown) {
-        let mut stream: Option<NodeEvents> = None;
-        while !shutdown.is_fired() {
-            match self.step().await {
-                Ok(report) => tracing::debug!(
-                    tip = report.tip,
-                    verifiers = report.slashed_verifiers,
-                    delegations = report.delegations.len(),
-                    "step done"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "step failed; retrying");
-                    self.health.failing(e.to_string());
-                    self.metrics.inc("fiamma_slasher_step_errors_total", &[]);
-                }
-            }
-            let poll = tokio::time::sleep(self.settings.poll_interval);
-            tokio::pin!(poll);
-            let debounce = tokio::time::sleep(Duration::MAX / 4);
-            tokio::pin!(debounce);
-            let mut work = false;
-            loop {
-                if stream.is_none() {
-                    stream = self.subscribe().await;
-                }
-                let next = async {
-                    match stream.as_mut() {
-                        Some(s) => s.next().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = &mut poll => break,
-                    _ = &mut debounce, if work => break,
-                    item = next => match item {
-                        Some(Ok(event)) => {
-                            if self.note_event(&event) && !work {
-                                work = true;
-                                debounce.as_mut().reset(tokio::time::Instant::now() + DEBOUNCE);
-                            }
-                        }
-                        Some(Err(_)) | None => {
-                            stream = None;
-                            break;
-                        }
-                    },
-                }
-            }
-        }
-    }
-
     /// Records an event's sequence; true when it may bring work: a verifier slashed, or a
     /// delegation's staking output spent (the staker's unbonding may have won a race, or the
     /// verifier broadcast a slashing transaction itself, which the next step looks at).
-    pub fn note_event(&self, event: &NodeEvent) -> bool {
+    fn note_event(&self, event: &NodeEvent) -> bool {
         let mut state = self.state();
         match event {
             NodeEvent::Finality(e) => {
@@ -810,4 +776,17 @@ impl Slasher {
             }
         }
     }
+
+    fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
 }

@@ -18,6 +18,8 @@ use sqlx::{AnyPool, Row};
 
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+/// The PostgreSQL schema of this role's tables.
+const SCHEMA: &str = "fiamma_slasher";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +133,7 @@ impl SlasherStore {
     /// # Errors
     /// [`StoreError::Open`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let (pool, dialect) = local::open(url, &SQLITE, &POSTGRES).await?;
+        let (pool, dialect) = local::open(url, SCHEMA, &SQLITE, &POSTGRES).await?;
         Ok(SlasherStore { pool, dialect })
     }
 

@@ -15,6 +15,8 @@ use sqlx::{AnyPool, Row};
 
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+/// The PostgreSQL schema of this role's tables.
+const SCHEMA: &str = "fiamma_verifier";
 
 /// Why the store failed or refused.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +142,7 @@ impl VerifierStore {
     /// # Errors
     /// [`StoreError::Open`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let (pool, dialect) = local::open(url, &SQLITE, &POSTGRES).await?;
+        let (pool, dialect) = local::open(url, SCHEMA, &SQLITE, &POSTGRES).await?;
         Ok(VerifierStore { pool, dialect })
     }
 
