@@ -27,6 +27,10 @@ enum Command {
     /// protection, and the protection's export and import.
     #[command(subcommand)]
     Verifier(cli::verifier::VerifierCommand),
+    /// A staker: the BDK wallet, stake, unbond, withdraw, PSBTs for external signers, and the
+    /// staker service the other verbs ask.
+    #[command(subcommand)]
+    Staker(cli::staker::StakerCommand),
     /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
     /// slashed on Bitcoin, and an unbonding.
@@ -42,6 +46,7 @@ async fn main() {
         Command::Node(args) => fiamma::node::run::run(args).await.map_err(Into::into),
         Command::Covenant(cmd) => cli::covenant::run(cmd).await,
         Command::Verifier(cmd) => cli::verifier::run(cmd).await,
+        Command::Staker(cmd) => cli::staker::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {

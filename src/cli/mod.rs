@@ -3,6 +3,7 @@
 pub mod covenant;
 pub mod keys;
 pub mod regtest;
+pub mod staker;
 pub mod staking;
 pub mod verifier;
 

@@ -21,9 +21,9 @@ use fiamma_staking::delegation::validate_delegation;
 use fiamma_staking::params::ParamsVersions;
 use futures::StreamExt;
 
-use crate::params::differing_fields;
 use crate::signer::{SignRequest, Signer};
 use crate::store::{MemberStore, Progress, RefusalKind, SignedMessages, SignedRecord, StoreError};
+use fiamma_proto::codec::params::differing_fields;
 
 /// How long after a new registration's event the member starts its step.
 const DEBOUNCE: Duration = Duration::from_millis(50);

@@ -6,7 +6,8 @@
 //! to count calls in a test) without the role knowing.
 //!
 //! - [`staking`]: what the covenant member asks of the staking module;
-//! - [`finality`]: what a verifier asks of the finality module.
+//! - [`finality`]: what a verifier asks of the finality module;
+//! - [`staker`]: what a staker asks of the staking module.
 
 use std::time::Duration;
 
@@ -18,9 +19,11 @@ use crate::finality::v1::finality_client::FinalityClient;
 use crate::staking::v1::staking_client::StakingClient;
 
 pub mod finality;
+pub mod staker;
 pub mod staking;
 
 pub use finality::*;
+pub use staker::*;
 pub use staking::*;
 
 /// Longest node message kept in an error: a hostile or broken node cannot flood the log.
