@@ -200,8 +200,12 @@ pub fn build_unsigned_registration(
         &change_script,
     )?;
     let slashing_leaf = staking_output.leaf_script(Leaf::Slashing)?;
-    let slashing_sighash =
-        tapscript_sighash(&slashing_tx, 0, &[staking_txout.clone()], slashing_leaf)?;
+    let slashing_sighash = tapscript_sighash(
+        &slashing_tx,
+        0,
+        std::slice::from_ref(&staking_txout),
+        slashing_leaf,
+    )?;
     let unbonding_slashing_sighash = tapscript_sighash(
         &unbonding_slashing_tx,
         0,
