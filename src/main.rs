@@ -31,6 +31,10 @@ enum Command {
     /// of a slashed verifier, with the key it revealed, until they are k deep.
     #[command(subcommand)]
     Slasher(cli::slasher::SlasherCommand),
+    /// A staker: the BDK wallet, stake, unbond, withdraw, PSBTs for external signers, and the
+    /// staker service the other verbs ask.
+    #[command(subcommand)]
+    Staker(cli::staker::StakerCommand),
     /// Play the whole story on an embedded regtest chain and a throwaway database: staking,
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
     /// slashed on Bitcoin, and an unbonding.
@@ -47,6 +51,7 @@ async fn main() {
         Command::Covenant(cmd) => cli::covenant::run(cmd).await,
         Command::Verifier(cmd) => cli::verifier::run(cmd).await,
         Command::Slasher(cmd) => cli::slasher::run(cmd).await,
+        Command::Staker(cmd) => cli::staker::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };
     if let Err(e) = result {

@@ -23,6 +23,8 @@ use fiamma_staking::state::DelegationStatus;
 use crate::staking::v1 as pb;
 
 pub mod finality;
+pub mod params;
+pub mod staker;
 
 /// Largest transaction accepted in a request: a standard transaction weighs at most 400,000
 /// weight units, so it serializes to at most 100,000 bytes without witness data.
@@ -562,6 +564,39 @@ pub fn registration_of(d: &pb::Delegation) -> Result<Registration, FieldError> {
         staker_unbonding_slashing_sig: schnorr_sig(
             "staker_unbonding_slashing_sig",
             &d.staker_unbonding_slashing_sig,
+        )?,
+    })
+}
+
+/// CreateDelegation's fields decoded into a [`Registration`], as the node reads them
+/// (stateless: nothing is validated against params or the chain yet). A staker keeps its
+/// registrations in this form too.
+///
+/// # Errors
+/// [`FieldError`] naming the first field that does not decode.
+pub fn registration_of_request(
+    r: &pb::CreateDelegationRequest,
+) -> Result<Registration, FieldError> {
+    Ok(Registration {
+        staker_pk: key("staker_btc_pk", &r.staker_btc_pk)?,
+        staker_account: account("staker_account", &r.staker_account)?,
+        pop: pop("pop", r.pop.as_ref())?,
+        verifier_pks: vec![key("verifier_btc_pk", &r.verifier_btc_pk)?],
+        staking_time: r.staking_time_blocks,
+        staking_value_sat: u64::try_from(r.staking_value_sat).map_err(|_| FieldError {
+            field: "staking_value_sat",
+            reason: format!("{} is negative", r.staking_value_sat),
+        })?,
+        staking_tx: transaction("staking_tx", &r.staking_tx)?,
+        staking_output_index: r.staking_output_index,
+        slashing_tx: transaction("slashing_tx", &r.slashing_tx)?,
+        staker_slashing_sig: schnorr_sig("staker_slashing_sig", &r.staker_slashing_sig)?,
+        unbonding_time: r.unbonding_time_blocks,
+        unbonding_tx: transaction("unbonding_tx", &r.unbonding_tx)?,
+        unbonding_slashing_tx: transaction("unbonding_slashing_tx", &r.unbonding_slashing_tx)?,
+        staker_unbonding_slashing_sig: schnorr_sig(
+            "staker_unbonding_slashing_sig",
+            &r.staker_unbonding_slashing_sig,
         )?,
     })
 }

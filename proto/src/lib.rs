@@ -35,8 +35,25 @@ pub mod finality {
     }
 }
 
+/// The `fiamma.staker.v1` package: the staker service that `fiamma staker run` serves.
+pub mod staker {
+    /// Version 1 of the staker API.
+    pub mod v1 {
+        #![allow(
+            missing_docs,
+            clippy::large_enum_variant,
+            clippy::doc_lazy_continuation
+        )]
+        tonic::include_proto!("fiamma.staker.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every package in this crate, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fiamma_descriptor");
+
+/// Encoded `FileDescriptorSet` of the staker service (`fiamma staker run` serves it).
+pub const STAKER_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("staker_descriptor");
 
 #[cfg(test)]
 mod tests {

@@ -177,14 +177,7 @@ impl Keystore {
         passphrase: &SecretString,
         work_factor: u8,
     ) -> Result<XOnlyPublicKey, KeystoreError> {
-        if passphrase.expose_secret().is_empty() {
-            return Err(KeystoreError::Refused("the passphrase is empty"));
-        }
-        if !(MIN_WORK_FACTOR..=MAX_WORK_FACTOR).contains(&work_factor) {
-            return Err(KeystoreError::Refused(
-                "the scrypt work factor must be between 10 and 22",
-            ));
-        }
+        check_new_secret(passphrase, work_factor)?;
         for path in [&self.secret_path, &self.public_path] {
             if path.exists() {
                 return Err(KeystoreError::Exists(path.clone()));
@@ -202,9 +195,7 @@ impl Keystore {
                 reason: e.to_string(),
             })?,
         );
-        let ciphertext =
-            encrypt(&document, passphrase, work_factor).map_err(io(&self.secret_path))?;
-        write_new(&self.secret_path, &ciphertext)?;
+        write_sealed(&self.secret_path, &document, passphrase, work_factor)?;
         let public = PublicKeyFile {
             version: KEYSTORE_VERSION,
             role: self.role.clone(),
@@ -242,17 +233,11 @@ impl Keystore {
     /// reading either file.
     pub fn open(&self, passphrase: &SecretString) -> Result<Keypair, KeystoreError> {
         let expected = self.public_key()?;
-        let ciphertext = read_bounded(&self.secret_path)?;
         let invalid = |reason: String| KeystoreError::Invalid {
             path: self.secret_path.clone(),
             reason,
         };
-        let plaintext = decrypt(&ciphertext, passphrase).map_err(|e| match e {
-            age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
-                KeystoreError::WrongPassphrase(self.secret_path.clone())
-            }
-            other => invalid(other.to_string()),
-        })?;
+        let plaintext = read_sealed(&self.secret_path, passphrase)?;
         let document: SecretDocument = serde_json::from_slice(&plaintext)
             .map_err(|_| invalid("the decrypted document is not a keystore document".into()))?;
         let SecretDocument {
@@ -291,6 +276,58 @@ impl Keystore {
             })
         }
     }
+}
+
+fn check_new_secret(passphrase: &SecretString, work_factor: u8) -> Result<(), KeystoreError> {
+    if passphrase.expose_secret().is_empty() {
+        return Err(KeystoreError::Refused("the passphrase is empty"));
+    }
+    if !(MIN_WORK_FACTOR..=MAX_WORK_FACTOR).contains(&work_factor) {
+        return Err(KeystoreError::Refused(
+            "the scrypt work factor must be between 10 and 22",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `plaintext` to a new file at `path` (never replacing one, owner-only), encrypted
+/// with `passphrase` in the keystore's format: ASCII-armored age with an scrypt recipient at
+/// `work_factor`. For secrets other than one key, such as a wallet's mnemonic; the keystore
+/// writes its own document with it.
+///
+/// # Errors
+/// [`KeystoreError::Exists`], [`KeystoreError::Io`], or [`KeystoreError::Refused`] for an
+/// empty passphrase or a work factor outside `MIN_WORK_FACTOR..=MAX_WORK_FACTOR`.
+pub fn write_sealed(
+    path: &Path,
+    plaintext: &[u8],
+    passphrase: &SecretString,
+    work_factor: u8,
+) -> Result<(), KeystoreError> {
+    check_new_secret(passphrase, work_factor)?;
+    let ciphertext = encrypt(plaintext, passphrase, work_factor).map_err(io(path))?;
+    write_new(path, &ciphertext)
+}
+
+/// Reads and decrypts a file written by [`write_sealed`] (or a keystore's `.age` file).
+///
+/// # Errors
+/// [`KeystoreError::WrongPassphrase`], [`KeystoreError::Io`], or [`KeystoreError::Invalid`]
+/// when the file is not an age file of this format.
+pub fn read_sealed(
+    path: &Path,
+    passphrase: &SecretString,
+) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    let ciphertext = read_bounded(path)?;
+    decrypt(&ciphertext, passphrase).map_err(|e| match e {
+        age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
+            KeystoreError::WrongPassphrase(path.to_owned())
+        }
+        other => KeystoreError::Invalid {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 fn encrypt(

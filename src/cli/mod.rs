@@ -4,6 +4,7 @@ pub mod covenant;
 pub mod keys;
 pub mod regtest;
 pub mod slasher;
+pub mod staker;
 pub mod staking;
 pub mod verifier;
 

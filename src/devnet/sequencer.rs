@@ -87,9 +87,9 @@ impl Sequencer {
     ///
     /// # Errors
     /// [`DevnetError::Wallet`] when its wallet cannot be created.
-    pub fn new(contexts: SigningContexts) -> Result<Self, DevnetError> {
+    pub async fn new(contexts: SigningContexts) -> Result<Self, DevnetError> {
         Ok(Sequencer {
-            wallet: DevnetWallet::new(PARTY, &setup::wallet_seed(PARTY))?,
+            wallet: DevnetWallet::new(PARTY, &setup::wallet_seed(PARTY)).await?,
             contexts,
         })
     }

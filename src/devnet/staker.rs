@@ -47,7 +47,7 @@ impl Staker {
     ///
     /// # Errors
     /// [`DevnetError::Wallet`] when its wallet cannot be created.
-    pub fn new(
+    pub async fn new(
         number: usize,
         verifier: XOnlyPublicKey,
         value: Amount,
@@ -55,7 +55,7 @@ impl Staker {
         let name = format!("staker {number}");
         let keypair = setup::devnet_keypair(&format!("staker/{number}"));
         let account = wire::account_of(&keypair.x_only_public_key().0);
-        let wallet = DevnetWallet::new(&name, &setup::wallet_seed(&name))?;
+        let wallet = DevnetWallet::new(&name, &setup::wallet_seed(&name)).await?;
         Ok(Staker {
             name,
             keypair,

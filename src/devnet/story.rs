@@ -342,14 +342,14 @@ impl<'a> World<'a> {
                 .keys
                 .get(verifier)
                 .ok_or_else(|| DevnetError::refused("devnet", "stake to an unknown verifier"))?;
-            stakers.push(Staker::new(i + 1, *key, value)?);
+            stakers.push(Staker::new(i + 1, *key, value).await?);
         }
-        let mut sequencer = Sequencer::new(self.contexts.clone())?;
+        let mut sequencer = Sequencer::new(self.contexts.clone()).await?;
         for s in &mut stakers {
-            let address = s.wallet.receive_address();
+            let address = s.wallet.receive_address().await?;
             self.chain.mine(1, &address.script_pubkey()).await?;
         }
-        let address = sequencer.wallet.receive_address();
+        let address = sequencer.wallet.receive_address().await?;
         self.chain.mine(1, &address.script_pubkey()).await?;
         let (_, tip) = self.chain.mine(100, &setup::miner_script()).await?;
         say.say(format!(

@@ -2,8 +2,7 @@
 //! registration a covenant member or slasher reads back from a served delegation. Fields are
 //! decoded with the node's own decoders, so a client refuses exactly what the node would.
 
-use bitcoin::hashes::{hash160, Hash};
-use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
+use bitcoin::secp256k1::Keypair;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_staking::account::{Account, ACCOUNT_HRP};
 use fiamma_staking::context::SigningContexts;
@@ -13,9 +12,7 @@ pub use fiamma_proto::codec::registration_of;
 use crate::node::grpc::convert::{self as c, FieldError};
 
 /// A registrant's account: the HASH160 of its x-only BTC key, so each devnet key has one.
-pub fn account_of(key: &XOnlyPublicKey) -> Account {
-    Account(hash160::Hash::hash(&key.serialize()).to_byte_array())
-}
+pub use fiamma_staker::plan::account_of;
 
 /// The bech32 form of `account`.
 ///

@@ -6,12 +6,10 @@
 //! - [`member`]: the component (`new`, `step`, `run`);
 //! - [`signer`]: the signing boundary and the keystore signer;
 //! - [`store`]: the local store (SQLite or PostgreSQL);
-//! - [`params`]: comparing the node's params with the member's own;
 //! - [`config`] and [`daemon`]: `fiamma covenant run`.
 
 pub mod config;
 pub mod daemon;
 pub mod member;
-pub mod params;
 pub mod signer;
 pub mod store;

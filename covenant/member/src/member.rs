@@ -24,9 +24,9 @@ use fiamma_staking::delegation::validate_delegation;
 use fiamma_staking::params::ParamsVersions;
 use futures::StreamExt;
 
-use crate::params::differing_fields;
 use crate::signer::{SignRequest, Signer};
 use crate::store::{MemberStore, Progress, RefusalKind, SignedMessages, SignedRecord, StoreError};
+use fiamma_proto::codec::params::differing_fields;
 
 /// Signatures sent to the node at once.
 const SENDS_IN_FLIGHT: usize = 16;

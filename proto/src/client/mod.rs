@@ -8,6 +8,7 @@
 //! - [`staking`]: what the covenant member asks of the staking module;
 //! - [`finality`]: what a verifier asks of the finality module;
 //! - [`slasher`]: what a slasher asks of both (slashed verifiers, their delegations).
+//! - [`staker`]: what a staker asks of the staking module.
 
 use std::time::Duration;
 
@@ -20,10 +21,12 @@ use crate::staking::v1::staking_client::StakingClient;
 
 pub mod finality;
 pub mod slasher;
+pub mod staker;
 pub mod staking;
 
 pub use finality::*;
 pub use slasher::*;
+pub use staker::*;
 pub use staking::*;
 
 /// Longest node message kept in an error: a hostile or broken node cannot flood the log.

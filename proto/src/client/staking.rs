@@ -71,15 +71,18 @@ pub trait StakingNode: Send + Sync {
     async fn events(&self, from_sequence: u64) -> Result<EventStream, NodeError>;
 }
 
-#[async_trait]
-impl StakingNode for GrpcNode {
-    async fn params(&self, version: u32) -> Result<pb::Params, NodeError> {
+impl GrpcNode {
+    /// The params version `selector` names, in wire form.
+    pub(super) async fn params_by(
+        &self,
+        selector: pb::params_request::Selector,
+    ) -> Result<pb::Params, NodeError> {
         const CALL: &str = "Params";
         let r = self
             .client
             .clone()
             .params(pb::ParamsRequest {
-                selector: Some(pb::params_request::Selector::Version(version)),
+                selector: Some(selector),
             })
             .await
             .map_err(|s| NodeError::status(CALL, &s))?
@@ -88,6 +91,14 @@ impl StakingNode for GrpcNode {
             call: CALL,
             source: codec::bad("params", "missing"),
         })
+    }
+}
+
+#[async_trait]
+impl StakingNode for GrpcNode {
+    async fn params(&self, version: u32) -> Result<pb::Params, NodeError> {
+        self.params_by(pb::params_request::Selector::Version(version))
+            .await
     }
 
     async fn pending_delegations(

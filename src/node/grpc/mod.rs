@@ -15,7 +15,6 @@ use bitcoin::Txid;
 use fiamma_proto::finality::v1::finality_server::FinalityServer;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_proto::staking::v1::staking_server::{Staking, StakingServer};
-use fiamma_staking::registration::Registration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -61,32 +60,9 @@ fn pk_key(bytes: &[u8]) -> Option<XOnlyPublicKey> {
     XOnlyPublicKey::from_slice(bytes).ok()
 }
 
-/// CreateDelegation's fields decoded into a [`Registration`] (stateless: nothing is validated
+/// CreateDelegation's fields decoded into a [`fiamma_staking::registration::Registration`] (stateless: nothing is validated
 /// against params or the chain yet); public for the fuzz checks.
-pub fn registration(r: &pb::CreateDelegationRequest) -> Result<Registration, c::FieldError> {
-    Ok(Registration {
-        staker_pk: c::key("staker_btc_pk", &r.staker_btc_pk)?,
-        staker_account: c::account("staker_account", &r.staker_account)?,
-        pop: c::pop("pop", r.pop.as_ref())?,
-        verifier_pks: vec![c::key("verifier_btc_pk", &r.verifier_btc_pk)?],
-        staking_time: r.staking_time_blocks,
-        staking_value_sat: u64::try_from(r.staking_value_sat).map_err(|_| c::FieldError {
-            field: "staking_value_sat",
-            reason: format!("{} is negative", r.staking_value_sat),
-        })?,
-        staking_tx: c::transaction("staking_tx", &r.staking_tx)?,
-        staking_output_index: r.staking_output_index,
-        slashing_tx: c::transaction("slashing_tx", &r.slashing_tx)?,
-        staker_slashing_sig: c::schnorr_sig("staker_slashing_sig", &r.staker_slashing_sig)?,
-        unbonding_time: r.unbonding_time_blocks,
-        unbonding_tx: c::transaction("unbonding_tx", &r.unbonding_tx)?,
-        unbonding_slashing_tx: c::transaction("unbonding_slashing_tx", &r.unbonding_slashing_tx)?,
-        staker_unbonding_slashing_sig: c::schnorr_sig(
-            "staker_unbonding_slashing_sig",
-            &r.staker_unbonding_slashing_sig,
-        )?,
-    })
-}
+pub use fiamma_proto::codec::registration_of_request as registration;
 
 type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send>>;
 

@@ -1,7 +1,7 @@
-//! Comparing the node's params with the member's own, field by field on the wire form, so a
-//! refusal can say which fields differ.
+//! Comparing the node's params with a role's own (the covenant member's, the staker's), field
+//! by field on the wire form, so a refusal can say which fields differ.
 
-use fiamma_proto::staking::v1 as pb;
+use crate::staking::v1 as pb;
 
 /// The names of the fields in which `ours` and `theirs` differ (the version number aside).
 pub fn differing_fields(ours: &pb::Params, theirs: &pb::Params) -> Vec<&'static str> {

@@ -1,0 +1,244 @@
+//! A staker's world of real processes: `fiamma regtest` (the embedded chain, Bitcoin Core's
+//! consensus engine, over JSON-RPC), `fiamma node` following it over JSON-RPC, a quorum of
+//! `fiamma covenant` daemons, one registered verifier; and a staker component on a fresh
+//! wallet, in this process, that talks to them as the `fiamma staker` service does.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bdk_bitcoind_rpc::bitcoincore_rpc::{Auth, Client, RpcApi};
+use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::{Address, FeeRate, Network, Txid};
+use fiamma::btc::{Backend, RpcBackend, TxStatus};
+use fiamma_proto::client::GrpcNode;
+use fiamma_proto::staking::v1 as pb;
+use fiamma_proto::staking::v1::staking_client::StakingClient;
+use fiamma_staker::staker::{Staker, StakerSettings, StepReport};
+use fiamma_staker::store::StakerStore;
+use fiamma_staking::params::{Params, ParamsVersions};
+use fiamma_wallet::{Wallet, WalletKeys};
+use sqlx::PgPool;
+use tonic::transport::Channel;
+
+use crate::covenant_support::{self as cs, import_key, spawn_member, write_member, Killed};
+use crate::node_process::{connect, database_url, free_port, spawn};
+use crate::node_support::{contexts, keypair, verifier_request, xonly};
+
+pub const RPC_USER: &str = "staker-test";
+pub const RPC_PASSWORD: &str = "staker-test-password";
+
+/// The world.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub params: Params,
+    pub rpc_url: String,
+    pub rpc: Arc<Client>,
+    pub bitcoin: RpcBackend,
+    pub node_addr: SocketAddr,
+    pub client: StakingClient<Channel>,
+    pub verifier: XOnlyPublicKey,
+    /// A verifier's address to mine to (coins nobody here spends).
+    pub miner: Address,
+    _processes: Vec<Killed>,
+}
+
+/// Starts `fiamma regtest` on a free port.
+fn spawn_regtest(port: u16) -> Killed {
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_fiamma"))
+            .args(["regtest", "--rpc-port", &port.to_string()])
+            .env("FIAMMA_RPC_USER", RPC_USER)
+            .env("FIAMMA_RPC_PASSWORD", RPC_PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fiamma regtest starts"),
+    )
+}
+
+fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let params_file = dir.join("params.json");
+    cs::write_params(&params_file, &cs::params());
+    let c = contexts();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{db}\"\ngrpc_addr = \"{addr}\"\nnetwork = \"regtest\"\n\
+             params_file = \"{}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\n\
+             [bitcoin]\nbackend = \"rpc\"\nrpc_url = \"{rpc_url}\"\nrpc_user = \"{RPC_USER}\"\n\
+             rpc_password = \"{RPC_PASSWORD}\"\npoll_interval_ms = 100\n",
+            params_file.display(),
+            c.chain_id,
+            c.module_address
+        ),
+    )
+    .expect("write");
+    config
+}
+
+impl World {
+    /// Starts everything: the chain, the node, `cs::QUORUM` covenant members, and registers
+    /// verifier 1.
+    pub async fn start(pool: &PgPool) -> World {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = free_port().port();
+        let mut processes = vec![spawn_regtest(port)];
+        let rpc_url = format!("http://127.0.0.1:{port}");
+        let rpc = Arc::new(
+            Client::new(
+                &rpc_url,
+                Auth::UserPass(RPC_USER.into(), RPC_PASSWORD.into()),
+            )
+            .expect("client"),
+        );
+        let bitcoin = RpcBackend::new(&rpc_url, RPC_USER, RPC_PASSWORD).expect("backend");
+        for _ in 0..100 {
+            if bitcoin.tip().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let node_addr = free_port();
+        processes.push(Killed(spawn(&write_node(
+            &dir.path().join("node"),
+            &database_url(pool),
+            node_addr,
+            &rpc_url,
+        ))));
+        let mut client = StakingClient::new(connect(node_addr, "fiamma.staking.v1.Staking").await);
+        client
+            .create_verifier(verifier_request(1))
+            .await
+            .expect("verifier registers");
+        for i in 0..cs::QUORUM as u8 {
+            let member_dir = dir.path().join(format!("member{i}"));
+            import_key(&member_dir, i);
+            let config = write_member(&member_dir, node_addr, &cs::params(), "");
+            processes.push(Killed(spawn_member(&config)));
+        }
+        let miner = Address::p2tr(
+            bitcoin::secp256k1::SECP256K1,
+            xonly(&keypair(99)),
+            None,
+            Network::Regtest,
+        );
+        World {
+            dir,
+            params: cs::params(),
+            rpc_url,
+            rpc,
+            bitcoin,
+            node_addr,
+            client,
+            verifier: xonly(&keypair(1)),
+            miner,
+            _processes: processes,
+        }
+    }
+
+    /// Mines `n` blocks to `to`.
+    pub async fn mine_to(&self, n: u64, to: &Address) {
+        let (rpc, to) = (self.rpc.clone(), to.clone());
+        tokio::task::spawn_blocking(move || rpc.generate_to_address(n, &to).expect("mine"))
+            .await
+            .expect("task");
+    }
+
+    /// Mines `n` blocks to the miner.
+    pub async fn mine(&self, n: u64) {
+        self.mine_to(n, &self.miner).await;
+    }
+
+    /// The staker settings of this world.
+    pub fn settings(&self, params: Vec<Params>) -> StakerSettings {
+        StakerSettings {
+            params: ParamsVersions::new(params).expect("params"),
+            contexts: contexts(),
+            network: Network::Regtest,
+            fee_rate: FeeRate::from_sat_per_vb(2).expect("rate"),
+            auto_withdraw: true,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// A staker on a new wallet (from `keys`) in a store at `url`, with `params` as its own.
+    pub async fn staker_with(&self, url: &str, keys: &WalletKeys, params: Vec<Params>) -> Staker {
+        let store = StakerStore::open(url).await.expect("store");
+        let wallet_store = store.wallet("staker").await.expect("wallet store");
+        let wallet = if wallet_store.exists().await.expect("reads") {
+            Wallet::load(wallet_store, Network::Regtest, Some(keys))
+                .await
+                .expect("wallet loads")
+        } else {
+            Wallet::create(wallet_store, Network::Regtest, keys, None)
+                .await
+                .expect("wallet")
+        };
+        let node = Arc::new(
+            GrpcNode::connect_lazy(
+                &format!("http://{}", self.node_addr),
+                Duration::from_secs(10),
+            )
+            .expect("node"),
+        );
+        Staker::new(
+            self.settings(params),
+            wallet,
+            store,
+            node.clone(),
+            Some(node),
+            Arc::new(self.bitcoin.clone()),
+            self.rpc.clone(),
+        )
+    }
+
+    /// The node's status of `staking_txid`.
+    pub async fn status(&mut self, staking_txid: &str) -> pb::DelegationStatus {
+        self.client
+            .delegation(pb::DelegationRequest {
+                staking_txid: staking_txid.to_owned(),
+            })
+            .await
+            .expect("delegation")
+            .into_inner()
+            .delegation
+            .expect("served")
+            .status()
+    }
+
+    /// Mines a block and steps `staker` until `done` holds for a report (`blocks` at most).
+    pub async fn step_until(
+        &self,
+        staker: &Staker,
+        what: &str,
+        blocks: u32,
+        mut done: impl FnMut(&StepReport) -> bool,
+    ) -> StepReport {
+        for _ in 0..blocks {
+            for _ in 0..20 {
+                let report = staker.step().await.expect("step");
+                if done(&report) {
+                    return report;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.mine(1).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Checks `txid` is mined in the active chain: accepted by the consensus engine.
+    pub async fn assert_mined(&self, txid: Txid) {
+        match self.bitcoin.tx_status(&txid).await.expect("status") {
+            TxStatus::Confirmed { .. } => {}
+            other => panic!("{txid} is not mined: {other:?}"),
+        }
+    }
+}
