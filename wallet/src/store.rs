@@ -76,15 +76,15 @@ pub struct WalletStore {
 }
 
 impl WalletStore {
-    /// Opens the store at `url` (`sqlite:` or `postgres:`), migrates the wallet table, and
-    /// serves the wallet named `wallet`.
+    /// Opens the store at `url` (`sqlite:` or `postgres:`; there in schema `fiamma_wallet`),
+    /// migrates the wallet table, and serves the wallet named `wallet`.
     ///
     /// # Errors
     /// [`WalletStoreError::Open`] or [`WalletStoreError::Migrate`].
     pub async fn open(url: &str, wallet: &str) -> Result<Self, WalletStoreError> {
         let dialect = Dialect::of(url)?;
         let m = migrator(dialect);
-        let (pool, _) = local::open(url, &m, &m).await?;
+        let (pool, _) = local::open(url, "fiamma_wallet", &m, &m).await?;
         Ok(WalletStore {
             pool,
             wallet: wallet.to_owned(),

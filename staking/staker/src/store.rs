@@ -167,7 +167,7 @@ impl StakerStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let sqlite = role_migrator(sqlx::migrate!("./migrations/sqlite"));
         let postgres = role_migrator(sqlx::migrate!("./migrations/postgres"));
-        let (pool, dialect) = local::open(url, &sqlite, &postgres).await?;
+        let (pool, dialect) = local::open(url, "fiamma_staker", &sqlite, &postgres).await?;
         fiamma_wallet::store::migrator(dialect)
             .run(&pool)
             .await
