@@ -105,7 +105,9 @@ pub async fn open(
     sqlite: &Migrator,
     postgres: &Migrator,
 ) -> Result<(AnyPool, Dialect), LocalStoreError> {
-    debug_assert!(!schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    debug_assert!(
+        !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    );
     sqlx::any::install_default_drivers();
     let dialect = Dialect::of(url)?;
     let options: AnyConnectOptions = url.parse().map_err(LocalStoreError::Connect)?;

@@ -35,8 +35,6 @@ use crate::plan::{
 };
 use crate::store::{output_word, DelegationRow, Progress, SlasherStore, StoreError, VerifierRow};
 
-/// How long after an event the slasher starts its step.
-
 /// How a slasher runs, apart from its node, Bitcoin backend and store.
 #[derive(Debug, Clone)]
 pub struct SlasherSettings {
@@ -788,5 +786,4 @@ impl Component for Slasher {
     fn metrics(&self) -> &Metrics {
         &self.metrics
     }
-
 }
