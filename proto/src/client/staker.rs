@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use fiamma_staking::registration::Registration;
 
-use super::{Code, GrpcNode, NodeError};
+use super::{Code, EventStream, GrpcNode, NodeError, StakingNode};
 use crate::codec;
 use crate::staking::v1 as pb;
 
@@ -27,6 +27,9 @@ pub trait StakerNode: Send + Sync {
 
     /// The delegation filed under `staking_txid`; `None` when the node does not know it.
     async fn delegation(&self, staking_txid: &str) -> Result<Option<pb::Delegation>, NodeError>;
+
+    /// The staking module's events from `from_sequence` on.
+    async fn staking_events(&self, from_sequence: u64) -> Result<EventStream, NodeError>;
 }
 
 /// The node's answer to CreateDelegation.
@@ -42,6 +45,10 @@ pub struct Registered {
 
 #[async_trait]
 impl StakerNode for GrpcNode {
+    async fn staking_events(&self, from_sequence: u64) -> Result<EventStream, NodeError> {
+        StakingNode::events(self, from_sequence).await
+    }
+
     async fn params_at(&self, height: u32) -> Result<pb::Params, NodeError> {
         self.params_by(pb::params_request::Selector::BtcHeight(height))
             .await

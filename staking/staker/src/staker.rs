@@ -8,6 +8,7 @@
 //! reports the delegation VERIFIED.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,11 @@ use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{Amount, FeeRate, Network, OutPoint, Transaction, Txid};
 use fiamma_btc::{Backend, BackendError, OutPointStatus, TxStatus};
-use fiamma_proto::client::{FinalityNode, NodeError, StakerNode};
+use fiamma_proto::client::{EventStream, FinalityNode, NodeError, StakerNode};
 use fiamma_proto::codec::{self, params::differing_fields, params_to_pb};
 use fiamma_proto::finality::v1::VerifierStatus as FinalityStatus;
 use fiamma_proto::staking::v1 as pb;
+use fiamma_role::component::Component;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::params::{Params, ParamsVersions};
@@ -188,6 +190,8 @@ pub struct Staker {
     plans: Mutex<BTreeMap<String, (u32, StakePlan)>>,
     metrics: Metrics,
     health: Health,
+    /// The last staking event seen on the node's stream.
+    seen_event: AtomicU64,
 }
 
 fn status_word(s: pb::DelegationStatus) -> &'static str {
@@ -230,6 +234,7 @@ impl Staker {
             plans: Mutex::default(),
             metrics: Metrics::default(),
             health: Health::default(),
+            seen_event: AtomicU64::new(0),
         }
     }
 
@@ -892,24 +897,56 @@ impl Staker {
         ))
     }
 
-    /// The daemon loop: a step every poll interval until `shutdown`.
+    /// The daemon loop ([`fiamma_role::component::run`]): a step, then a wait for a change of
+    /// a delegation's status on the node's event stream (or the poll interval, which also
+    /// brings new blocks), until `shutdown`.
     pub async fn run(&self, shutdown: Shutdown) {
-        loop {
-            match self.step().await {
-                Ok(report) => {
-                    for (txid, action) in &report.actions {
-                        tracing::info!(staking_txid = %txid, action = ?action, "staker step");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "staker step failed");
-                    self.health.failing(e.to_string());
-                }
-            }
-            tokio::select! {
-                () = shutdown.wait() => return,
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
+        fiamma_role::component::run(self, shutdown).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Component for Staker {
+    type Event = pb::Event;
+    type StreamError = NodeError;
+    type Events = EventStream;
+    type Report = StepReport;
+    type Error = StakerError;
+    const STEP_ERRORS: &'static str = "fiamma_staker_step_errors_total";
+    const DEBOUNCE: Duration = Duration::from_millis(50);
+
+    async fn step(&self) -> Result<StepReport, StakerError> {
+        let report = Staker::step(self).await?;
+        for (txid, action) in &report.actions {
+            tracing::info!(staking_txid = %txid, action = ?action, "staker step");
         }
+        Ok(report)
+    }
+
+    async fn subscribe(&self) -> Option<EventStream> {
+        let from = self.seen_event.load(Ordering::SeqCst) + 1;
+        self.node.staking_events(from).await.ok()
+    }
+
+    /// A delegation changing status may be one of this staker's: the step looks.
+    fn note_event(&self, event: &pb::Event) -> bool {
+        let fresh = self.seen_event.fetch_max(event.sequence, Ordering::SeqCst) < event.sequence;
+        fresh
+            && matches!(
+                event.kind,
+                Some(pb::event::Kind::DelegationStatusChanged(_))
+            )
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
