@@ -91,23 +91,17 @@ impl MemberConfig {
         if !(1..=1000).contains(&config.page_size) {
             return Err(range("page_size", "must be between 1 and 1000"));
         }
-        if !(10..=3_600_000).contains(&config.poll_interval_ms) {
-            return Err(range("poll_interval_ms", "must be between 10 and 3600000"));
-        }
-        if !(100..=600_000).contains(&config.call_timeout_ms) {
-            return Err(range("call_timeout_ms", "must be between 100 and 600000"));
-        }
-        let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        resolve(&mut config.params_file);
-        resolve(&mut config.keystore);
-        if let Some(p) = config.passphrase_file.as_mut() {
-            resolve(p);
-        }
+        fiamma_role::config::check_timing(path, config.poll_interval_ms, config.call_timeout_ms)?;
+        fiamma_role::config::resolve_paths(
+            path,
+            [
+                Some(&mut config.params_file),
+                Some(&mut config.keystore),
+                config.passphrase_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         Ok(config)
     }
 

@@ -111,18 +111,9 @@ impl SlasherConfig {
         if !(1..=1000).contains(&config.page_size) {
             return Err(range("page_size", "must be between 1 and 1000"));
         }
-        if !(10..=3_600_000).contains(&config.poll_interval_ms) {
-            return Err(range("poll_interval_ms", "must be between 10 and 3600000"));
-        }
-        if !(100..=600_000).contains(&config.call_timeout_ms) {
-            return Err(range("call_timeout_ms", "must be between 100 and 600000"));
-        }
+        fiamma_role::config::check_timing(path, config.poll_interval_ms, config.call_timeout_ms)?;
         config.dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        if let Some(p) = config.bitcoin.rpc_password_file.as_mut() {
-            if p.is_relative() {
-                *p = config.dir.join(&*p);
-            }
-        }
+        fiamma_role::config::resolve_paths(path, config.bitcoin.rpc_password_file.as_mut());
         Ok(config)
     }
 

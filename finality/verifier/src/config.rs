@@ -116,22 +116,13 @@ impl VerifierConfig {
         if !(1..=10_000).contains(&config.catch_up_rounds) {
             return Err(range("catch_up_rounds", "must be between 1 and 10000"));
         }
-        if !(10..=3_600_000).contains(&config.poll_interval_ms) {
-            return Err(range("poll_interval_ms", "must be between 10 and 3600000"));
-        }
-        if !(100..=600_000).contains(&config.call_timeout_ms) {
-            return Err(range("call_timeout_ms", "must be between 100 and 600000"));
-        }
-        let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        resolve(&mut config.keystore);
-        if let Some(p) = config.passphrase_file.as_mut() {
-            resolve(p);
-        }
+        fiamma_role::config::check_timing(path, config.poll_interval_ms, config.call_timeout_ms)?;
+        fiamma_role::config::resolve_paths(
+            path,
+            [Some(&mut config.keystore), config.passphrase_file.as_mut()]
+                .into_iter()
+                .flatten(),
+        );
         Ok(config)
     }
 

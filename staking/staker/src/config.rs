@@ -128,29 +128,19 @@ impl StakerConfig {
         if !(1..=100_000).contains(&config.fee_rate_sat_vb) {
             return Err(range("fee_rate_sat_vb", "must be between 1 and 100000"));
         }
-        if !(10..=3_600_000).contains(&config.poll_interval_ms) {
-            return Err(range("poll_interval_ms", "must be between 10 and 3600000"));
-        }
-        if !(100..=600_000).contains(&config.call_timeout_ms) {
-            return Err(range("call_timeout_ms", "must be between 100 and 600000"));
-        }
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        resolve(&mut config.params_file);
-        for p in [
-            config.wallet_secret.as_mut(),
-            config.passphrase_file.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            resolve(p);
-        }
+        fiamma_role::config::check_timing(path, config.poll_interval_ms, config.call_timeout_ms)?;
+        fiamma_role::config::resolve_paths(
+            path,
+            [
+                Some(&mut config.params_file),
+                config.wallet_secret.as_mut(),
+                config.passphrase_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         if config.store.is_none() {
+            let base = path.parent().unwrap_or(Path::new("."));
             config.store = Some(fiamma_role::store::sqlite_url(&base.join("staker.db")));
         }
         Ok(config)
