@@ -2,8 +2,10 @@
 //! covenant` daemons): a new wallet funded by mining stakes twice; bad requests are refused
 //! before any coin moves; the service broadcasts each staking transaction only once the
 //! committee has signed, sees both ACTIVE, unbonds one and withdraws it after U, and withdraws
-//! the other by the timelock path once it expired. Every transaction it broadcasts is mined by
-//! the embedded chain (Bitcoin Core's consensus engine).
+//! the other by the timelock path once it expired. A watch-only staker lives the same life with
+//! a separate signer process, its planned stake surviving a restart before the signer answers.
+//! Every transaction it broadcasts is mined by the embedded chain (Bitcoin Core's consensus
+//! engine).
 
 mod covenant_support;
 mod node_process;
@@ -275,6 +277,23 @@ async fn a_watch_only_staker_lives_the_same_life_with_a_separate_signer(pool: Pg
         panic!("a watch-only wallet cannot sign");
     };
     assert!(staker.store().all().await.expect("store").is_empty());
+    // A restart between the plan and the signed PSBTs loses nothing: the plan is in the store,
+    // and so is the lock on its coin (the wallet's only one), which no other stake may take.
+    drop(staker);
+    let staker = world
+        .staker_with(&url, &watch, vec![world.params.clone()])
+        .await;
+    let plans = staker.store().plans().await.expect("plans");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].staking_txid, staking_txid);
+    let e = staker
+        .stake(world.verifier, Amount::from_int_btc(1), 100, None)
+        .await
+        .expect_err("the only coin is held by the planned stake");
+    assert!(
+        matches!(&e, StakerError::Wallet(WalletError::Build { reason, .. }) if reason.contains("nsufficient")),
+        "{e}"
+    );
     let unsigned = world.dir.path().join("stake.json");
     let signed = world.dir.path().join("stake.signed.json");
     std::fs::write(&unsigned, serde_json::to_string(&bundle).expect("json")).expect("write");
@@ -285,6 +304,7 @@ async fn a_watch_only_staker_lives_the_same_life_with_a_separate_signer(pool: Pg
     assert!(staker.import_stake(&bundle).await.is_err());
     let registered = staker.import_stake(&signed_bundle).await.expect("imported");
     assert_eq!(registered, staking_txid);
+    assert!(staker.store().plans().await.expect("plans").is_empty());
 
     world
         .step_until(&staker, "the stake ACTIVE", 30, |r| {

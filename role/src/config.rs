@@ -46,6 +46,42 @@ impl ConfigError {
     }
 }
 
+/// Why a role's Bitcoin JSON-RPC password cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The file cannot be read.
+    #[error("cannot read the bitcoin rpc password file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Neither a file nor the environment variable gives one.
+    #[error("no bitcoin rpc password: set bitcoin.rpc_password_file or {env}")]
+    Missing {
+        /// The variable that was looked at.
+        env: &'static str,
+    },
+}
+
+/// A role's Bitcoin JSON-RPC password: the first line of `file` when the config names one,
+/// else the environment variable `env`. The config file itself never holds it, so it can be
+/// shared or committed without the secret.
+///
+/// # Errors
+/// [`PasswordError`].
+pub fn rpc_password(file: Option<&Path>, env: &'static str) -> Result<String, PasswordError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| PasswordError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    std::env::var(env).map_err(|_| PasswordError::Missing { env })
+}
+
 /// Checks the timing settings every role has: `poll_interval_ms` (10 ms to 1 h) and
 /// `call_timeout_ms` (100 ms to 10 min).
 ///
@@ -110,6 +146,22 @@ mod tests {
         assert!(poll.to_string().contains("poll_interval_ms"), "{poll}");
         let call = check_timing(path, 1000, 600_001).expect_err("too long a timeout");
         assert!(call.to_string().contains("call_timeout_ms"), "{call}");
+    }
+
+    #[test]
+    fn the_rpc_password_comes_from_its_file_else_the_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\nignored\n").expect("write");
+        let env = "FIAMMA_ROLE_CONFIG_TEST_RPC_PASSWORD";
+        std::env::set_var(env, "from-env");
+        assert_eq!(rpc_password(Some(&file), env).expect("file"), "s3cret");
+        assert_eq!(rpc_password(None, env).expect("env"), "from-env");
+        std::env::remove_var(env);
+        let missing = rpc_password(None, env).expect_err("neither");
+        assert!(missing.to_string().contains(env), "{missing}");
+        let unreadable = rpc_password(Some(&dir.path().join("absent")), env).expect_err("no file");
+        assert!(unreadable.to_string().contains("absent"), "{unreadable}");
     }
 
     #[test]

@@ -61,7 +61,7 @@ fn spawn_regtest(port: u16) -> Killed {
     )
 }
 
-fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str) -> PathBuf {
+fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str, finality: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("dir");
     let params_file = dir.join("params.json");
     cs::write_params(&params_file, &cs::params());
@@ -73,7 +73,7 @@ fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str) -> PathBuf 
             "database_url = \"{db}\"\ngrpc_addr = \"{addr}\"\nnetwork = \"regtest\"\n\
              params_file = \"{}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\n\
              [bitcoin]\nbackend = \"rpc\"\nrpc_url = \"{rpc_url}\"\nrpc_user = \"{RPC_USER}\"\n\
-             rpc_password = \"{RPC_PASSWORD}\"\npoll_interval_ms = 100\n",
+             rpc_password = \"{RPC_PASSWORD}\"\npoll_interval_ms = 100\n\n[finality]\n{finality}",
             params_file.display(),
             c.chain_id,
             c.module_address
@@ -87,6 +87,11 @@ impl World {
     /// Starts everything: the chain, the node, `cs::QUORUM` covenant members, and registers
     /// verifier 1.
     pub async fn start(pool: &PgPool) -> World {
+        World::start_with(pool, "").await
+    }
+
+    /// As [`World::start`], with `finality` as the node's `[finality]` table.
+    pub async fn start_with(pool: &PgPool, finality: &str) -> World {
         let dir = tempfile::tempdir().expect("dir");
         let port = free_port().port();
         let mut processes = vec![spawn_regtest(port)];
@@ -111,6 +116,7 @@ impl World {
             &database_url(pool),
             node_addr,
             &rpc_url,
+            finality,
         ))));
         let mut client = StakingClient::new(connect(node_addr, "fiamma.staking.v1.Staking").await);
         client
@@ -241,4 +247,128 @@ impl World {
             other => panic!("{txid} is not mined: {other:?}"),
         }
     }
+}
+
+/// The passphrase of the staker daemon's wallet in these tests.
+pub const STAKER_PASSPHRASE: &str = "staker daemon passphrase";
+
+/// Writes a `fiamma staker run` config in `dir` for `world`: its own params file (`params`),
+/// the wallet's passphrase and the chain's RPC password in files beside it, the API on a free
+/// loopback port, `extra` TOML appended before the `[bitcoin]` table.
+pub fn write_staker(dir: &Path, world: &World, params: &Params, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    cs::write_params(&dir.join("params.json"), params);
+    std::fs::write(dir.join("passphrase"), STAKER_PASSPHRASE).expect("write");
+    std::fs::write(dir.join("rpc-password"), format!("{RPC_PASSWORD}\n")).expect("write");
+    let c = contexts();
+    let config = dir.join("staker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"http://{}\"\nparams_file = \"params.json\"\nchain_id = \"{}\"\n\
+             module_address = \"{}\"\nnetwork = \"regtest\"\nwallet_secret = \"wallet.age\"\n\
+             passphrase_file = \"passphrase\"\ngrpc_addr = \"{}\"\nfee_rate_sat_vb = 2\n\
+             poll_interval_ms = 200\n{extra}\n[bitcoin]\nrpc_url = \"{}\"\n\
+             rpc_user = \"{RPC_USER}\"\nrpc_password_file = \"rpc-password\"\n",
+            world.node_addr,
+            c.chain_id,
+            c.module_address,
+            free_port(),
+            world.rpc_url,
+        ),
+    )
+    .expect("write");
+    config
+}
+
+/// Runs `fiamma staker <args> --config <config>` to its end.
+pub fn staker_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fiamma"))
+        .arg("staker")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("FIAMMA_STAKER_PASSPHRASE")
+        .env_remove("FIAMMA_STAKER_RPC_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("fiamma staker runs")
+}
+
+/// The standard output of a `fiamma staker` call that must succeed.
+pub fn cli_ok(config: &Path, args: &[&str]) -> String {
+    let out = staker_cli(config, args);
+    assert!(
+        out.status.success(),
+        "fiamma staker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The error of a `fiamma staker` call that must fail.
+pub fn cli_err(config: &Path, args: &[&str]) -> String {
+    let out = staker_cli(config, args);
+    assert!(
+        !out.status.success(),
+        "fiamma staker {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).expect("utf-8")
+}
+
+/// Starts `fiamma staker run` on `config` (its log in `daemon.log` beside it), with the
+/// fault hook set to `crash_after` when given.
+pub fn spawn_staker(config: &Path, crash_after: Option<&str>) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("daemon.log"))
+        .expect("log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fiamma"));
+    cmd.args(["staker", "run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("FIAMMA_STAKER_PASSPHRASE")
+        .env_remove("FIAMMA_STAKER_RPC_PASSWORD")
+        .env_remove(fiamma_staker::staker::CRASH_AFTER_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(step) = crash_after {
+        cmd.env(fiamma_staker::staker::CRASH_AFTER_ENV, step);
+    }
+    cmd.spawn().expect("fiamma staker run starts")
+}
+
+/// Waits until the staker service of `config` answers (30 s at most).
+pub async fn wait_for_api(config: &Path) {
+    for _ in 0..300 {
+        if staker_cli(config, &["wallet", "balance"]).status.success() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the staker service never answered:\n{}",
+        std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default()
+    );
+}
+
+/// The confirmed balance `fiamma staker wallet balance` shows.
+pub fn confirmed_balance(config: &Path) -> bitcoin::Amount {
+    let out = cli_ok(config, &["wallet", "balance"]);
+    let text = out
+        .strip_prefix("confirmed ")
+        .and_then(|r| r.split(" BTC").next())
+        .unwrap_or_else(|| panic!("balance line: {out}"));
+    bitcoin::Amount::from_str_in(text, bitcoin::Denomination::Bitcoin).expect("an amount")
+}
+
+/// The line of `fiamma staker delegations` about `staking_txid`.
+pub fn delegation_line(config: &Path, staking_txid: &str) -> Option<String> {
+    cli_ok(config, &["delegations"])
+        .lines()
+        .find(|l| l.starts_with(staking_txid))
+        .map(str::to_owned)
 }

@@ -19,7 +19,7 @@
 //! [bitcoin]
 //! rpc_url = "http://127.0.0.1:18443"
 //! rpc_user = "fiamma"
-//! rpc_password = "…"
+//! rpc_password_file = "rpc-password" # else FIAMMA_STAKER_RPC_PASSWORD
 //! ```
 
 use std::net::SocketAddr;
@@ -29,32 +29,25 @@ use std::time::Duration;
 use bitcoin::Network;
 use serde::Deserialize;
 
-pub use fiamma_role::config::ConfigError;
+pub use fiamma_role::config::{ConfigError, PasswordError};
 
 /// The environment variable a passphrase may come from.
 pub const PASSPHRASE_ENV: &str = "FIAMMA_STAKER_PASSPHRASE";
+/// The environment variable the Bitcoin RPC password may come from.
+pub const RPC_PASSWORD_ENV: &str = "FIAMMA_STAKER_RPC_PASSWORD";
 /// The wallet's name in the store.
 pub const WALLET_NAME: &str = "staker";
 
 /// The `[bitcoin]` table.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BitcoinRpc {
     /// Bitcoin Core's (or `fiamma regtest`'s) JSON-RPC URL.
     pub rpc_url: String,
     /// The user.
     pub rpc_user: String,
-    /// The password.
-    pub rpc_password: String,
-}
-
-impl std::fmt::Debug for BitcoinRpc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BitcoinRpc")
-            .field("rpc_url", &self.rpc_url)
-            .field("rpc_user", &self.rpc_user)
-            .finish_non_exhaustive()
-    }
+    /// A file holding the password (else [`RPC_PASSWORD_ENV`]).
+    pub rpc_password_file: Option<PathBuf>,
 }
 
 /// The config file.
@@ -135,6 +128,7 @@ impl StakerConfig {
                 Some(&mut config.params_file),
                 config.wallet_secret.as_mut(),
                 config.passphrase_file.as_mut(),
+                config.bitcoin.rpc_password_file.as_mut(),
             ]
             .into_iter()
             .flatten(),
@@ -151,6 +145,17 @@ impl StakerConfig {
         self.store.clone().unwrap_or_default()
     }
 
+    /// The Bitcoin RPC password: the file's first line, else [`RPC_PASSWORD_ENV`].
+    ///
+    /// # Errors
+    /// [`PasswordError`].
+    pub fn rpc_password(&self) -> Result<String, PasswordError> {
+        fiamma_role::config::rpc_password(
+            self.bitcoin.rpc_password_file.as_deref(),
+            RPC_PASSWORD_ENV,
+        )
+    }
+
     /// The poll interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
@@ -159,5 +164,44 @@ impl StakerConfig {
     /// The call timeout.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, bitcoin: &str) -> PathBuf {
+        let path = dir.join("staker.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "node = \"http://127.0.0.1:9090\"\nparams_file = \"params.json\"\n\
+                 chain_id = \"c\"\nnetwork = \"regtest\"\ngrpc_addr = \"127.0.0.1:9190\"\n\
+                 [bitcoin]\nrpc_url = \"http://127.0.0.1:18443\"\nrpc_user = \"u\"\n{bitcoin}"
+            ),
+        )
+        .expect("write");
+        path
+    }
+
+    #[test]
+    fn the_rpc_password_is_read_from_its_file_beside_the_config() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+        let c =
+            StakerConfig::load(&write(dir.path(), "rpc_password_file = \"pw\"\n")).expect("loads");
+        assert_eq!(c.bitcoin.rpc_password_file, Some(dir.path().join("pw")));
+        assert_eq!(c.rpc_password().expect("password"), "s3cret");
+        assert!(c.params_file.starts_with(dir.path()));
+    }
+
+    #[test]
+    fn a_plaintext_rpc_password_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let e = StakerConfig::load(&write(dir.path(), "rpc_password = \"hunter2\"\n"))
+            .expect_err("plaintext password");
+        assert!(e.to_string().contains("rpc_password"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

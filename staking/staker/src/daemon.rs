@@ -16,7 +16,7 @@ use fiamma_staking::context::SigningContexts;
 use fiamma_staking::params::ParamsVersions;
 use fiamma_wallet::{Wallet, WalletError};
 
-use crate::config::{ConfigError, StakerConfig, PASSPHRASE_ENV, WALLET_NAME};
+use crate::config::{ConfigError, PasswordError, StakerConfig, PASSPHRASE_ENV, WALLET_NAME};
 use crate::service::StakerService;
 use crate::staker::{Staker, StakerSettings};
 use crate::store::{StakerStore, StoreError};
@@ -30,6 +30,9 @@ pub enum DaemonError {
     /// The passphrase.
     #[error(transparent)]
     Passphrase(#[from] PassphraseError),
+    /// The Bitcoin RPC password.
+    #[error(transparent)]
+    RpcPassword(#[from] PasswordError),
     /// The wallet.
     #[error(transparent)]
     Wallet(#[from] WalletError),
@@ -81,17 +84,14 @@ pub fn load_params(path: &Path) -> Result<ParamsVersions, DaemonError> {
     serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
 }
 
-/// Bitcoin's JSON-RPC client of `config`.
+/// Bitcoin's JSON-RPC client of `config`, with the password read as the config says.
 ///
 /// # Errors
-/// [`DaemonError::Bitcoin`].
+/// [`DaemonError::RpcPassword`] or [`DaemonError::Bitcoin`].
 pub fn rpc_client(config: &StakerConfig) -> Result<Client, DaemonError> {
     Client::new(
         &config.bitcoin.rpc_url,
-        Auth::UserPass(
-            config.bitcoin.rpc_user.clone(),
-            config.bitcoin.rpc_password.clone(),
-        ),
+        Auth::UserPass(config.bitcoin.rpc_user.clone(), config.rpc_password()?),
     )
     .map_err(|e| DaemonError::Bitcoin {
         url: config.bitcoin.rpc_url.clone(),
@@ -133,7 +133,7 @@ pub async fn open_staker(config: &StakerConfig) -> Result<Staker, DaemonError> {
     let bitcoin = RpcBackend::new(
         &config.bitcoin.rpc_url,
         &config.bitcoin.rpc_user,
-        &config.bitcoin.rpc_password,
+        &config.rpc_password()?,
     )
     .map_err(|e| DaemonError::Bitcoin {
         url: config.bitcoin.rpc_url.clone(),

@@ -697,3 +697,418 @@ pub fn complete_withdraw(
 pub fn account_of(key: &XOnlyPublicKey) -> Account {
     Account(bitcoin::hashes::hash160::Hash::hash(&key.serialize()).to_byte_array())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::bip32::{DerivationPath, Fingerprint};
+    use bitcoin::key::TapTweak;
+    use bitcoin::secp256k1::{Keypair, SECP256K1};
+    use bitcoin::sighash::{Prevouts, SighashCache};
+    use bitcoin::taproot::{LeafVersion, TapLeafHash};
+    use bitcoin::{TapSighashType, Txid};
+    use fiamma_staking::params::ResourceLimits;
+    use fiamma_staking::sighash::sign;
+    use proptest::prelude::*;
+
+    fn keypair(seed: u8) -> Keypair {
+        Keypair::from_seckey_slice(SECP256K1, &[seed; 32]).expect("key")
+    }
+
+    fn xonly(seed: u8) -> XOnlyPublicKey {
+        keypair(seed).x_only_public_key().0
+    }
+
+    fn params() -> Params {
+        Params {
+            covenant_pks: (10..13).map(xonly).collect(),
+            covenant_quorum: 2,
+            min_staking_value_sat: 10_000,
+            max_staking_value_sat: 10_000_000_000,
+            min_staking_time_blocks: 10,
+            max_staking_time_blocks: 65_535,
+            slashing_pk_script: ScriptBuf::from_bytes([&[0x00, 0x14][..], &[0x5a; 20]].concat()),
+            min_slashing_tx_fee_sat: 1_000,
+            slashing_rate: "0.1".parse().expect("rate"),
+            unbonding_time_blocks: 5,
+            unbonding_fee_sat: 1_000,
+            btc_confirmation_depth: 2,
+            max_active_verifiers: 100,
+            min_pub_rand: 10,
+            identifiable_staking_tag: None,
+            btc_activation_height: 0,
+            max_verifiers_per_delegation: 1,
+            limits: ResourceLimits::default(),
+        }
+    }
+
+    fn contexts() -> SigningContexts {
+        SigningContexts::new("fiamma-test", "fmma1staking")
+    }
+
+    const STAKER: u8 = 1;
+    const VERIFIER: u8 = 2;
+
+    fn origin(seed: u8) -> KeyOrigin {
+        KeyOrigin {
+            key: xonly(seed),
+            fingerprint: Fingerprint::from([seed; 4]),
+            path: "m/86'/1'/0'/0/0".parse::<DerivationPath>().expect("path"),
+        }
+    }
+
+    fn terms(value: u64, time: u32) -> StakeTerms {
+        StakeTerms {
+            verifier: xonly(VERIFIER),
+            value: Amount::from_sat(value),
+            staking_time: time,
+            slashing_fee: slashing_fee(&params(), FeeRate::from_sat_per_vb_u32(2)),
+        }
+    }
+
+    /// A wallet's funding PSBT: one made-up coin, the staking output first, change after.
+    fn funding(terms: &StakeTerms) -> Psbt {
+        let (_, output) =
+            staking_output(&params(), xonly(STAKER), terms.verifier, terms.staking_time)
+                .expect("output");
+        let tx = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint::new(Txid::from_byte_array([7; 32]), 1),
+                ..TxIn::default()
+            }],
+            output: vec![
+                output.txout(terms.value),
+                TxOut {
+                    value: Amount::from_sat(50_000),
+                    script_pubkey: pop_address(xonly(STAKER), Network::Regtest).script_pubkey(),
+                },
+            ],
+        };
+        Psbt::from_unsigned_tx(tx).expect("psbt")
+    }
+
+    fn plan(terms: &StakeTerms) -> Result<StakePlan, PlanError> {
+        plan_stake(
+            &params(),
+            &contexts(),
+            Network::Regtest,
+            &origin(STAKER),
+            account_of(&xonly(STAKER)),
+            terms,
+            funding(terms),
+        )
+    }
+
+    fn sign_leaf(p: &mut Psbt, sighash: &TapSighash, key: &Keypair) {
+        let leaf = p.inputs[0]
+            .tap_scripts
+            .values()
+            .next()
+            .expect("leaf")
+            .0
+            .clone();
+        let hash = TapLeafHash::from_script(&leaf, LeafVersion::TapScript);
+        p.inputs[0].tap_script_sigs.insert(
+            (key.x_only_public_key().0, hash),
+            bitcoin::taproot::Signature {
+                signature: sign(sighash, key),
+                sighash_type: TapSighashType::Default,
+            },
+        );
+    }
+
+    /// What a signer holding `key` returns for `plan`'s PSBTs.
+    fn signed_by(plan: &StakePlan, key: &Keypair) -> StakePsbts {
+        let mut s = plan.psbts.clone();
+        sign_leaf(&mut s.slashing, &plan.unsigned.slashing_sighash, key);
+        sign_leaf(
+            &mut s.unbonding_slashing,
+            &plan.unsigned.unbonding_slashing_sighash,
+            key,
+        );
+        sign_leaf(&mut s.unbonding, &plan.unbonding_sighash, key);
+        let spent = s.pop.inputs[0].witness_utxo.clone().expect("utxo");
+        let sighash = SighashCache::new(&s.pop.unsigned_tx)
+            .taproot_key_spend_signature_hash(0, &Prevouts::All(&[spent]), TapSighashType::Default)
+            .expect("sighash");
+        let tweaked = key.tap_tweak(SECP256K1, None).to_keypair();
+        s.pop.inputs[0].tap_key_sig = Some(bitcoin::taproot::Signature {
+            signature: sign(&sighash, &tweaked),
+            sighash_type: TapSighashType::Default,
+        });
+        s
+    }
+
+    fn complete(plan: &StakePlan, signed: &StakePsbts) -> Result<SignedStake, PlanError> {
+        complete_stake(plan, signed, &params(), &contexts(), Network::Regtest)
+    }
+
+    #[test]
+    fn each_transaction_of_a_stake_pays_what_the_params_say() {
+        let t = terms(1_000_000, 100);
+        let p = plan(&t).expect("planned");
+        let u = &p.unsigned;
+        assert_eq!(u.staking_output_index, 0);
+        assert_eq!(u.staking_txout.value, t.value);
+        let params = params();
+        let slashed = params.slashing_rate.slashed_amount(t.value);
+        for (tx, spent) in [
+            (&u.slashing_tx, t.value),
+            (
+                &u.unbonding_slashing_tx,
+                t.value - Amount::from_sat(params.unbonding_fee_sat),
+            ),
+        ] {
+            assert_eq!(tx.input.len(), 1);
+            assert_eq!(tx.output[0].script_pubkey, params.slashing_pk_script);
+            let out: Amount = tx.output.iter().map(|o| o.value).sum();
+            assert_eq!(spent - out, t.slashing_fee, "the fee is the slashing fee");
+            assert_eq!(
+                tx.output[0].value,
+                params.slashing_rate.slashed_amount(spent)
+            );
+        }
+        assert_eq!(u.slashing_tx.output[0].value, slashed);
+        assert_eq!(
+            u.unbonding_tx.output[0].value,
+            t.value - Amount::from_sat(params.unbonding_fee_sat)
+        );
+        assert_eq!(u.unbonding_tx.input[0].previous_output.vout, 0);
+        // Every PSBT carries what an external signer needs to sign it.
+        for (what, psbt) in p.psbts.clone().each_mut() {
+            let input = &psbt.inputs[0];
+            if what == "funding" {
+                continue;
+            }
+            assert!(input.witness_utxo.is_some(), "{what}");
+            assert!(input.tap_internal_key.is_some(), "{what}");
+            assert!(input.tap_key_origins.contains_key(&xonly(STAKER)), "{what}");
+            if what != "proof of possession" {
+                assert_eq!(input.tap_scripts.len(), 1, "{what}");
+                assert!(input.tap_merkle_root.is_some(), "{what}");
+            }
+        }
+        let bundle = p.psbts.to_bundle();
+        assert_eq!(StakePsbts::from_bundle(&bundle).expect("decodes"), p.psbts);
+    }
+
+    #[test]
+    fn a_stake_signed_by_the_staker_key_validates() {
+        let p = plan(&terms(1_000_000, 100)).expect("planned");
+        let s = complete(&p, &signed_by(&p, &keypair(STAKER))).expect("valid");
+        assert_eq!(s.registration.staker_pk, xonly(STAKER));
+        assert_eq!(s.registration.staking_tx, p.unsigned.staking_tx);
+        verify(&p.unbonding_sighash, &s.unbonding_sig, &xonly(STAKER)).expect("unbonding sig");
+    }
+
+    #[test]
+    fn terms_outside_the_params_are_refused_with_the_bounds() {
+        let cases = [
+            (terms(9_999, 100), "amount 0.00009999 BTC is outside"),
+            (
+                terms(10_000_000_001, 100),
+                "amount 100.00000001 BTC is outside",
+            ),
+            (terms(1_000_000, 9), "between 10 and 65535 blocks"),
+        ];
+        for (t, says) in cases {
+            let e = check_terms(&params(), &t).expect_err("out of range");
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(plan(&t).is_err());
+        }
+        assert!(check_terms(&params(), &terms(10_000, 10)).is_ok());
+        assert!(check_terms(&params(), &terms(10_000_000_000, 65_535)).is_ok());
+    }
+
+    #[test]
+    fn a_funding_transaction_without_the_staking_output_is_refused() {
+        let t = terms(1_000_000, 100);
+        let mut f = funding(&t);
+        f.unsigned_tx.output[0].value = Amount::from_sat(999_999);
+        let e = plan_stake(
+            &params(),
+            &contexts(),
+            Network::Regtest,
+            &origin(STAKER),
+            account_of(&xonly(STAKER)),
+            &t,
+            Psbt::from_unsigned_tx(f.unsigned_tx).expect("psbt"),
+        )
+        .expect_err("no staking output");
+        assert!(matches!(e, PlanError::NoStakingOutput(_)), "{e}");
+    }
+
+    #[test]
+    fn signatures_by_another_key_a_swapped_psbt_or_no_pop_are_refused() {
+        let p = plan(&terms(1_000_000, 100)).expect("planned");
+        let other = keypair(3);
+        // Another key's signatures sit under another key: the staker's are missing.
+        let e = complete(&p, &signed_by(&p, &other)).expect_err("other key");
+        assert!(matches!(e, PlanError::Psbt(_)), "{e}");
+        // A signature by another key filed under the staker's key does not verify.
+        let mut forged = signed_by(&p, &keypair(STAKER));
+        let leaf = forged.slashing.inputs[0]
+            .tap_scripts
+            .values()
+            .next()
+            .expect("leaf")
+            .0
+            .clone();
+        let hash = TapLeafHash::from_script(&leaf, LeafVersion::TapScript);
+        forged.slashing.inputs[0].tap_script_sigs.insert(
+            (xonly(STAKER), hash),
+            bitcoin::taproot::Signature {
+                signature: sign(&p.unsigned.slashing_sighash, &other),
+                sighash_type: TapSighashType::Default,
+            },
+        );
+        let e = complete(&p, &forged).expect_err("forged");
+        assert!(
+            matches!(
+                e,
+                PlanError::Signature {
+                    what: "slashing",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut swapped = signed_by(&p, &keypair(STAKER));
+        swapped.unbonding.unsigned_tx.lock_time = absolute::LockTime::from_consensus(1);
+        let e = complete(&p, &swapped).expect_err("swapped");
+        assert!(matches!(e, PlanError::Swapped { what: "unbonding" }), "{e}");
+        let mut no_pop = signed_by(&p, &keypair(STAKER));
+        no_pop.pop.inputs[0].tap_key_sig = None;
+        let e = complete(&p, &no_pop).expect_err("no pop");
+        assert!(matches!(e, PlanError::NoPop(_)), "{e}");
+    }
+
+    #[test]
+    fn unbonding_needs_the_covenant_quorum_and_the_staker_signature() {
+        let p = plan(&terms(1_000_000, 100)).expect("planned");
+        let s = complete(&p, &signed_by(&p, &keypair(STAKER))).expect("valid");
+        let params = params();
+        let cov = |seed: u8| (xonly(seed), sign(&p.unbonding_sighash, &keypair(seed)));
+        let e = cosigned_unbonding(&params, &s.registration, &s.unbonding_sig, &[cov(10)])
+            .expect_err("one of two");
+        assert!(matches!(e, PlanError::Quorum { got: 1, quorum: 2 }), "{e}");
+        // A signature by a key outside the committee does not count.
+        let outsider = (xonly(10), sign(&p.unbonding_sighash, &keypair(20)));
+        let e = cosigned_unbonding(
+            &params,
+            &s.registration,
+            &s.unbonding_sig,
+            &[outsider, cov(11)],
+        )
+        .expect_err("one valid");
+        assert!(matches!(e, PlanError::Quorum { got: 1, .. }), "{e}");
+        let tx = cosigned_unbonding(
+            &params,
+            &s.registration,
+            &s.unbonding_sig,
+            &[cov(10), cov(12)],
+        )
+        .expect("quorum");
+        assert_eq!(
+            tx.compute_txid(),
+            s.registration.unbonding_tx.compute_txid()
+        );
+        assert!(!tx.input[0].witness.is_empty());
+        let wrong = sign(&p.unbonding_sighash, &keypair(3));
+        let e = cosigned_unbonding(&params, &s.registration, &wrong, &[cov(10), cov(12)])
+            .expect_err("not the staker's");
+        assert!(
+            matches!(
+                e,
+                PlanError::Signature {
+                    what: "unbonding",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_withdrawal_pays_the_output_less_its_fee_after_the_timelock() {
+        let p = plan(&terms(1_000_000, 100)).expect("planned");
+        let s = complete(&p, &signed_by(&p, &keypair(STAKER))).expect("valid");
+        let reg = &s.registration;
+        let to = pop_address(xonly(STAKER), Network::Regtest).script_pubkey();
+        let rate = FeeRate::from_sat_per_vb_u32(2);
+        for (from, timelock, spent) in [
+            (WithdrawFrom::Staking, 100, reg.staking_tx.compute_txid()),
+            (WithdrawFrom::Unbonding, 5, reg.unbonding_tx.compute_txid()),
+            (
+                WithdrawFrom::SlashingChange,
+                5,
+                reg.slashing_tx.compute_txid(),
+            ),
+            (
+                WithdrawFrom::UnbondingSlashingChange,
+                5,
+                reg.unbonding_slashing_tx.compute_txid(),
+            ),
+        ] {
+            let (outpoint, out, _, lock) = withdraw_source(&params(), reg, from).expect("source");
+            assert_eq!((outpoint.txid, lock), (spent, timelock), "{from:?}");
+            let mut psbt = withdraw_psbt(&params(), reg, from, to.clone(), rate, &origin(STAKER))
+                .expect("psbt");
+            let tx = &psbt.unsigned_tx;
+            assert_eq!(tx.input[0].sequence, Sequence::from_height(timelock as u16));
+            let fee = out.value - tx.output[0].value;
+            assert!(
+                fee > Amount::ZERO && fee < Amount::from_sat(1_000),
+                "{from:?} {fee}"
+            );
+            // Signed, it verifies; its vsize matches the fee paid at the rate.
+            let leaf = psbt.inputs[0]
+                .tap_scripts
+                .values()
+                .next()
+                .expect("leaf")
+                .0
+                .clone();
+            let sighash =
+                tapscript_sighash(&psbt.unsigned_tx, 0, std::slice::from_ref(&out), &leaf)
+                    .expect("sighash");
+            sign_leaf(&mut psbt, &sighash, &keypair(STAKER));
+            let done = complete_withdraw(&params(), reg, from, &psbt).expect("complete");
+            assert_eq!(
+                rate.checked_mul_by_weight(done.weight()),
+                Some(fee),
+                "{from:?}"
+            );
+        }
+        let e = withdraw_psbt(
+            &params(),
+            reg,
+            WithdrawFrom::SlashingChange,
+            to,
+            FeeRate::from_sat_per_vb_u32(100_000),
+            &origin(STAKER),
+        )
+        .expect_err("the fee eats the output");
+        assert!(matches!(e, PlanError::Dust { .. }), "{e}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Whatever the terms inside the params, the slashing transactions spend exactly the
+        /// slashed share plus the change plus the fee, and the plan signs and validates.
+        #[test]
+        fn any_terms_inside_the_params_plan_and_validate(
+            value in 10_000u64..=10_000_000_000,
+            time in 10u32..=65_535,
+        ) {
+            let t = terms(value, time);
+            let p = plan(&t).expect("planned");
+            let out: Amount = p.unsigned.slashing_tx.output.iter().map(|o| o.value).sum();
+            prop_assert_eq!(out + t.slashing_fee, t.value);
+            prop_assert!(complete(&p, &signed_by(&p, &keypair(STAKER))).is_ok());
+        }
+    }
+}

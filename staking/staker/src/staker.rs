@@ -7,7 +7,6 @@
 //! recorded, and registered; a later step broadcasts the staking transaction once the node
 //! reports the delegation VERIFIED.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +29,24 @@ use fiamma_wallet::{KeyOrigin, Wallet, WalletError};
 use tokio::sync::Mutex;
 
 use crate::plan::{self, PlanError, PsbtBundle, StakePlan, StakePsbts, StakeTerms, WithdrawFrom};
-use crate::store::{StakeRecord, StakerStore, Step, StoreError};
+use crate::store::{PlannedStake, StakeRecord, StakerStore, Step, StoreError};
 
 /// The receive index of the staker's BTC key in its wallet.
 pub const STAKER_KEY_INDEX: u32 = 0;
+
+/// A test-only fault hook, compiled in always and inert unless set: the process aborts right
+/// after the named step of the stake flow is persisted (or done), as a SIGKILL there would.
+/// The steps: `planned` (a watch-only plan stored), `recorded` (the delegation stored, not yet
+/// registered), `submitted` (registered with the node), `broadcast-sent` (the staking
+/// transaction sent, its step not yet stored), `broadcast` (its step stored).
+pub const CRASH_AFTER_ENV: &str = "FIAMMA_STAKER_CRASH_AFTER";
+
+fn crash_point(step: &str) {
+    if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == step) {
+        tracing::error!(step, "{CRASH_AFTER_ENV} is set: aborting the process");
+        std::process::abort();
+    }
+}
 
 /// How a staker runs, apart from its wallet, node, chain and store.
 #[derive(Debug, Clone)]
@@ -187,7 +200,6 @@ pub struct Staker {
     finality: Option<Arc<dyn FinalityNode>>,
     bitcoin: Arc<dyn Backend>,
     rpc: Arc<Client>,
-    plans: Mutex<BTreeMap<String, (u32, StakePlan)>>,
     metrics: Metrics,
     health: Health,
     /// The last staking event seen on the node's stream.
@@ -231,7 +243,6 @@ impl Staker {
             finality,
             bitcoin,
             rpc,
-            plans: Mutex::default(),
             metrics: Metrics::default(),
             health: Health::default(),
             seen_event: AtomicU64::new(0),
@@ -331,7 +342,8 @@ impl Staker {
         Ok(())
     }
 
-    /// Coins the wallet must not spend: the inputs of stakes not yet broadcast.
+    /// Coins the wallet must not spend: the inputs of stakes not yet broadcast, and of the
+    /// stakes a watch-only wallet's signer holds.
     async fn locked_coins(&self) -> Result<Vec<OutPoint>, StakerError> {
         let mut locked: Vec<OutPoint> = self
             .store
@@ -341,17 +353,41 @@ impl Staker {
             .filter(|r| r.step < Step::Broadcast)
             .flat_map(StakeRecord::funding_inputs)
             .collect();
-        for (_, plan) in self.plans.lock().await.values() {
-            locked.extend(
-                plan.psbts
-                    .funding
-                    .unsigned_tx
-                    .input
-                    .iter()
-                    .map(|i| i.previous_output),
-            );
+        for plan in self.store.plans().await? {
+            locked.extend(plan.funding_inputs());
         }
         Ok(locked)
+    }
+
+    /// The stake plan a watch-only wallet's signer holds, rebuilt from what the store kept
+    /// (the plan is a pure function of the terms, the funding PSBT and the staker key).
+    async fn rebuild_plan(&self, planned: &PlannedStake) -> Result<StakePlan, StakerError> {
+        let params = self.params_version(planned.params_version)?;
+        let staker = self.staker_key().await?;
+        let terms = StakeTerms {
+            verifier: planned.verifier,
+            value: planned.value,
+            staking_time: planned.staking_time,
+            slashing_fee: planned.slashing_fee,
+        };
+        Ok(plan::plan_stake(
+            &params,
+            &self.settings.contexts,
+            self.settings.network,
+            &staker,
+            plan::account_of(&staker.key),
+            &terms,
+            planned.funding.clone(),
+        )?)
+    }
+
+    fn params_version(&self, version: u32) -> Result<Params, StakerError> {
+        self.settings
+            .params
+            .versions()
+            .get(version as usize)
+            .cloned()
+            .ok_or(StakerError::NoParams(version))
     }
 
     /// Stakes `value` with `verifier` for `staking_time` blocks (PROTOCOL §8, pre-approval
@@ -401,10 +437,18 @@ impl Staker {
         let staking_txid = stake_plan.unsigned.staking_tx.compute_txid().to_string();
         if wallet.is_watch_only() {
             let bundle = stake_plan.psbts.to_bundle();
-            self.plans
-                .lock()
-                .await
-                .insert(staking_txid.clone(), (version, stake_plan));
+            self.store
+                .record_plan(&PlannedStake {
+                    staking_txid: staking_txid.clone(),
+                    params_version: version,
+                    verifier,
+                    value,
+                    staking_time,
+                    slashing_fee: terms.slashing_fee,
+                    funding: stake_plan.psbts.funding.clone(),
+                })
+                .await?;
+            crash_point("planned");
             return Ok(StakeOutcome::NeedsSignatures {
                 staking_txid,
                 bundle,
@@ -459,15 +503,16 @@ impl Staker {
     pub async fn import_stake(&self, bundle: &PsbtBundle) -> Result<String, StakerError> {
         let signed = StakePsbts::from_bundle(bundle)?;
         let txid = signed.funding.unsigned_tx.compute_txid().to_string();
-        let (version, stake_plan) = self
-            .plans
-            .lock()
-            .await
-            .get(&txid)
-            .cloned()
+        let planned = self
+            .store
+            .plan(&txid)
+            .await?
             .ok_or_else(|| StakerError::NoPendingPlan(txid.clone()))?;
-        let staking_txid = self.complete(version, &stake_plan, signed).await?;
-        self.plans.lock().await.remove(&txid);
+        let stake_plan = self.rebuild_plan(&planned).await?;
+        let staking_txid = self
+            .complete(planned.params_version, &stake_plan, signed)
+            .await?;
+        self.store.forget_plan(&txid).await?;
         Ok(staking_txid)
     }
 
@@ -478,13 +523,7 @@ impl Staker {
         stake_plan: &StakePlan,
         mut signed: StakePsbts,
     ) -> Result<String, StakerError> {
-        let params = self
-            .settings
-            .params
-            .versions()
-            .get(version as usize)
-            .cloned()
-            .ok_or(StakerError::NoParams(version))?;
+        let params = self.params_version(version)?;
         let stake = plan::complete_stake(
             stake_plan,
             &signed,
@@ -502,6 +541,7 @@ impl Staker {
                 &stake.unbonding_sig,
             )
             .await?;
+        crash_point("recorded");
         tracing::info!(staking_txid = %staking_txid, "stake recorded; registering it with the node");
         self.metrics.inc("fiamma_staker_stakes_total", &[]);
         self.register(&stake.registration, &staking_txid).await?;
@@ -511,6 +551,7 @@ impl Staker {
     async fn register(&self, reg: &Registration, staking_txid: &str) -> Result<(), StakerError> {
         self.node.create_delegation(reg).await?;
         self.store.set_step(staking_txid, Step::Submitted).await?;
+        crash_point("submitted");
         Ok(())
     }
 
@@ -632,12 +673,7 @@ impl Staker {
     }
 
     fn params_of(&self, record: &StakeRecord) -> Result<Params, StakerError> {
-        self.settings
-            .params
-            .versions()
-            .get(record.params_version as usize)
-            .cloned()
-            .ok_or(StakerError::NoParams(record.params_version))
+        self.params_version(record.params_version)
     }
 
     async fn advance(&self, record: StakeRecord) -> Result<Vec<Action>, StakerError> {
@@ -669,7 +705,9 @@ impl Staker {
             if let Some(sent) = self.ensure_broadcast(&record.staking_tx).await? {
                 actions.push(Action::Broadcast(sent));
             }
+            crash_point("broadcast-sent");
             self.store.set_step(&txid, Step::Broadcast).await?;
+            crash_point("broadcast");
             step = Step::Broadcast;
         }
         if step == Step::Broadcast && status == pb::DelegationStatus::Verified {

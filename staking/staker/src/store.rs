@@ -7,8 +7,9 @@
 //! broadcast), so a crash at any point resumes without funding twice or losing track.
 
 use bitcoin::consensus::encode::{deserialize, serialize};
-use bitcoin::secp256k1::schnorr;
-use bitcoin::{OutPoint, Transaction};
+use bitcoin::psbt::Psbt;
+use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
+use bitcoin::{Amount, OutPoint, Transaction};
 use fiamma_proto::codec;
 use fiamma_proto::staking::v1 as pb;
 use fiamma_role::store::unix_now as now;
@@ -146,6 +147,44 @@ impl StakeRecord {
             .map(|i| i.previous_output)
             .collect()
     }
+}
+
+/// A watch-only wallet's stake, planned and exported to its signer, not yet signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStake {
+    /// The funding transaction's id (the delegation's id to be).
+    pub staking_txid: String,
+    /// The params version it was planned under.
+    pub params_version: u32,
+    /// The verifier.
+    pub verifier: XOnlyPublicKey,
+    /// The staked value.
+    pub value: Amount,
+    /// Staking time `T`, in blocks.
+    pub staking_time: u32,
+    /// The fee of each slashing transaction.
+    pub slashing_fee: Amount,
+    /// The wallet's unsigned funding PSBT.
+    pub funding: Psbt,
+}
+
+impl PlannedStake {
+    /// The coins the funding transaction spends: locked while the signer holds the plan.
+    pub fn funding_inputs(&self) -> Vec<OutPoint> {
+        self.funding
+            .unsigned_tx
+            .input
+            .iter()
+            .map(|i| i.previous_output)
+            .collect()
+    }
+}
+
+fn sat(value: Amount, staking_txid: &str) -> Result<i64, StoreError> {
+    i64::try_from(value.to_sat()).map_err(|_| StoreError::Encode {
+        staking_txid: staking_txid.to_owned(),
+        reason: format!("{value} is out of range"),
+    })
 }
 
 /// The staker's local store.
@@ -395,5 +434,162 @@ impl StakerStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records a watch-only wallet's planned stake (again: a no-op).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn record_plan(&self, plan: &PlannedStake) -> Result<(), StoreError> {
+        let txid = &plan.staking_txid;
+        sqlx::query(
+            "INSERT INTO planned_stake (staking_txid, params_version, verifier_pk, value_sat, \
+             staking_time, slashing_fee_sat, funding_psbt, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (staking_txid) DO NOTHING",
+        )
+        .bind(txid)
+        .bind(i64::from(plan.params_version))
+        .bind(plan.verifier.serialize().to_vec())
+        .bind(sat(plan.value, txid)?)
+        .bind(i64::from(plan.staking_time))
+        .bind(sat(plan.slashing_fee, txid)?)
+        .bind(plan.funding.serialize())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn decode_plan(row: &sqlx::any::AnyRow) -> Result<PlannedStake, StoreError> {
+        let staking_txid: String = row.try_get("staking_txid")?;
+        let corrupt = |what: &str| StoreError::Corrupt {
+            staking_txid: staking_txid.clone(),
+            what: format!("planned stake {what}"),
+        };
+        let int = |name: &str| -> Result<i64, StoreError> { Ok(row.try_get(name)?) };
+        let u32_of =
+            |name: &str| int(name).and_then(|v| u32::try_from(v).map_err(|_| corrupt(name)));
+        let sat_of = |name: &str| {
+            int(name).and_then(|v| {
+                u64::try_from(v)
+                    .map(Amount::from_sat)
+                    .map_err(|_| corrupt(name))
+            })
+        };
+        let key: Vec<u8> = row.try_get("verifier_pk")?;
+        let psbt: Vec<u8> = row.try_get("funding_psbt")?;
+        Ok(PlannedStake {
+            params_version: u32_of("params_version")?,
+            verifier: XOnlyPublicKey::from_slice(&key).map_err(|_| corrupt("verifier_pk"))?,
+            value: sat_of("value_sat")?,
+            staking_time: u32_of("staking_time")?,
+            slashing_fee: sat_of("slashing_fee_sat")?,
+            funding: Psbt::deserialize(&psbt).map_err(|_| corrupt("funding_psbt"))?,
+            staking_txid,
+        })
+    }
+
+    /// The planned stake `staking_txid`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn plan(&self, staking_txid: &str) -> Result<Option<PlannedStake>, StoreError> {
+        let row = sqlx::query(
+            "SELECT staking_txid, params_version, verifier_pk, value_sat, staking_time, \
+             slashing_fee_sat, funding_psbt FROM planned_stake WHERE staking_txid = $1",
+        )
+        .bind(staking_txid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::decode_plan).transpose()
+    }
+
+    /// Every planned stake, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn plans(&self) -> Result<Vec<PlannedStake>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT staking_txid, params_version, verifier_pk, value_sat, staking_time, \
+             slashing_fee_sat, funding_psbt FROM planned_stake ORDER BY created_at, staking_txid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::decode_plan).collect()
+    }
+
+    /// Forgets the planned stake `staking_txid` (signed and recorded as a delegation).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn forget_plan(&self, staking_txid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM planned_stake WHERE staking_txid = $1")
+            .bind(staking_txid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+    use bitcoin::{absolute, transaction, TxIn, Txid};
+
+    fn planned(seed: u8) -> PlannedStake {
+        let tx = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint::new(Txid::from_byte_array([seed; 32]), 3),
+                ..TxIn::default()
+            }],
+            output: Vec::new(),
+        };
+        let key = bitcoin::secp256k1::Keypair::from_seckey_slice(
+            bitcoin::secp256k1::SECP256K1,
+            &[seed; 32],
+        )
+        .expect("key")
+        .x_only_public_key()
+        .0;
+        PlannedStake {
+            staking_txid: tx.compute_txid().to_string(),
+            params_version: 0,
+            verifier: key,
+            value: Amount::from_sat(1_000_000),
+            staking_time: 100,
+            slashing_fee: Amount::from_sat(1_000),
+            funding: Psbt::from_unsigned_tx(tx).expect("psbt"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_planned_stake_outlives_the_store_until_forgotten() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = local::sqlite_url(&dir.path().join("staker.db"));
+        let (a, b) = (planned(1), planned(2));
+        {
+            let store = StakerStore::open(&url).await.expect("opens");
+            store.record_plan(&a).await.expect("records");
+            store.record_plan(&b).await.expect("records");
+            store.record_plan(&a).await.expect("again: a no-op");
+        }
+        let store = StakerStore::open(&url).await.expect("reopens");
+        let plans = store.plans().await.expect("plans");
+        assert_eq!(plans.len(), 2);
+        assert!(plans.contains(&a) && plans.contains(&b));
+        assert_eq!(
+            store.plan(&a.staking_txid).await.expect("reads"),
+            Some(a.clone())
+        );
+        assert_eq!(
+            a.funding_inputs(),
+            vec![OutPoint::new(Txid::from_byte_array([1; 32]), 3)]
+        );
+        store.forget_plan(&a.staking_txid).await.expect("forgets");
+        assert_eq!(store.plan(&a.staking_txid).await.expect("reads"), None);
+        assert_eq!(store.plans().await.expect("plans"), vec![b]);
     }
 }
