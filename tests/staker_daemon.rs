@@ -74,38 +74,47 @@ fn address_of(config: &Path) -> Address {
         .expect("regtest")
 }
 
-/// `fiamma staker stake` to `verifier`: the staking txid it prints.
-fn stake(config: &Path, verifier: &XOnlyPublicKey, btc: &str, time: u32) -> String {
-    cli_ok(
+/// `fiamma staker stake` to `verifier` of `btc` for `time` blocks, to its end.
+fn stake_call(
+    config: &Path,
+    verifier: &XOnlyPublicKey,
+    btc: &str,
+    time: u32,
+) -> std::process::Output {
+    let (verifier, time) = (verifier.to_string(), time.to_string());
+    staker_support::staker_cli(
         config,
         &[
             "stake",
             "--verifier",
-            &verifier.to_string(),
+            &verifier,
             "--amount",
             btc,
             "--time",
-            &time.to_string(),
+            &time,
         ],
     )
-    .trim()
-    .to_owned()
 }
 
-/// The refusal of a stake to `verifier`.
+/// A stake that must be accepted: the staking txid it prints.
+fn stake(config: &Path, verifier: &XOnlyPublicKey, btc: &str, time: u32) -> String {
+    let out = stake_call(config, verifier, btc, time);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The refusal of a stake.
 fn refused(config: &Path, verifier: &XOnlyPublicKey, btc: &str, time: u32) -> String {
-    cli_err(
-        config,
-        &[
-            "stake",
-            "--verifier",
-            &verifier.to_string(),
-            "--amount",
-            btc,
-            "--time",
-            &time.to_string(),
-        ],
-    )
+    let out = stake_call(config, verifier, btc, time);
+    assert!(
+        !out.status.success(),
+        "accepted: {btc} BTC for {time} blocks"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Mines a block at a time until `fiamma staker delegations` shows `want` on each of `txids`.
@@ -451,7 +460,10 @@ async fn the_service_stakes_through_its_cli_and_refuses_bad_input_before_any_coi
     let slashed_at = spent_at(
         world
             .bitcoin
-            .outpoint_status(&OutPoint::new(to_equivocating.parse().expect("txid"), 0))
+            .outpoint_status(&OutPoint::new(
+                to_equivocating.parse().expect("txid"),
+                record.registration.staking_output_index,
+            ))
             .await
             .expect("status"),
     );
@@ -509,18 +521,7 @@ async fn a_service_killed_after_each_step_of_a_stake_funds_it_once_and_sees_it_a
         drop(service);
         let mut crashing = Daemon(spawn_staker(&config, Some(step)));
         wait_for_api(&config).await;
-        let out = staker_support::staker_cli(
-            &config,
-            &[
-                "stake",
-                "--verifier",
-                &world.verifier.to_string(),
-                "--amount",
-                "1",
-                "--time",
-                "100",
-            ],
-        );
+        let out = stake_call(&config, &world.verifier, "1", 100);
         // It aborts inside the request (recorded, submitted) or in a later step, once the
         // committee has signed (broadcast-sent, broadcast).
         let mut exited = None;

@@ -801,7 +801,8 @@ mod tests {
         )
     }
 
-    fn sign_leaf(p: &mut Psbt, sighash: &TapSighash, key: &Keypair) {
+    /// Files `signature` under `key` for the PSBT's one leaf, as a signer would.
+    fn file_leaf_sig(p: &mut Psbt, key: XOnlyPublicKey, signature: schnorr::Signature) {
         let leaf = p.inputs[0]
             .tap_scripts
             .values()
@@ -811,12 +812,16 @@ mod tests {
             .clone();
         let hash = TapLeafHash::from_script(&leaf, LeafVersion::TapScript);
         p.inputs[0].tap_script_sigs.insert(
-            (key.x_only_public_key().0, hash),
+            (key, hash),
             bitcoin::taproot::Signature {
-                signature: sign(sighash, key),
+                signature,
                 sighash_type: TapSighashType::Default,
             },
         );
+    }
+
+    fn sign_leaf(p: &mut Psbt, sighash: &TapSighash, key: &Keypair) {
+        file_leaf_sig(p, key.x_only_public_key().0, sign(sighash, key));
     }
 
     /// What a signer holding `key` returns for `plan`'s PSBTs.
@@ -949,20 +954,10 @@ mod tests {
         assert!(matches!(e, PlanError::Psbt(_)), "{e}");
         // A signature by another key filed under the staker's key does not verify.
         let mut forged = signed_by(&p, &keypair(STAKER));
-        let leaf = forged.slashing.inputs[0]
-            .tap_scripts
-            .values()
-            .next()
-            .expect("leaf")
-            .0
-            .clone();
-        let hash = TapLeafHash::from_script(&leaf, LeafVersion::TapScript);
-        forged.slashing.inputs[0].tap_script_sigs.insert(
-            (xonly(STAKER), hash),
-            bitcoin::taproot::Signature {
-                signature: sign(&p.unsigned.slashing_sighash, &other),
-                sighash_type: TapSighashType::Default,
-            },
+        file_leaf_sig(
+            &mut forged.slashing,
+            xonly(STAKER),
+            sign(&p.unsigned.slashing_sighash, &other),
         );
         let e = complete(&p, &forged).expect_err("forged");
         assert!(
