@@ -370,15 +370,27 @@ impl Staker {
             staking_time: planned.staking_time,
             slashing_fee: planned.slashing_fee,
         };
-        Ok(plan::plan_stake(
-            &params,
+        Ok(self.plan(&params, &staker, &terms, planned.funding.clone())?)
+    }
+
+    /// The stake of `terms` by `staker` funded by `funding`, under this staker's network and
+    /// signing contexts.
+    fn plan(
+        &self,
+        params: &Params,
+        staker: &KeyOrigin,
+        terms: &StakeTerms,
+        funding: Psbt,
+    ) -> Result<StakePlan, PlanError> {
+        plan::plan_stake(
+            params,
             &self.settings.contexts,
             self.settings.network,
-            &staker,
+            staker,
             plan::account_of(&staker.key),
-            &terms,
-            planned.funding.clone(),
-        )?)
+            terms,
+            funding,
+        )
     }
 
     fn params_version(&self, version: u32) -> Result<Params, StakerError> {
@@ -425,15 +437,7 @@ impl Staker {
         let funding = wallet
             .build_payment_excluding(&[(output.script_pubkey(), value)], fee_rate, &locked)
             .await?;
-        let stake_plan = plan::plan_stake(
-            &params,
-            &self.settings.contexts,
-            self.settings.network,
-            &staker,
-            plan::account_of(&staker.key),
-            &terms,
-            funding,
-        )?;
+        let stake_plan = self.plan(&params, &staker, &terms, funding)?;
         let staking_txid = stake_plan.unsigned.staking_tx.compute_txid().to_string();
         if wallet.is_watch_only() {
             let bundle = stake_plan.psbts.to_bundle();
