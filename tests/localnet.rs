@@ -336,14 +336,27 @@ fn a_newcomer_stakes_on_the_running_local_network_and_it_all_stops_on_sigint() {
                 .expect("Rounds")
                 .into_inner()
                 .rounds;
-            let counted = later.iter().find(|r| {
-                r.status() == fpb::RoundStatus::Final
-                    && r.active_set
-                        .iter()
-                        .any(|e| e.verifier_btc_pk == key && e.power_sat >= 100_000_000)
+            let final_with_power = later.iter().find(|r| {
+                r.status() == fpb::RoundStatus::Final && r.total_power_sat >= 100_000_000
             });
-            if let Some(r) = counted {
-                assert!(r.total_power_sat >= 100_000_000, "{r:?}");
+            if let Some(summary) = final_with_power {
+                let round = finality
+                    .round(fpb::RoundRequest {
+                        round: summary.round,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("Round")
+                    .into_inner()
+                    .round
+                    .expect("served");
+                assert!(
+                    round
+                        .active_set
+                        .iter()
+                        .any(|e| e.verifier_btc_pk == key && e.power_sat >= 100_000_000),
+                    "verifier A's power includes the stake: {round:?}"
+                );
                 break;
             }
             assert!(
@@ -400,6 +413,14 @@ fn postmaster(pid: u32) -> u32 {
         .expect("a pid")
 }
 
+/// Whether process `pid` runs: it exists and is no zombie (pg_ctl detaches the server, so it
+/// is reaped by whichever process adopted it, maybe a moment later).
+fn running(pid: u32) -> bool {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
+        .unwrap_or_default();
+    status.lines().any(|l| l.starts_with("State:")) && !status.contains("State:\tZ")
+}
+
 #[test]
 fn without_a_database_url_its_throwaway_cluster_is_gone_after_sigint() {
     let mut net = Localnet::start(None);
@@ -419,7 +440,7 @@ fn without_a_database_url_its_throwaway_cluster_is_gone_after_sigint() {
     let node = field(&printed, "node gRPC");
     let dir = PathBuf::from(field(&printed, "config dir"));
     let server = postmaster(net.child.id());
-    assert!(Path::new("/proc").join(server.to_string()).exists());
+    assert!(running(server), "PostgreSQL (process {server}) runs");
     assert!(!closed(&cluster_addr));
     let printed = net.interrupt();
     assert!(
@@ -427,7 +448,7 @@ fn without_a_database_url_its_throwaway_cluster_is_gone_after_sigint() {
         "{printed}"
     );
     assert!(
-        !Path::new("/proc").join(server.to_string()).exists(),
+        !running(server),
         "PostgreSQL (process {server}) is still running"
     );
     assert!(closed(&cluster_addr), "PostgreSQL still listens");
