@@ -243,7 +243,8 @@ fn join_text(
         network.chain.rpc_addr().port()
     ));
     line(format!(
-        "5. fiamma staker wallet balance --config {staker}   (\"confirmed\" once mature)"
+        "5. fiamma staker wallet sync --config {staker}; fiamma staker wallet balance --config \
+         {staker}   (\"confirmed\" once mature)"
     ));
     line(format!(
         "6. fiamma staker stake --config {staker} --verifier {example_verifier} --amount 1 \
@@ -257,8 +258,10 @@ fn join_text(
         network.node
     ));
     line(format!(
-        "9. grpcurl -plaintext -d '{{\"from_round\":1,\"limit\":5}}' {} fiamma.finality.v1.Finality/Rounds   \
-         (each round's active set and power)",
+        "9. grpcurl -plaintext -d '{{\"from_round\":1,\"limit\":1000}}' {} \
+         fiamma.finality.v1.Finality/Rounds   (each round's status and power), then -d \
+         '{{\"round\":N}}' fiamma.finality.v1.Finality/Round   (its active set: each verifier's \
+         power)",
         network.node
     ));
     t
