@@ -4,7 +4,8 @@
 //!
 //! The parties are the real ones, talking to the node only over gRPC and to Bitcoin only
 //! over Bitcoin Core's JSON-RPC, as their daemons would:
-//! - [`staker`]: a BDK wallet that builds, registers, broadcasts and unbonds a stake;
+//! - [`staker`]: the staker component of `fiamma staker run`: its wallet stakes, its steps
+//!   broadcast once the committee has co-signed, see ACTIVE and unbond;
 //! - [`covenant`]: a committee member that checks each pending delegation with the shared
 //!   validation library before it co-signs;
 //! - [`verifier`]: registers, commits randomness, re-verifies every proof of each round and
