@@ -55,6 +55,11 @@ impl DevnetChain {
         self.server.addr
     }
 
+    /// The JSON-RPC user and password, for a person joining the running network.
+    pub fn rpc_credentials(&self) -> (&str, &str) {
+        (&self.auth.user, &self.auth.password)
+    }
+
     /// The chain as the node follows it.
     pub fn backend(&self) -> Arc<dyn Backend> {
         Arc::new(self.embedded.clone())

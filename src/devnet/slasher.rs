@@ -91,6 +91,11 @@ impl DevnetSlasher {
         Ok(())
     }
 
+    /// The component's daemon loop, as `fiamma slasher run` runs it, until `shutdown`.
+    pub async fn run(&self, shutdown: fiamma_role::daemon::Shutdown) {
+        self.component.run(shutdown).await;
+    }
+
     /// One step of the component: the slashing transactions it broadcast and Bitcoin accepted.
     ///
     /// # Errors

@@ -25,6 +25,7 @@ use super::cluster::ThrowawayCluster;
 use super::covenant;
 use super::database::DevnetDatabase;
 use super::error::DevnetError;
+use super::localnet;
 use super::sequencer::{corrupted_proof, fiamma_proof, Sequencer};
 use super::setup::{self, short};
 use super::slasher;
@@ -34,6 +35,8 @@ use super::DevnetArgs;
 use crate::btc::RpcBackend;
 use crate::node::run::{connect_and_migrate, NodeSetup, RunningNode};
 use fiamma_covenant_member::member::Outcome;
+use fiamma_role::daemon::Shutdown;
+use fiamma_staker::staker::Action;
 
 /// How long the story waits for any one outcome.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -43,20 +46,20 @@ const POLL: Duration = Duration::from_millis(100);
 const STOP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Prints the story's lines, each with the time since the start.
-struct Narrator {
+pub(super) struct Narrator {
     start: Instant,
 }
 
 impl Narrator {
-    fn say(&self, line: impl AsRef<str>) {
+    pub(super) fn say(&self, line: impl AsRef<str>) {
         let t = self.start.elapsed().as_secs_f64();
         println!("[{t:5.1}s] {}", line.as_ref());
     }
 }
 
 /// The verifiers' keys, in the order of [`setup::VERIFIER_NAMES`].
-struct Roster {
-    keys: Vec<XOnlyPublicKey>,
+pub(super) struct Roster {
+    pub(super) keys: Vec<XOnlyPublicKey>,
 }
 
 impl Roster {
@@ -81,6 +84,8 @@ pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
     let say = Narrator {
         start: Instant::now(),
     };
+    // Installed first: from here on Ctrl-C or SIGTERM stops the network cleanly.
+    let shutdown = Shutdown::on_signals();
     let (server_url, cluster) = match &args.database_url {
         Some(url) => (url.clone(), None),
         None if args.keep_database => {
@@ -100,7 +105,7 @@ pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
             (cluster.url.clone(), Some(cluster))
         }
     };
-    let played = on_server(&args, &server_url, &say).await;
+    let played = on_server(&args, &server_url, &say, &shutdown).await;
     match cluster {
         Some(cluster) => {
             let stopped = tokio::task::spawn_blocking(move || cluster.stop())
@@ -116,14 +121,15 @@ pub async fn run(args: DevnetArgs) -> Result<(), DevnetError> {
     }
 }
 
-async fn on_server(args: &DevnetArgs, server_url: &str, say: &Narrator) -> Result<(), DevnetError> {
+async fn on_server(
+    args: &DevnetArgs,
+    server_url: &str,
+    say: &Narrator,
+    shutdown: &Shutdown,
+) -> Result<(), DevnetError> {
     let db = DevnetDatabase::create(server_url).await?;
     say.say(format!("postgres: created database {}", db.name));
-    // On Ctrl-C the story stops where it is, and the database is still dropped.
-    let played = tokio::select! {
-        played = on_database(args, &db, say) => played,
-        _ = tokio::signal::ctrl_c() => Err(DevnetError::Interrupted),
-    };
+    let played = on_database(args, &db, say, shutdown).await;
     if args.keep_database {
         say.say(format!("postgres: kept database {}", db.name));
         return played;
@@ -139,6 +145,7 @@ async fn on_database(
     args: &DevnetArgs,
     db: &DevnetDatabase,
     say: &Narrator,
+    shutdown: &Shutdown,
 ) -> Result<(), DevnetError> {
     let pool = connect_and_migrate(&db.url).await?;
     let chain = DevnetChain::start().await?;
@@ -179,7 +186,27 @@ async fn on_database(
     ));
     let played = match World::connect(&chain, node.addr, params, contexts).await {
         Ok(mut world) => {
-            let played = world.play(say).await;
+            // On Ctrl-C or SIGTERM the story stops where it is; the node, the chain and the
+            // database are still stopped and dropped below.
+            let played = tokio::select! {
+                played = world.play(say, !args.no_story) => played,
+                _ = shutdown.wait() => Err(DevnetError::Interrupted),
+            };
+            let played = match played {
+                Ok(roster) if args.keep_running => {
+                    let network = localnet::Network {
+                        args,
+                        chain: &chain,
+                        node: node.addr,
+                        channel: world.channel.clone(),
+                        verifiers: &roster.keys,
+                        database: &db.name,
+                        say,
+                    };
+                    localnet::keep_running(network, shutdown).await
+                }
+                other => other.map(|_| ()),
+            };
             // The node stops gracefully only once no party holds a stream open.
             world.hang_up();
             played
@@ -284,9 +311,13 @@ impl<'a> World<'a> {
         }
     }
 
-    async fn play(&mut self, say: &Narrator) -> Result<(), DevnetError> {
+    /// Registers the verifiers and starts their daemons, then plays the story when `story`.
+    async fn play(&mut self, say: &Narrator, story: bool) -> Result<Roster, DevnetError> {
         let equivocate = Arc::new(AtomicU64::new(0));
         let roster = self.start_verifiers(say, &equivocate).await?;
+        if !story {
+            return Ok(roster);
+        }
         let (mut stakers, sequencer) = self.fund_parties(say, &roster).await?;
         self.register_stakes(say, &mut stakers, &roster).await?;
         self.co_sign(say, &stakers).await?;
@@ -296,7 +327,8 @@ impl<'a> World<'a> {
             .equivocation(say, &sequencer, &equivocate, &stakers, &roster)
             .await?;
         let unbonded = self.unbond(say, &stakers, &roster).await?;
-        self.summary(say, anchored, slashed, unbonded).await
+        self.summary(say, anchored, slashed, unbonded).await?;
+        Ok(roster)
     }
 
     /// Verifiers register, commit randomness and start their voting daemons.
@@ -337,16 +369,28 @@ impl<'a> World<'a> {
         roster: &Roster,
     ) -> Result<(Vec<Staker>, Sequencer), DevnetError> {
         let mut stakers = Vec::new();
+        let versions = setup::params_versions()?;
         for (i, (verifier, value)) in setup::STAKES.into_iter().enumerate() {
             let key = roster
                 .keys
                 .get(verifier)
                 .ok_or_else(|| DevnetError::refused("devnet", "stake to an unknown verifier"))?;
-            stakers.push(Staker::new(i + 1, *key, value).await?);
+            stakers.push(
+                Staker::new(
+                    i + 1,
+                    *key,
+                    value,
+                    versions.clone(),
+                    self.contexts.clone(),
+                    self.channel.clone(),
+                    self.chain.client()?,
+                )
+                .await?,
+            );
         }
         let mut sequencer = Sequencer::new(self.contexts.clone()).await?;
-        for s in &mut stakers {
-            let address = s.wallet.receive_address().await?;
+        for s in &stakers {
+            let address = s.receive_address().await?;
             self.chain.mine(1, &address.script_pubkey()).await?;
         }
         let address = sequencer.wallet.receive_address().await?;
@@ -358,19 +402,18 @@ impl<'a> World<'a> {
             stakers.len()
         ));
         let client = self.bitcoin.client();
-        let (stakers, sequencer) = off_thread(move || {
-            for s in &mut stakers {
-                s.wallet.sync(&client)?;
-            }
+        let sequencer = off_thread(move || {
             sequencer.wallet.sync(&client)?;
-            Ok((stakers, sequencer))
+            Ok(sequencer)
         })
         .await?;
         for s in &stakers {
+            let spendable = s.sync().await?;
             say.say(format!(
-                "{}: wallet synced over JSON-RPC (bdk_bitcoind_rpc), {} spendable",
+                "{}: fiamma-staker component; wallet synced over JSON-RPC (bdk_bitcoind_rpc), {} \
+                 spendable",
                 s.name,
-                btc(s.wallet.spendable())
+                btc(spendable)
             ));
         }
         Ok((stakers, sequencer))
@@ -380,22 +423,13 @@ impl<'a> World<'a> {
     async fn register_stakes(
         &mut self,
         say: &Narrator,
-        stakers: &mut Vec<Staker>,
+        stakers: &mut [Staker],
         roster: &Roster,
     ) -> Result<(), DevnetError> {
-        let (params, contexts) = (self.params.clone(), self.contexts.clone());
-        let mut taken = std::mem::take(stakers);
-        taken = off_thread(move || {
-            for s in &mut taken {
-                s.prepare(&params, &contexts)?;
-            }
-            Ok(taken)
-        })
-        .await?;
-        *stakers = taken;
-        for s in stakers.iter() {
-            let (txid, version) = s.register(&mut self.staking).await?;
-            let status = self.status(&txid).await?;
+        for s in stakers.iter_mut() {
+            let txid = s.stake().await?;
+            let d = self.delegation(&txid).await?;
+            let (version, status) = (d.params_version, d.status());
             if status != pb::DelegationStatus::Pending {
                 return Err(DevnetError::unexpected(
                     "CreateDelegation",
@@ -460,7 +494,7 @@ impl<'a> World<'a> {
             ));
         }
         for s in stakers {
-            let txid = s.staking_txid()?.to_string();
+            let txid = s.staking_txid()?;
             let d = self.delegation(&txid).await?;
             if d.status() != pb::DelegationStatus::Verified
                 || d.covenant_sigs.len() < setup::COVENANT_QUORUM as usize
@@ -488,9 +522,19 @@ impl<'a> World<'a> {
         stakers: &[Staker],
         roster: &Roster,
     ) -> Result<(), DevnetError> {
+        // The component broadcasts its staking transaction on its first step after the
+        // committee's quorum, never before.
         for s in stakers {
-            let txid = s.broadcast_stake(&self.bitcoin).await?;
-            say.say(format!("{}: broadcast staking tx {txid}", s.name));
+            let txid = s
+                .step_until("broadcast the staking tx", PATIENCE, |a| match a {
+                    Action::Broadcast(txid) => Some(*txid),
+                    _ => None,
+                })
+                .await?;
+            say.say(format!(
+                "{}: its step saw the delegation VERIFIED and broadcast staking tx {txid}",
+                s.name
+            ));
         }
         let (_, tip) = self
             .chain
@@ -498,7 +542,7 @@ impl<'a> World<'a> {
             .await?;
         let txids: Vec<String> = stakers
             .iter()
-            .map(|s| s.staking_txid().map(|t| t.to_string()))
+            .map(Staker::staking_txid)
             .collect::<Result<_, _>>()?;
         let expired = deadline("delegations ACTIVE");
         loop {
@@ -519,6 +563,17 @@ impl<'a> World<'a> {
              {} delegations ACTIVE",
             setup::CONFIRMATION_DEPTH,
             txids.len()
+        ));
+        for s in stakers {
+            s.step_until("see its delegation ACTIVE", PATIENCE, |a| {
+                (*a == Action::Active).then_some(())
+            })
+            .await?;
+        }
+        say.say(format!(
+            "stakers: each fiamma-staker's step saw its delegation ACTIVE ({} of {})",
+            stakers.len(),
+            stakers.len()
         ));
         self.print_power(say, tip, roster).await
     }
@@ -1010,18 +1065,22 @@ impl<'a> World<'a> {
         let s = stakers
             .get(setup::UNBONDER)
             .ok_or_else(|| DevnetError::refused("devnet", "no unbonding staker"))?;
-        let (txid, value) = s
-            .unbond(&mut self.staking, &self.bitcoin, &self.params)
+        let value = s.request_unbond().await?;
+        let txid = s
+            .step_until("broadcast the unbonding tx", PATIENCE, |a| match a {
+                Action::Unbonded(txid) => Some(*txid),
+                _ => None,
+            })
             .await?;
         say.say(format!(
-            "{}: broadcast unbonding tx {txid} (its signature + the committee's unbonding \
-             signatures served by the node): {} into the unbonding output",
+            "{}: asked to unbond; its step broadcast unbonding tx {txid} (its signature + the \
+             committee's unbonding signatures served by the node): {} into the unbonding output",
             s.name,
             btc(value)
         ));
         let (_, tip) = self.chain.mine(1, &setup::miner_script()).await?;
         let at = self.check_mined(txid, "unbonding tx").await?;
-        let staking_txid = s.staking_txid()?.to_string();
+        let staking_txid = s.staking_txid()?;
         let d = self
             .wait_status(&staking_txid, pb::DelegationStatus::Unbonded)
             .await?;

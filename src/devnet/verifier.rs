@@ -168,8 +168,10 @@ impl Verifier {
                 Err(_) => return,
             };
             match kind {
-                // Before any stake is active a round has nobody to vote.
-                Some(fpb::event::Kind::RoundClosed(c)) if c.total_power_sat > 0 => {
+                // Stepped on every round, with power or not: the step also commits the next
+                // batch of randomness before the last one runs out, so that a verifier of a
+                // network left idle (`--keep-running --no-story`) can still vote once staked.
+                Some(fpb::event::Kind::RoundClosed(c)) => {
                     let step = match self.component.step().await {
                         Ok(step) => step,
                         Err(e) => {
