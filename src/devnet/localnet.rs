@@ -111,13 +111,13 @@ fn write_join_files(network: &Network<'_>) -> Result<JoinFiles, DevnetError> {
          [bitcoin]\n\
          rpc_url = {rpc_url}\n\
          rpc_user = {user}\n\
-         rpc_password = {password}\n",
+         rpc_password_file = \"rpc-password\"\n",
         chain_id = toml_str(setup::CHAIN_ID),
         module = toml_str(setup::MODULE_ADDRESS),
         rpc_url = toml_str(&format!("http://{}", network.chain.rpc_addr())),
         user = toml_str(user),
-        password = toml_str(password),
     );
+    write("rpc-password", password)?;
     let staker = write("staker.toml", &staker_toml)?;
     let verifier_toml = format!(
         "# A verifier of the local network. Create its key with\n\
