@@ -206,10 +206,9 @@ mod tests {
             block_hash: bitcoin::BlockHash::all_zeros(),
             height: 1,
             confirmations: c,
-            proof: bitcoin::MerkleBlock::from_header_txids_with_predicate(
-                &bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header,
-                &[],
-                |_| false,
+            proof: bitcoin::MerkleBlock::from_block_with_predicate(
+                &bitcoin::constants::genesis_block(bitcoin::Network::Regtest),
+                |_| true,
             ),
         };
         assert_eq!(track(&TxStatus::Unknown, 3), Track::Rebroadcast);
