@@ -31,6 +31,10 @@ enum Command {
     /// of a slashed verifier, with the key it revealed, until they are k deep.
     #[command(subcommand)]
     Slasher(cli::slasher::SlasherCommand),
+    /// A rollup's sequencer: submits proofs, and anchors each final round on Bitcoin (its
+    /// certificate checked) from its own wallet until k deep.
+    #[command(subcommand)]
+    Sequencer(cli::sequencer::SequencerCommand),
     /// A staker: the BDK wallet, stake, unbond, withdraw, PSBTs for external signers, and the
     /// staker service the other verbs ask.
     #[command(subcommand)]
@@ -51,6 +55,7 @@ async fn main() {
         Command::Covenant(cmd) => cli::covenant::run(cmd).await,
         Command::Verifier(cmd) => cli::verifier::run(cmd).await,
         Command::Slasher(cmd) => cli::slasher::run(cmd).await,
+        Command::Sequencer(cmd) => cli::sequencer::run(cmd).await,
         Command::Staker(cmd) => cli::staker::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
     };

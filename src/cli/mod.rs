@@ -3,6 +3,7 @@
 pub mod covenant;
 pub mod keys;
 pub mod regtest;
+pub mod sequencer;
 pub mod slasher;
 pub mod staker;
 pub mod staking;

@@ -1,20 +1,17 @@
 //! The rollup sequencer: submits its ZK proofs to the node, and once a
-//! round is final, checks the certificate itself and anchors the round on Bitcoin with the
-//! §10 `OP_RETURN` output, paid from its BDK wallet.
+//! round is final, checks the certificate itself (with `fiamma-sequencer`'s check, the one
+//! `fiamma sequencer` runs) and anchors the round on Bitcoin with the §10 `OP_RETURN` output,
+//! paid from its BDK wallet.
 
-use std::collections::BTreeMap;
-
-use bitcoin::hashes::{sha256, Hash};
 use bitcoin::{Amount, Transaction};
-use fiamma_finality::eots::{self, PublicRandomness, Signature};
 use fiamma_finality::round::anchor::Anchor;
 use fiamma_finality::round::RoundHash;
-use fiamma_finality::vote::vote_message;
 use fiamma_finality::zk::{ProofSystem, ZkProof};
+use fiamma_proto::client::round_certificate_view;
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
+use fiamma_sequencer::plan::check;
 use fiamma_staking::context::SigningContexts;
-use fiamma_staking::keys::parse_xonly;
 use tonic::transport::Channel;
 
 use super::error::DevnetError;
@@ -124,59 +121,22 @@ impl Sequencer {
         Ok((id, r.round))
     }
 
-    /// Checks the certificate of a final round before anchoring it: its digest, every EOTS
-    /// signature on the round's vote message, and more than two thirds of the round's power.
+    /// Checks the certificate of a final round before anchoring it, as `fiamma sequencer`
+    /// does: its encoding and digest, every EOTS signature on the round's vote message, and
+    /// more than two thirds of the round's power.
     ///
     /// # Errors
     /// [`DevnetError::Refused`] naming the first check that fails.
     pub fn check_certificate(&self, round: &fpb::Round) -> Result<CheckedCertificate, DevnetError> {
         let refuse =
             |why: String| DevnetError::refused(PARTY, format!("round {}: {why}", round.round));
-        let cert = round
-            .certificate
-            .as_ref()
-            .ok_or_else(|| refuse("no certificate".to_owned()))?;
-        let digest = sha256::Hash::hash(&cert.encoded).to_byte_array();
-        if cert.digest != digest {
-            return Err(refuse(
-                "certificate digest is not sha256 of its encoding".to_owned(),
-            ));
-        }
-        let hash = bytes32(&round.round_hash).ok_or_else(|| refuse("bad round hash".to_owned()))?;
-        let msg = vote_message(&self.contexts, round.round, &hash);
-        let powers: BTreeMap<&[u8], u64> = round
-            .active_set
-            .iter()
-            .map(|e| (e.verifier_btc_pk.as_slice(), e.power_sat))
-            .collect();
-        let mut voted = 0u64;
-        for e in &cert.entries {
-            let key = parse_xonly(&e.verifier_btc_pk).map_err(|e| refuse(e.to_string()))?;
-            let power = powers
-                .get(e.verifier_btc_pk.as_slice())
-                .ok_or_else(|| refuse(format!("signer {key} is not in the active set")))?;
-            let pr =
-                bytes32(&e.public_randomness).ok_or_else(|| refuse("bad randomness".into()))?;
-            let s = bytes32(&e.signature).ok_or_else(|| refuse("bad signature".into()))?;
-            eots::verify(
-                &key,
-                &PublicRandomness::from_byte_array(pr),
-                &msg,
-                &Signature::from_byte_array(s),
-            )
-            .map_err(|e| refuse(format!("signature of {key}: {e}")))?;
-            voted = voted.saturating_add(*power);
-        }
-        let total = round.total_power_sat;
-        if u128::from(voted) * 3 <= u128::from(total) * 2 {
-            return Err(refuse(format!(
-                "signers hold {voted} of {total}, not over two thirds"
-            )));
-        }
+        let view = round_certificate_view(round).map_err(|e| refuse(e.to_string()))?;
+        let checked = check(&view, &self.contexts).map_err(|e| refuse(e.to_string()))?;
+        let power = |p: u128| u64::try_from(p).unwrap_or(u64::MAX);
         Ok(CheckedCertificate {
-            signers: cert.entries.len(),
-            power: (voted, total),
-            digest,
+            signers: checked.signers,
+            power: (power(checked.voted_power), power(checked.total_power)),
+            digest: checked.anchor.certificate_hash,
         })
     }
 
@@ -199,10 +159,6 @@ impl Sequencer {
         let tx = self.wallet.pay(&[(anchor.script_pubkey(), Amount::ZERO)])?;
         Ok((tx, anchor))
     }
-}
-
-fn bytes32(bytes: &[u8]) -> Option<[u8; 32]> {
-    <[u8; 32]>::try_from(bytes).ok()
 }
 
 #[cfg(test)]

@@ -113,6 +113,33 @@ impl PowerTable {
         ))
     }
 
+    /// The table of `round` with exactly `members` (a round's active set as a node serves it),
+    /// for a reader that checks a certificate against it rather than recomputing the set.
+    ///
+    /// # Errors
+    /// [`PowerTableError::DuplicateCandidate`] when a key appears twice.
+    pub fn from_members(
+        round: u64,
+        members: &[(XOnlyPublicKey, u64)],
+    ) -> Result<Self, PowerTableError> {
+        let mut table = PowerTable {
+            round,
+            members: BTreeMap::new(),
+            total: 0,
+        };
+        for &(key, power) in members {
+            if table
+                .members
+                .insert(key.serialize(), (key, power))
+                .is_some()
+            {
+                return Err(PowerTableError::DuplicateCandidate { key, round });
+            }
+            table.total += u128::from(power);
+        }
+        Ok(table)
+    }
+
     /// Builds the table from candidates known to have distinct keys.
     pub(super) fn select<'a>(
         round: u64,

@@ -9,6 +9,7 @@
 //! - [`finality`]: what a verifier asks of the finality module;
 //! - [`slasher`]: what a slasher asks of both (slashed verifiers, their delegations).
 //! - [`staker`]: what a staker asks of the staking module.
+//! - [`sequencer`]: what a rollup's sequencer asks of the finality module (submit, certificates).
 
 use std::time::Duration;
 
@@ -20,11 +21,13 @@ use crate::finality::v1::finality_client::FinalityClient;
 use crate::staking::v1::staking_client::StakingClient;
 
 pub mod finality;
+pub mod sequencer;
 pub mod slasher;
 pub mod staker;
 pub mod staking;
 
 pub use finality::*;
+pub use sequencer::*;
 pub use slasher::*;
 pub use staker::*;
 pub use staking::*;

@@ -1,0 +1,264 @@
+//! `fiamma sequencer`: a rollup's sequencer. `submit` sends proofs and prints their ids,
+//! `anchor` anchors one final round on Bitcoin, `run` is the daemon anchoring each due final
+//! round until k deep, `status` reads its local store, `wallet` makes and reads its wallet.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::{Amount, Denomination};
+use fiamma_proto::client::GrpcNode;
+use fiamma_role::daemon::Shutdown;
+use fiamma_role::keystore::DEFAULT_WORK_FACTOR;
+use fiamma_role::passphrase::PassphraseSource;
+use fiamma_sequencer::config::{SequencerConfig, PASSPHRASE_ENV, WALLET_NAME};
+use fiamma_sequencer::daemon::{open_sequencer, open_wallet, rpc_client};
+use fiamma_sequencer::proofs::{proof_dirs, read_proof};
+use fiamma_sequencer::sequencer::{submit, txid_of, AnchorOutcome};
+use fiamma_sequencer::store::SequencerStore;
+use fiamma_wallet::wallet::Sealing;
+use fiamma_wallet::{Wallet, WalletKeys};
+
+use super::CliError;
+
+/// Rounds beyond the newest closed one that `anchor` is willing to wait for.
+const MAX_AHEAD: u64 = 100_000;
+
+/// `fiamma sequencer …`
+#[derive(Debug, clap::Subcommand)]
+pub enum SequencerCommand {
+    /// Submit proofs: each PATH is a proof directory (vk.bitvm, proof.bitvm,
+    /// public_input.bitvm) or a directory of them; prints each proof id and its round.
+    Submit {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+        /// Proof directories, or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Wait until a round is final, check its certificate, broadcast its anchor (once: a
+    /// round anchored before gets its recorded transaction again); prints the txid.
+    Anchor {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+        /// The round.
+        #[arg(long)]
+        round: u64,
+        /// How long to wait for the round to become final, in seconds.
+        #[arg(long, default_value_t = 600)]
+        wait_secs: u64,
+    },
+    /// Run the daemon: anchor each due final round until k deep.
+    Run {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Progress, the anchors and their depth, and the proofs submitted.
+    Status {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+    },
+    /// The wallet that pays for anchors.
+    #[command(subcommand)]
+    Wallet(SequencerWalletCommand),
+}
+
+/// `fiamma sequencer wallet …`
+#[derive(Debug, clap::Subcommand)]
+pub enum SequencerWalletCommand {
+    /// A new wallet from a fresh 24-word mnemonic, sealed at `wallet_secret` (shown once:
+    /// write it down).
+    Create {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+        /// scrypt work factor (log2 N) of the sealed secret.
+        #[arg(long, default_value_t = DEFAULT_WORK_FACTOR)]
+        work_factor: u8,
+    },
+    /// A fresh receiving address, to fund the wallet.
+    Address {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Sync over the Bitcoin node's JSON-RPC and show the balance.
+    Balance {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Runs `fiamma sequencer …`.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn run(cmd: SequencerCommand) -> Result<(), CliError> {
+    match cmd {
+        SequencerCommand::Submit { config, paths } => submit_paths(&config, &paths).await,
+        SequencerCommand::Anchor {
+            config,
+            round,
+            wait_secs,
+        } => anchor(&config, round, Duration::from_secs(wait_secs)).await,
+        SequencerCommand::Run { config } => {
+            super::init_logging();
+            fiamma_sequencer::daemon::run(&config, Shutdown::on_signals()).await?;
+            Ok(())
+        }
+        SequencerCommand::Status { config } => status(&config).await,
+        SequencerCommand::Wallet(w) => wallet(w).await,
+    }
+}
+
+async fn submit_paths(config: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
+    let config = SequencerConfig::load(config)?;
+    // Every path is read and decoded before anything is sent: a typo submits nothing.
+    let mut proofs = Vec::new();
+    for path in paths {
+        for dir in proof_dirs(path)? {
+            proofs.push((read_proof(&dir)?, dir));
+        }
+    }
+    let node = GrpcNode::connect_lazy(&config.node, config.call_timeout())?;
+    let store = SequencerStore::open(&config.store_url()).await?;
+    for (proof, dir) in &proofs {
+        let (id, round) = submit(&node, &store, proof)
+            .await
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        println!("{} round {round} {}", hex::encode(id), dir.display());
+    }
+    Ok(())
+}
+
+async fn anchor(config: &Path, round: u64, wait: Duration) -> Result<(), CliError> {
+    if round == 0 {
+        return Err("rounds are numbered from 1".into());
+    }
+    let config = SequencerConfig::load(config)?;
+    let sequencer = open_sequencer(&config).await?;
+    let latest = sequencer.node().latest_round().await?;
+    // A round this far beyond the newest closed one would only be waited on in vain.
+    if round > latest.saturating_add(MAX_AHEAD) {
+        return Err(
+            format!("round {round} is unknown: the newest closed round is {latest}").into(),
+        );
+    }
+    let outcome = sequencer.anchor_when_final(round, wait).await?;
+    match &outcome {
+        AnchorOutcome::Broadcast { result, .. } if !result.is_empty() => {
+            eprintln!("bitcoin refused the anchor for now: {result} (the daemon sends it again)");
+        }
+        AnchorOutcome::Pending { confirmations, .. } => {
+            eprintln!("round {round} was anchored before ({confirmations} confirmations)");
+        }
+        AnchorOutcome::Done { confirmations, .. } => {
+            eprintln!("round {round} was anchored before, {confirmations} confirmations deep");
+        }
+        AnchorOutcome::Broadcast { .. } => {}
+    }
+    println!("{}", txid_of(&outcome));
+    Ok(())
+}
+
+async fn status(config: &Path) -> Result<(), CliError> {
+    let config = SequencerConfig::load(config)?;
+    let store = SequencerStore::open(&config.store_url()).await?;
+    match store.progress().await? {
+        Some(p) => {
+            let age = fiamma_role::store::unix_now().saturating_sub(p.last_step_at);
+            println!(
+                "bitcoin tip: {} (last pass {age} s ago); newest closed round {}; next round to \
+                 settle {}; anchor every {} round(s), k = {}",
+                p.tip_height,
+                p.latest_round,
+                p.next_round,
+                config.anchor_every,
+                config.confirmations
+            );
+        }
+        None => println!("the daemon has not completed a pass yet"),
+    }
+    for a in store.anchors().await? {
+        let said = if a.last_result.is_empty() {
+            "accepted"
+        } else {
+            a.last_result.as_str()
+        };
+        println!(
+            "round {} anchored by {}: {} confirmations{}, broadcast {} times, last: {said}",
+            a.round,
+            a.tx.compute_txid(),
+            a.confirmations,
+            if a.done { ", done" } else { "" },
+            a.broadcasts
+        );
+    }
+    for p in store.proofs().await? {
+        println!("proof {} in round {}", hex::encode(p.proof_id), p.round);
+    }
+    Ok(())
+}
+
+async fn wallet(cmd: SequencerWalletCommand) -> Result<(), CliError> {
+    match cmd {
+        SequencerWalletCommand::Create {
+            config,
+            work_factor,
+        } => {
+            let config = SequencerConfig::load(&config)?;
+            let store = SequencerStore::open(&config.store_url()).await?;
+            let keys = WalletKeys::generate()?;
+            let passphrase =
+                PassphraseSource::choose(config.passphrase_file.clone(), PASSPHRASE_ENV)
+                    .read_new(PASSPHRASE_ENV)?;
+            Wallet::create(
+                store.wallet(WALLET_NAME).await?,
+                config.network,
+                &keys,
+                Some(Sealing {
+                    path: &config.wallet_secret,
+                    passphrase: &passphrase,
+                    work_factor,
+                }),
+            )
+            .await?;
+            println!("{}", keys.mnemonic_words().unwrap_or_default());
+            eprintln!(
+                "the 24 words above are the wallet's backup: write them down, keep them offline"
+            );
+            Ok(())
+        }
+        SequencerWalletCommand::Address { config } => {
+            let config = SequencerConfig::load(&config)?;
+            let store = SequencerStore::open(&config.store_url()).await?;
+            let mut wallet = open_wallet(&config, &store, false).await?;
+            println!("{}", wallet.next_address().await?);
+            Ok(())
+        }
+        SequencerWalletCommand::Balance { config } => {
+            let config = SequencerConfig::load(&config)?;
+            let store = SequencerStore::open(&config.store_url()).await?;
+            let mut wallet = open_wallet(&config, &store, false).await?;
+            let height = wallet.sync(Arc::new(rpc_client(&config)?)).await?;
+            let b = wallet.balance();
+            let show = |a: Amount| {
+                a.display_in(Denomination::Bitcoin)
+                    .show_denomination()
+                    .to_string()
+            };
+            println!(
+                "confirmed {} pending {} immature {} (synced to height {height})",
+                show(b.confirmed),
+                show(b.trusted_pending + b.untrusted_pending),
+                show(b.immature)
+            );
+            Ok(())
+        }
+    }
+}
