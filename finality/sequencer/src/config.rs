@@ -32,7 +32,7 @@ use bitcoin::Network;
 use fiamma_staking::context::SigningContexts;
 use serde::Deserialize;
 
-pub use fiamma_role::config::ConfigError;
+pub use fiamma_role::config::{ConfigError, PasswordError};
 
 /// The environment variable the Bitcoin RPC password may come from.
 pub const RPC_PASSWORD_ENV: &str = "FIAMMA_SEQUENCER_RPC_PASSWORD";
@@ -123,22 +123,6 @@ fn default_timeout() -> u64 {
     10_000
 }
 
-/// The RPC password cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum PasswordError {
-    /// The file cannot be read.
-    #[error("cannot read the bitcoin rpc password file {path}: {source}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Neither a file nor the environment variable gives one.
-    #[error("no bitcoin rpc password: set bitcoin.rpc_password_file or {RPC_PASSWORD_ENV}")]
-    Missing,
-}
-
 impl SequencerConfig {
     /// Reads and checks `path`, resolving relative paths against its folder.
     ///
@@ -190,14 +174,10 @@ impl SequencerConfig {
     /// # Errors
     /// [`PasswordError`].
     pub fn rpc_password(&self) -> Result<String, PasswordError> {
-        if let Some(path) = &self.bitcoin.rpc_password_file {
-            let text = std::fs::read_to_string(path).map_err(|source| PasswordError::File {
-                path: path.clone(),
-                source,
-            })?;
-            return Ok(text.lines().next().unwrap_or("").to_owned());
-        }
-        std::env::var(RPC_PASSWORD_ENV).map_err(|_| PasswordError::Missing)
+        fiamma_role::config::rpc_password(
+            self.bitcoin.rpc_password_file.as_deref(),
+            RPC_PASSWORD_ENV,
+        )
     }
 
     /// The signing contexts the verifiers' votes are checked under.
