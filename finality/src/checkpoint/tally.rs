@@ -284,12 +284,12 @@ mod tests {
         let (m, round) = scene(1);
         let (_, other) = scene(2);
         let msg = round.message().clone();
-        for i in 0..4 {
+        for (i, member) in m.iter().enumerate() {
             assert_eq!(
                 round.check_vote(
-                    &m[i].vote(&msg),
-                    m[i].randomness.commitment(),
-                    &m[i].proof()
+                    &member.vote(&msg),
+                    member.randomness.commitment(),
+                    &member.proof()
                 ),
                 Ok(()),
                 "member {i}"
