@@ -43,6 +43,10 @@ enum Command {
     /// covenant co-signing, rounds of ZK proofs voted final and anchored, an equivocation
     /// slashed on Bitcoin, and an unbonding.
     Devnet(fiamma::devnet::DevnetArgs),
+    /// Bitcoin-checked checkpoints: the latest checkpoint of a chain, read from a Bitcoin node
+    /// and the genesis outpoint alone.
+    #[command(subcommand)]
+    Checkpoint(cli::checkpoint::CheckpointCommand),
 }
 
 #[tokio::main]
@@ -58,6 +62,7 @@ async fn main() {
         Command::Sequencer(cmd) => cli::sequencer::run(cmd).await,
         Command::Staker(cmd) => cli::staker::run(cmd).await,
         Command::Devnet(args) => fiamma::devnet::run(args).await.map_err(Into::into),
+        Command::Checkpoint(cmd) => cli::checkpoint::run(cmd).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

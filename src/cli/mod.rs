@@ -1,5 +1,6 @@
 //! Command-line subcommands of the `fiamma` binary.
 
+pub mod checkpoint;
 pub mod covenant;
 pub mod keys;
 pub mod regtest;

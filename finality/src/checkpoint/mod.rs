@@ -12,6 +12,8 @@
 //! - [`candidate`]: the candidate transaction and its shape rules (§13.4);
 //! - [`message`]: the checkpoint vote message M, whose sha256 is the sighash (§13.5);
 //! - [`witness`]: the completeness check and witness assembly (§13.3, §13.6.3, §13.8);
+//! - [`tally`]: the node's side of a checkpoint round: votes checked, counted as the round's
+//!   votes, the complete witness, equivocation (§13.5–13.6);
 //! - [`rounds`]: parameters and which rounds are checkpoint rounds (§13.1, §13.6);
 //! - [`reader`]: following a checkpoint chain from its genesis outpoint with Bitcoin data alone
 //!   (§13.9).
@@ -23,6 +25,7 @@ pub mod payload;
 pub mod reader;
 pub mod rounds;
 pub mod script;
+pub mod tally;
 #[cfg(test)]
 mod testkit;
 pub mod weights;
@@ -43,6 +46,10 @@ pub use reader::{
 };
 pub use rounds::{CheckpointParams, CheckpointParamsError, CheckpointRules, RoundKind};
 pub use script::{parse_quorum_script, quorum_script, RecoveryLeaf, ScriptParseError};
+pub use tally::{
+    checkpoint_equivocation, CheckpointEquivocationError, CheckpointRound, CheckpointTally,
+    CheckpointVoteError,
+};
 pub use weights::{
     CheckpointSet, SetError, SetMember, MAX_CHECKPOINT_SET, THRESHOLD, WEIGHT_SCALE,
 };

@@ -3,11 +3,13 @@
 //! node's round hash, and never signs two different messages for one round.
 //!
 //! - [`verifier`]: the component (`new`, `step`, `run`);
+//! - [`checkpoint`]: checkpoint rounds: rebuild the candidate, sign only an identical one;
 //! - [`signer`]: the signing boundary and the keystore signer;
 //! - [`store`]: the local store and its slashing protection (SQLite or PostgreSQL);
 //! - [`interchange`]: the slashing-protection file (`slashing-protection export|import`);
 //! - [`config`] and [`daemon`]: `fiamma verifier run`.
 
+pub mod checkpoint;
 pub mod config;
 pub mod daemon;
 pub mod interchange;

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bitcoin::secp256k1::{schnorr, Keypair, Message, XOnlyPublicKey, SECP256K1};
+use fiamma_finality::checkpoint::{CheckpointMessage, CheckpointVote};
 use fiamma_finality::commitment::{CommitmentRangeError, RandomnessCommitment};
 use fiamma_finality::committed::{CommittedRandomness, RoundNotCommitted};
 use fiamma_finality::eots::RandomnessDomain;
-use fiamma_finality::merkle::Digest;
+use fiamma_finality::merkle::{Digest, Proof};
 use fiamma_finality::rounds::unjail_message;
 use fiamma_finality::rounds::Vote;
 use fiamma_staking::context::SigningContexts;
@@ -56,6 +57,18 @@ pub trait Signer: Send + Sync {
         round: u64,
         round_hash: Digest,
     ) -> Result<Vote, SignerError>;
+
+    /// The checkpoint vote on M for checkpoint round `round` (§13.5), with the randomness of
+    /// the commitment starting at `start` of `num` rounds bound to `domain`, and the proof that
+    /// its public randomness is committed. The caller has recorded sha256(M) as the one message
+    /// signed for the round.
+    async fn checkpoint_vote(
+        &self,
+        domain: &RandomnessDomain,
+        (start, num): (u64, u64),
+        round: u64,
+        message: &CheckpointMessage,
+    ) -> Result<(CheckpointVote, Proof), SignerError>;
 
     /// The BIP-340 signature asking to be unjailed from the jailing at `since_round`.
     async fn unjail(
@@ -161,6 +174,20 @@ impl Signer for KeystoreSigner {
             contexts,
             round,
             round_hash,
+        ))
+    }
+
+    async fn checkpoint_vote(
+        &self,
+        domain: &RandomnessDomain,
+        (start, num): (u64, u64),
+        round: u64,
+        message: &CheckpointMessage,
+    ) -> Result<(CheckpointVote, Proof), SignerError> {
+        let randomness = self.randomness(domain, start, num)?.for_round(round)?;
+        Ok((
+            CheckpointVote::sign(&self.keypair, &randomness.secret, message),
+            randomness.proof,
         ))
     }
 

@@ -72,7 +72,8 @@ pub struct SignedRound {
     pub round: u64,
     /// sha256 of the vote message signed.
     pub message_hash: [u8; 32],
-    /// The vote as sent (protobuf `FinalityVote`); empty when imported without it.
+    /// The vote as sent (protobuf `FinalityVote`, or `CheckpointVote` for a checkpoint round);
+    /// empty when imported without it.
     pub vote: Vec<u8>,
 }
 

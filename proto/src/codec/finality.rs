@@ -3,6 +3,7 @@
 //! [`FieldError`] naming it, so a rejected request says which field to fix.
 
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
+use fiamma_finality::checkpoint::CheckpointVote;
 use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::eots::{PublicRandomness, Signature};
 use fiamma_finality::merkle::{Digest, Proof};
@@ -139,13 +140,51 @@ pub fn vote_to_pb(v: &Vote) -> pb::FinalityVote {
         round: v.round,
         round_hash: v.round_hash.to_vec(),
         public_randomness: v.public_randomness.as_bytes().to_vec(),
-        proof: Some(pb::MerkleProof {
-            index: v.proof.index,
-            total: v.proof.total,
-            leaf_hash: v.proof.leaf_hash.to_vec(),
-            aunts: v.proof.aunts.iter().map(|a| a.to_vec()).collect(),
-        }),
+        proof: Some(proof_to_pb(&v.proof)),
         signature: v.signature.to_byte_array().to_vec(),
+    }
+}
+
+/// A checkpoint vote with its round and randomness proof, every field decoded (nothing is
+/// verified here); field names are those of a request's `checkpoint_vote`.
+pub fn checkpoint_vote(
+    v: Option<&pb::CheckpointVote>,
+) -> Result<(u64, CheckpointVote, Proof), FieldError> {
+    let v = v.ok_or_else(|| bad("checkpoint_vote", "missing"))?;
+    Ok((
+        round_number("checkpoint_vote.round", v.round)?,
+        CheckpointVote {
+            voter: key("checkpoint_vote.verifier_btc_pk", &v.verifier_btc_pk)?,
+            public_randomness: PublicRandomness::from_byte_array(bytes32(
+                "checkpoint_vote.public_randomness",
+                &v.public_randomness,
+            )?),
+            signature: Signature::from_byte_array(bytes32(
+                "checkpoint_vote.signature",
+                &v.signature,
+            )?),
+        },
+        proof("checkpoint_vote.proof", v.proof.as_ref())?,
+    ))
+}
+
+/// The wire form of a checkpoint vote on `round` with its randomness proof.
+pub fn checkpoint_vote_to_pb(round: u64, v: &CheckpointVote, p: &Proof) -> pb::CheckpointVote {
+    pb::CheckpointVote {
+        verifier_btc_pk: v.voter.serialize().to_vec(),
+        round,
+        public_randomness: v.public_randomness.as_bytes().to_vec(),
+        proof: Some(proof_to_pb(p)),
+        signature: v.signature.to_byte_array().to_vec(),
+    }
+}
+
+fn proof_to_pb(p: &Proof) -> pb::MerkleProof {
+    pb::MerkleProof {
+        index: p.index,
+        total: p.total,
+        leaf_hash: p.leaf_hash.to_vec(),
+        aunts: p.aunts.iter().map(|a| a.to_vec()).collect(),
     }
 }
 
@@ -194,6 +233,34 @@ mod tests {
     fn a_vote_round_trips_through_the_wire_form() {
         let v = sample();
         assert_eq!(vote(&VOTE, Some(&vote_to_pb(&v))), Ok(v));
+    }
+
+    #[test]
+    fn a_checkpoint_vote_round_trips_and_names_its_bad_fields() {
+        let v = sample();
+        let cv = CheckpointVote {
+            voter: v.voter,
+            public_randomness: v.public_randomness,
+            signature: v.signature,
+        };
+        let wire = checkpoint_vote_to_pb(12, &cv, &v.proof);
+        assert_eq!(checkpoint_vote(Some(&wire)), Ok((12, cv, v.proof.clone())));
+        let mut short = wire.clone();
+        short.signature.pop();
+        assert_eq!(
+            checkpoint_vote(Some(&short)).map_err(|e| e.field),
+            Err("checkpoint_vote.signature")
+        );
+        let mut no_proof = wire;
+        no_proof.proof = None;
+        assert_eq!(
+            checkpoint_vote(Some(&no_proof)).map_err(|e| e.field),
+            Err("checkpoint_vote.proof")
+        );
+        assert_eq!(
+            checkpoint_vote(None).map_err(|e| e.field),
+            Err("checkpoint_vote")
+        );
     }
 
     #[test]
