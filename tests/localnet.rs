@@ -1,9 +1,10 @@
-//! `fiamma devnet --keep-running --no-story` as a newcomer uses it: the test reads only what
+//! `fiamma devnet --keep-running` as a newcomer uses it (here `--no-story`): the test reads only what
 //! the command printed, creates a staker wallet with the printed `staker.toml`, funds it over
 //! the printed JSON-RPC, stakes with the `fiamma staker` CLI and service, sees the delegation
 //! ACTIVE and the verifier's voting power include it in a later round (over the printed gRPC
 //! address), then sends SIGINT and checks that nothing is left: processes, ports, the
-//! directory it wrote, the database (or the throwaway PostgreSQL cluster).
+//! directory it wrote, the database. A second run plays the story first, on a throwaway
+//! PostgreSQL cluster that is gone after SIGINT.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -35,15 +36,13 @@ struct Localnet {
 }
 
 impl Localnet {
-    fn start(database_url: Option<&str>) -> Localnet {
+    /// `story`: play the devnet's story first, else `--no-story`.
+    fn start(database_url: Option<&str>, story: bool) -> Localnet {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fiamma"));
-        command.args([
-            "devnet",
-            "--keep-running",
-            "--no-story",
-            "--block-interval",
-            "1",
-        ]);
+        command.args(["devnet", "--keep-running", "--block-interval", "1"]);
+        if !story {
+            command.arg("--no-story");
+        }
         match database_url {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),
@@ -206,7 +205,7 @@ async fn connect(addr: &str) -> tonic::transport::Channel {
 #[test]
 fn a_newcomer_stakes_on_the_running_local_network_and_it_all_stops_on_sigint() {
     let url = database_url();
-    let mut net = Localnet::start(Some(&url));
+    let mut net = Localnet::start(Some(&url), false);
     let printed = net.wait_ready();
     let node = field(&printed, "node gRPC");
     let rpc_url = field(&printed, "bitcoin JSON-RPC");
@@ -422,9 +421,17 @@ fn running(pid: u32) -> bool {
 }
 
 #[test]
-fn without_a_database_url_its_throwaway_cluster_is_gone_after_sigint() {
-    let mut net = Localnet::start(None);
+fn after_the_story_without_a_database_url_its_throwaway_cluster_is_gone_after_sigint() {
+    let mut net = Localnet::start(None, true);
     let printed = net.wait_ready();
+    // The whole story was played before the network was left running for newcomers.
+    let summary = printed
+        .find("summary:")
+        .expect("the story's summary printed");
+    let joining = printed
+        .find("localnet:   9.")
+        .expect("joining instructions");
+    assert!(summary < joining, "{printed}");
     let cluster = printed
         .split("started a throwaway cluster at ")
         .nth(1)

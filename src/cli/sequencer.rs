@@ -149,6 +149,7 @@ async fn anchor(config: &Path, round: u64, wait: Duration) -> Result<(), CliErro
             format!("round {round} is unknown: the newest closed round is {latest}").into(),
         );
     }
+    sequencer.sync_wallet().await?;
     let outcome = sequencer.anchor_when_final(round, wait).await?;
     match &outcome {
         AnchorOutcome::Broadcast { result, .. } if !result.is_empty() => {

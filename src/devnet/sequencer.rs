@@ -1,22 +1,25 @@
-//! The rollup sequencer: submits its ZK proofs to the node, and once a
-//! round is final, checks the certificate itself (with `fiamma-sequencer`'s check, the one
-//! `fiamma sequencer` runs) and anchors the round on Bitcoin with the §10 `OP_RETURN` output,
-//! paid from its BDK wallet.
+//! The rollup sequencer: the `fiamma-sequencer` component, as `fiamma sequencer submit` and
+//! `anchor` run it. It submits its ZK proofs to the node, and once a round is final checks the
+//! certificate itself and anchors the round on Bitcoin with the §10 `OP_RETURN` output, paid
+//! from its BDK wallet.
 
-use bitcoin::{Amount, Transaction};
-use fiamma_finality::round::anchor::Anchor;
-use fiamma_finality::round::RoundHash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::{Address, FeeRate, Txid};
+use bitcoincore_rpc::Client;
 use fiamma_finality::zk::{ProofSystem, ZkProof};
-use fiamma_proto::client::round_certificate_view;
-use fiamma_proto::finality::v1 as fpb;
-use fiamma_proto::finality::v1::finality_client::FinalityClient;
-use fiamma_sequencer::plan::check;
+use fiamma_proto::client::GrpcNode;
+use fiamma_sequencer::config::WALLET_NAME;
+use fiamma_sequencer::sequencer::{
+    txid_of, AnchorOutcome, Sequencer as Component, SequencerSettings,
+};
+use fiamma_sequencer::store::SequencerStore;
 use fiamma_staking::context::SigningContexts;
-use tonic::transport::Channel;
 
 use super::error::DevnetError;
-use super::setup;
-use super::wallet::DevnetWallet;
+use super::wallet::{self, WALLET_FEE_RATE_SAT_VB};
+use crate::btc::RpcBackend;
 
 /// The real Fiamma Groth16 (BN254) proof: its verifying key, proof and public inputs, as
 /// Fiamma's prover wrote them (see tests/data/README.md for their origin).
@@ -61,11 +64,12 @@ pub fn corrupted_proof() -> Result<ZkProof, DevnetError> {
     .map_err(|e| DevnetError::refused(PARTY, e))
 }
 
-/// The sequencer.
+/// The sequencer: the component `fiamma sequencer anchor` and `run` drive
+/// ([`fiamma_sequencer::sequencer::Sequencer`]), paying from the devnet's wallet and keeping
+/// its progress in an in-memory store.
 pub struct Sequencer {
-    /// The wallet that pays for anchors.
-    pub wallet: DevnetWallet,
-    contexts: SigningContexts,
+    component: Component,
+    address: Address,
 }
 
 /// A final round's certificate, checked.
@@ -79,59 +83,86 @@ pub struct CheckedCertificate {
     pub digest: [u8; 32],
 }
 
+fn refused(e: impl std::fmt::Display) -> DevnetError {
+    DevnetError::refused(PARTY, e)
+}
+
 impl Sequencer {
-    /// The sequencer.
+    /// The sequencer, asking the node over `node`, broadcasting through `bitcoin` and syncing
+    /// its wallet over `rpc`. It anchors each round it is asked to, confirmed once mined.
     ///
     /// # Errors
-    /// [`DevnetError::Wallet`] when its wallet cannot be created.
-    pub async fn new(contexts: SigningContexts) -> Result<Self, DevnetError> {
-        Ok(Sequencer {
-            wallet: DevnetWallet::new(PARTY, &setup::wallet_seed(PARTY)).await?,
-            contexts,
-        })
-    }
-
-    /// Submits `proof` to the node (verifiers fetch it from there); returns its proof id and the round it will be in.
-    ///
-    /// # Errors
-    /// [`DevnetError::Rpc`] when the node refuses it.
-    pub async fn submit(
-        &self,
-        client: &mut FinalityClient<Channel>,
-        proof: ZkProof,
-    ) -> Result<([u8; 32], u64), DevnetError> {
-        let id = *proof.proof_id().as_bytes();
-        let r = client
-            .submit_proof(fpb::SubmitProofRequest {
-                proof_system: u32::from(proof.system().code()),
-                verifying_key: proof.verifying_key().to_vec(),
-                proof: proof.proof().to_vec(),
-                public_inputs: proof.public_inputs().to_vec(),
-            })
+    /// [`DevnetError::Wallet`] when its wallet cannot be created, [`DevnetError::Local`] when
+    /// its store cannot.
+    pub async fn new(
+        contexts: SigningContexts,
+        node: Arc<GrpcNode>,
+        bitcoin: RpcBackend,
+        rpc: Arc<Client>,
+    ) -> Result<Self, DevnetError> {
+        let store = SequencerStore::open("sqlite::memory:")
             .await
-            .map_err(|s| DevnetError::rpc(PARTY, "SubmitProof", &s))?
-            .into_inner();
-        if r.proof_id != id {
-            return Err(DevnetError::unexpected(
-                "SubmitProof",
-                format!("proof id {}", hex::encode(id)),
-                hex::encode(&r.proof_id),
-            ));
-        }
-        Ok((id, r.round))
+            .map_err(|e| DevnetError::local("open the sequencer's store", e))?;
+        let wallet_store = store
+            .wallet(WALLET_NAME)
+            .await
+            .map_err(|e| DevnetError::local("open the sequencer's wallet store", e))?;
+        let mut wallet = wallet::create(PARTY, wallet_store).await?;
+        let address = wallet
+            .next_address()
+            .await
+            .map_err(|e| DevnetError::Wallet {
+                who: PARTY.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let settings = SequencerSettings {
+            contexts,
+            anchor_every: 1,
+            start_round: None,
+            confirmations: 1,
+            fee_rate: FeeRate::from_sat_per_vb(WALLET_FEE_RATE_SAT_VB)
+                .ok_or_else(|| refused("fee rate out of range"))?,
+            max_pending: 24,
+            poll_interval: Duration::from_secs(1),
+        };
+        let component = Component::new(settings, node, Arc::new(bitcoin), rpc, wallet, store);
+        Ok(Sequencer { component, address })
     }
 
-    /// Checks the certificate of a final round before anchoring it, as `fiamma sequencer`
+    /// The address the devnet funds it at.
+    pub fn receive_address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Syncs its wallet; returns the height reached.
+    ///
+    /// # Errors
+    /// [`DevnetError::Refused`] when the chain cannot be read.
+    pub async fn sync(&self) -> Result<u32, DevnetError> {
+        self.component.sync_wallet().await.map_err(refused)
+    }
+
+    /// Submits `proof` to the node (verifiers fetch it from there); returns its proof id and
+    /// the round it will be in.
+    ///
+    /// # Errors
+    /// [`DevnetError::Refused`] when the node refuses it or answers another id.
+    pub async fn submit(&self, proof: ZkProof) -> Result<([u8; 32], u64), DevnetError> {
+        self.component.submit(&proof).await.map_err(refused)
+    }
+
+    /// Checks the certificate of a closed round before anchoring it, as `fiamma sequencer`
     /// does: its encoding and digest, every EOTS signature on the round's vote message, and
     /// more than two thirds of the round's power.
     ///
     /// # Errors
     /// [`DevnetError::Refused`] naming the first check that fails.
-    pub fn check_certificate(&self, round: &fpb::Round) -> Result<CheckedCertificate, DevnetError> {
-        let refuse =
-            |why: String| DevnetError::refused(PARTY, format!("round {}: {why}", round.round));
-        let view = round_certificate_view(round).map_err(|e| refuse(e.to_string()))?;
-        let checked = check(&view, &self.contexts).map_err(|e| refuse(e.to_string()))?;
+    pub async fn check_certificate(&self, round: u64) -> Result<CheckedCertificate, DevnetError> {
+        let checked = self
+            .component
+            .checked_round(round)
+            .await
+            .map_err(|e| refused(format!("round {round}: {e}")))?;
         let power = |p: u128| u64::try_from(p).unwrap_or(u64::MAX);
         Ok(CheckedCertificate {
             signers: checked.signers,
@@ -140,24 +171,19 @@ impl Sequencer {
         })
     }
 
-    /// The anchor transaction of a final round: the `OP_RETURN` of §10 and change, signed by
-    /// the wallet. Blocks on signing; run it on the blocking pool.
+    /// Anchors final round `round` (the §10 `OP_RETURN`, paid from the wallet, recorded, then
+    /// broadcast); the anchor transaction's id.
     ///
     /// # Errors
-    /// [`DevnetError::Wallet`] when the wallet cannot pay for it.
-    pub fn anchor_tx(
-        &mut self,
-        round: u64,
-        round_hash: [u8; 32],
-        certificate_digest: [u8; 32],
-    ) -> Result<(Transaction, Anchor), DevnetError> {
-        let anchor = Anchor {
-            round,
-            round_hash: RoundHash(round_hash),
-            certificate_hash: certificate_digest,
-        };
-        let tx = self.wallet.pay(&[(anchor.script_pubkey(), Amount::ZERO)])?;
-        Ok((tx, anchor))
+    /// [`DevnetError::Refused`] when the round does not check, the wallet cannot pay, or
+    /// Bitcoin refuses the transaction.
+    pub async fn anchor(&self, round: u64) -> Result<Txid, DevnetError> {
+        match self.component.anchor_round(round).await.map_err(refused)? {
+            AnchorOutcome::Broadcast { result, .. } if !result.is_empty() => Err(refused(format!(
+                "bitcoin refused the anchor of round {round}: {result}"
+            ))),
+            outcome => Ok(txid_of(&outcome)),
+        }
     }
 }
 

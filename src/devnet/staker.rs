@@ -15,12 +15,11 @@ use fiamma_staker::staker::{Action, StakeOutcome, Staker as Component, StakerSet
 use fiamma_staker::store::StakerStore;
 use fiamma_staking::context::SigningContexts;
 use fiamma_staking::params::ParamsVersions;
-use fiamma_wallet::{Wallet, WalletKeys};
 use tonic::transport::Channel;
 
 use super::error::DevnetError;
-use super::setup::{self, STAKING_TIME};
-use super::wallet::WALLET_FEE_RATE_SAT_VB;
+use super::setup::STAKING_TIME;
+use super::wallet::{self, WALLET_FEE_RATE_SAT_VB};
 use crate::btc::RpcBackend;
 
 /// One staker and its stake.
@@ -54,8 +53,6 @@ impl Staker {
             who: name.clone(),
             reason,
         };
-        let keys = WalletKeys::from_entropy(&setup::wallet_seed(&name))
-            .map_err(|e| fail(e.to_string()))?;
         let store = StakerStore::open("sqlite::memory:")
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -63,9 +60,7 @@ impl Staker {
             .wallet(fiamma_staker::config::WALLET_NAME)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let wallet = Wallet::create(wallet_store, Network::Regtest, &keys, None)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let wallet = wallet::create(&name, wallet_store).await?;
         let settings = StakerSettings {
             params,
             contexts,

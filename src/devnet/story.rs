@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{Address, Amount, Network, Txid};
 use fiamma_finality::round::anchor::Anchor;
+use fiamma_finality::round::RoundHash;
+use fiamma_proto::client::GrpcNode;
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
 use fiamma_proto::staking::v1 as pb;
@@ -242,16 +244,6 @@ struct World<'a> {
     daemon_errors: Vec<String>,
 }
 
-async fn off_thread<T, F>(f: F) -> Result<T, DevnetError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, DevnetError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DevnetError::local("run a wallet task", e))?
-}
-
 fn deadline(what: impl Into<String>) -> impl Fn() -> Result<(), DevnetError> {
     let until = Instant::now() + PATIENCE;
     let what = what.into();
@@ -388,25 +380,26 @@ impl<'a> World<'a> {
                 .await?,
             );
         }
-        let mut sequencer = Sequencer::new(self.contexts.clone()).await?;
+        let sequencer = Sequencer::new(
+            self.contexts.clone(),
+            Arc::new(GrpcNode::from_channel(self.channel.clone())),
+            self.chain.client()?,
+            self.bitcoin.client(),
+        )
+        .await?;
         for s in &stakers {
             let address = s.receive_address().await?;
             self.chain.mine(1, &address.script_pubkey()).await?;
         }
-        let address = sequencer.wallet.receive_address().await?;
-        self.chain.mine(1, &address.script_pubkey()).await?;
+        let address = sequencer.receive_address().script_pubkey();
+        self.chain.mine(1, &address).await?;
         let (_, tip) = self.chain.mine(100, &setup::miner_script()).await?;
         say.say(format!(
             "bitcoin: mined {tip} blocks; one coinbase each to the {} stakers' and the sequencer's \
              BDK wallets, now mature",
             stakers.len()
         ));
-        let client = self.bitcoin.client();
-        let sequencer = off_thread(move || {
-            sequencer.wallet.sync(&client)?;
-            Ok(sequencer)
-        })
-        .await?;
+        sequencer.sync().await?;
         for s in &stakers {
             let spendable = s.sync().await?;
             say.say(format!(
@@ -737,7 +730,7 @@ impl<'a> World<'a> {
     async fn first_round(
         &mut self,
         say: &Narrator,
-        mut sequencer: Sequencer,
+        sequencer: Sequencer,
         roster: &Roster,
     ) -> Result<(u64, Sequencer), DevnetError> {
         let h = self.submit_pair(say, &sequencer).await?;
@@ -770,7 +763,7 @@ impl<'a> World<'a> {
             ));
         }
         let round = self.wait_round(h, true).await?;
-        let checked = sequencer.check_certificate(&round)?;
+        let checked = sequencer.check_certificate(h).await?;
         let signer_names: Vec<&str> = round
             .certificate
             .iter()
@@ -784,19 +777,16 @@ impl<'a> World<'a> {
             btc(Amount::from_sat(checked.power.1)),
             hex::encode(&checked.digest[..8])
         ));
-        let round_hash = <[u8; 32]>::try_from(round.round_hash.as_slice())
-            .map_err(|_| DevnetError::refused("sequencer", "round hash is not 32 bytes"))?;
-        let client = self.bitcoin.client();
-        let digest = checked.digest;
-        let (sequencer, (tx, anchor)) = off_thread(move || {
-            sequencer.wallet.sync(&client)?;
-            let built = sequencer.anchor_tx(h, round_hash, digest)?;
-            Ok((sequencer, built))
-        })
-        .await?;
-        let txid = crate::btc::Backend::broadcast(&self.bitcoin, &tx)
-            .await
-            .map_err(|e| DevnetError::bitcoin("broadcast the anchor", e))?;
+        let anchor = Anchor {
+            round: h,
+            round_hash: RoundHash(
+                <[u8; 32]>::try_from(round.round_hash.as_slice())
+                    .map_err(|_| DevnetError::refused("sequencer", "round hash is not 32 bytes"))?,
+            ),
+            certificate_hash: checked.digest,
+        };
+        sequencer.sync().await?;
+        let txid = sequencer.anchor(h).await?;
         let (_, tip) = self.chain.mine(1, &setup::miner_script()).await?;
         let mined = self.check_mined(txid, "anchor tx").await?;
         let on_chain = self
@@ -832,12 +822,8 @@ impl<'a> World<'a> {
         const ATTEMPTS: usize = 3;
         let mut rounds = (0, 0);
         for _ in 0..ATTEMPTS {
-            let (valid, h) = sequencer
-                .submit(&mut self.finality, fiamma_proof()?)
-                .await?;
-            let (invalid, h2) = sequencer
-                .submit(&mut self.finality, corrupted_proof()?)
-                .await?;
+            let (valid, h) = sequencer.submit(fiamma_proof()?).await?;
+            let (invalid, h2) = sequencer.submit(corrupted_proof()?).await?;
             if h == h2 {
                 say.say(format!(
                     "sequencer: submitted the Fiamma Groth16/BN254 proof {}… and a corrupted copy \

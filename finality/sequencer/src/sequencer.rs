@@ -224,6 +224,16 @@ impl Sequencer {
         Ok(submitted)
     }
 
+    /// Brings the wallet up to the Bitcoin node's tip and mempool; the height it reached.
+    /// `step` does this itself; a caller of [`Sequencer::anchor_round`] alone does it first,
+    /// so that the anchor is paid from coins that still exist.
+    ///
+    /// # Errors
+    /// [`SequencerError::Wallet`] when the node cannot be read or a block does not connect.
+    pub async fn sync_wallet(&self) -> Result<u32, SequencerError> {
+        Ok(self.wallet.lock().await.sync(self.rpc.clone()).await?)
+    }
+
     /// The closed round `round`, checked: its certificate proves it final.
     ///
     /// # Errors
@@ -353,7 +363,7 @@ impl Sequencer {
     /// certificate that does not check is in the report instead (and blocks that round).
     pub async fn step(&self) -> Result<StepReport, SequencerError> {
         let tip = self.bitcoin.tip().await?.height;
-        self.wallet.lock().await.sync(self.rpc.clone()).await?;
+        self.sync_wallet().await?;
         let mut report = StepReport {
             tip,
             ..StepReport::default()
