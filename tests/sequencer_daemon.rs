@@ -306,3 +306,56 @@ async fn bitcoin_tip(bitcoin: &fiamma::btc::RpcBackend) -> u32 {
     use fiamma::btc::Backend;
     bitcoin.tip().await.expect("tip").height
 }
+
+/// The BIP-39 test mnemonic of twelve words.
+const TEST_MNEMONIC: &str = "abandon abandon abandon abandon abandon abandon abandon abandon \
+                             abandon abandon abandon about";
+
+#[tokio::test]
+async fn a_wallet_imported_from_a_mnemonic_receives_at_the_mnemonics_own_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Importing and showing an address need neither the node nor the chain.
+    let config = write_config(
+        dir.path(),
+        "127.0.0.1:9".parse().expect("addr"),
+        "http://127.0.0.1:9",
+        "",
+    );
+    let words = dir.path().join("words.txt");
+    let import = |file: &Path| {
+        sequencer(
+            &config,
+            &[
+                "wallet",
+                "import",
+                "--work-factor",
+                "10",
+                "--mnemonic-file",
+                file.to_str().expect("utf-8"),
+            ],
+        )
+    };
+
+    let missing = failed(import(&words));
+    assert!(missing.contains("words.txt"), "{missing}");
+    std::fs::write(&words, "abandon abandon abandon").expect("write");
+    let short = failed(import(&words));
+    assert!(short.contains("words.txt"), "{short}");
+    assert!(!dir.path().join("wallet.age").exists(), "nothing sealed");
+
+    std::fs::write(&words, format!("{TEST_MNEMONIC}\n")).expect("write");
+    assert_eq!(ok(import(&words)).trim(), "wallet imported");
+    let again = failed(import(&words));
+    assert!(again.contains("exists"), "{again}");
+
+    let keys = fiamma_wallet::WalletKeys::from_mnemonic(TEST_MNEMONIC).expect("mnemonic");
+    let store = fiamma_wallet::WalletStore::open("sqlite::memory:", "expected")
+        .await
+        .expect("store");
+    let mut expected = fiamma_wallet::Wallet::create(store, bitcoin::Network::Regtest, &keys, None)
+        .await
+        .expect("wallet");
+    let expected = expected.next_address().await.expect("address");
+    let shown = ok(sequencer(&config, &["wallet", "address"]));
+    assert_eq!(shown.trim(), expected.to_string());
+}

@@ -80,6 +80,19 @@ pub enum SequencerWalletCommand {
         #[arg(long, default_value_t = DEFAULT_WORK_FACTOR)]
         work_factor: u8,
     },
+    /// The wallet of an existing BIP-39 mnemonic (read from a file, sealed at
+    /// `wallet_secret`): the sequencer signs its anchors, so it holds the secret.
+    Import {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+        /// A file holding the mnemonic.
+        #[arg(long)]
+        mnemonic_file: PathBuf,
+        /// scrypt work factor (log2 N) of the sealed secret.
+        #[arg(long, default_value_t = DEFAULT_WORK_FACTOR)]
+        work_factor: u8,
+    },
     /// A fresh receiving address, to fund the wallet.
     Address {
         /// The sequencer's config file.
@@ -212,27 +225,22 @@ async fn wallet(cmd: SequencerWalletCommand) -> Result<(), CliError> {
             config,
             work_factor,
         } => {
-            let config = SequencerConfig::load(&config)?;
-            let store = SequencerStore::open(&config.store_url()).await?;
             let keys = WalletKeys::generate()?;
-            let passphrase =
-                PassphraseSource::choose(config.passphrase_file.clone(), PASSPHRASE_ENV)
-                    .read_new(PASSPHRASE_ENV)?;
-            Wallet::create(
-                store.wallet(WALLET_NAME).await?,
-                config.network,
-                &keys,
-                Some(Sealing {
-                    path: &config.wallet_secret,
-                    passphrase: &passphrase,
-                    work_factor,
-                }),
-            )
-            .await?;
+            create_wallet(&config, &keys, work_factor).await?;
             println!("{}", keys.mnemonic_words().unwrap_or_default());
             eprintln!(
                 "the 24 words above are the wallet's backup: write them down, keep them offline"
             );
+            Ok(())
+        }
+        SequencerWalletCommand::Import {
+            config,
+            mnemonic_file,
+            work_factor,
+        } => {
+            let keys = super::staker::mnemonic_keys(&mnemonic_file)?;
+            create_wallet(&config, &keys, work_factor).await?;
+            println!("wallet imported");
             Ok(())
         }
         SequencerWalletCommand::Address { config } => {
@@ -262,4 +270,25 @@ async fn wallet(cmd: SequencerWalletCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Creates the sequencer's wallet of `keys` in its store, the secret sealed at
+/// `wallet_secret` under a new passphrase.
+async fn create_wallet(config: &Path, keys: &WalletKeys, work_factor: u8) -> Result<(), CliError> {
+    let config = SequencerConfig::load(config)?;
+    let store = SequencerStore::open(&config.store_url()).await?;
+    let passphrase = PassphraseSource::choose(config.passphrase_file.clone(), PASSPHRASE_ENV)
+        .read_new(PASSPHRASE_ENV)?;
+    Wallet::create(
+        store.wallet(WALLET_NAME).await?,
+        config.network,
+        keys,
+        Some(Sealing {
+            path: &config.wallet_secret,
+            passphrase: &passphrase,
+            work_factor,
+        }),
+    )
+    .await?;
+    Ok(())
 }

@@ -410,13 +410,7 @@ async fn wallet(cmd: WalletCommand) -> Result<(), CliError> {
             work_factor,
         } => {
             let keys = match (mnemonic_file, descriptor_file) {
-                (Some(file), None) => {
-                    let words = zeroize::Zeroizing::new(
-                        std::fs::read_to_string(&file)
-                            .map_err(|e| format!("{}: {e}", file.display()))?,
-                    );
-                    WalletKeys::from_mnemonic(words.trim())?
-                }
+                (Some(file), None) => mnemonic_keys(&file)?,
                 (None, Some(file)) => {
                     let text = zeroize::Zeroizing::new(
                         std::fs::read_to_string(&file)
@@ -532,6 +526,17 @@ async fn wallet(cmd: WalletCommand) -> Result<(), CliError> {
 }
 
 /// Creates the wallet of `config` from `keys`, sealing private keys at `wallet_secret`.
+/// The wallet keys of the BIP-39 mnemonic in `file`; the words never outlive the call.
+///
+/// # Errors
+/// [`CliError`] naming the file when it cannot be read or holds no valid mnemonic.
+pub(crate) fn mnemonic_keys(file: &Path) -> Result<WalletKeys, CliError> {
+    let words = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?,
+    );
+    WalletKeys::from_mnemonic(words.trim()).map_err(|e| format!("{}: {e}", file.display()).into())
+}
+
 async fn create(config: &Path, keys: &WalletKeys, work_factor: u8) -> Result<Wallet, CliError> {
     let config = StakerConfig::load(config)?;
     let store = StakerStore::open(&config.store_url()).await?;
