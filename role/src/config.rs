@@ -65,6 +65,29 @@ pub enum PasswordError {
     },
 }
 
+/// The `[bitcoin]` table of a role's config: Bitcoin Core's (or `fiamma regtest`'s) JSON-RPC.
+/// The password is never in the file: see [`BitcoinRpc::password`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitcoinRpc {
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// JSON-RPC user.
+    pub rpc_user: String,
+    /// A file holding the password (else the role's environment variable).
+    pub rpc_password_file: Option<PathBuf>,
+}
+
+impl BitcoinRpc {
+    /// The password: the first line of `rpc_password_file`, else the variable `env`.
+    ///
+    /// # Errors
+    /// [`PasswordError`].
+    pub fn password(&self, env: &'static str) -> Result<String, PasswordError> {
+        rpc_password(self.rpc_password_file.as_deref(), env)
+    }
+}
+
 /// A role's Bitcoin JSON-RPC password: the first line of `file` when the config names one,
 /// else the environment variable `env`. The config file itself never holds it, so it can be
 /// shared or committed without the secret.

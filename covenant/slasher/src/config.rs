@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use fiamma_role::config::{ConfigError, PasswordError};
+pub use fiamma_role::config::{BitcoinRpc, ConfigError, PasswordError};
 
 /// The environment variable the Bitcoin RPC password may come from.
 pub const RPC_PASSWORD_ENV: &str = "FIAMMA_SLASHER_RPC_PASSWORD";
@@ -50,22 +50,10 @@ pub struct SlasherConfig {
     #[serde(default = "default_page")]
     pub page_size: u32,
     /// The Bitcoin node.
-    pub bitcoin: BitcoinConfig,
+    pub bitcoin: BitcoinRpc,
     /// The folder of the config file (where relative paths and the default store live).
     #[serde(skip)]
     pub dir: PathBuf,
-}
-
-/// The `[bitcoin]` table: Bitcoin Core's JSON-RPC.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BitcoinConfig {
-    /// JSON-RPC URL.
-    pub rpc_url: String,
-    /// JSON-RPC user.
-    pub rpc_user: String,
-    /// A file holding the JSON-RPC password (else [`RPC_PASSWORD_ENV`]).
-    pub rpc_password_file: Option<PathBuf>,
 }
 
 fn default_confirmations() -> u32 {
@@ -113,10 +101,7 @@ impl SlasherConfig {
     /// # Errors
     /// [`PasswordError`].
     pub fn rpc_password(&self) -> Result<String, PasswordError> {
-        fiamma_role::config::rpc_password(
-            self.bitcoin.rpc_password_file.as_deref(),
-            RPC_PASSWORD_ENV,
-        )
+        self.bitcoin.password(RPC_PASSWORD_ENV)
     }
 
     /// The poll interval.

@@ -32,7 +32,7 @@ use bitcoin::Network;
 use fiamma_staking::context::SigningContexts;
 use serde::Deserialize;
 
-pub use fiamma_role::config::{ConfigError, PasswordError};
+pub use fiamma_role::config::{BitcoinRpc, ConfigError, PasswordError};
 
 /// The environment variable the Bitcoin RPC password may come from.
 pub const RPC_PASSWORD_ENV: &str = "FIAMMA_SEQUENCER_RPC_PASSWORD";
@@ -86,22 +86,10 @@ pub struct SequencerConfig {
     #[serde(default = "default_timeout")]
     pub call_timeout_ms: u64,
     /// The Bitcoin node.
-    pub bitcoin: BitcoinConfig,
+    pub bitcoin: BitcoinRpc,
     /// The folder of the config file.
     #[serde(skip)]
     pub dir: PathBuf,
-}
-
-/// The `[bitcoin]` table: Bitcoin Core's JSON-RPC.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BitcoinConfig {
-    /// JSON-RPC URL.
-    pub rpc_url: String,
-    /// JSON-RPC user.
-    pub rpc_user: String,
-    /// A file holding the JSON-RPC password (else [`RPC_PASSWORD_ENV`]).
-    pub rpc_password_file: Option<PathBuf>,
 }
 
 fn one() -> u64 {
@@ -174,10 +162,7 @@ impl SequencerConfig {
     /// # Errors
     /// [`PasswordError`].
     pub fn rpc_password(&self) -> Result<String, PasswordError> {
-        fiamma_role::config::rpc_password(
-            self.bitcoin.rpc_password_file.as_deref(),
-            RPC_PASSWORD_ENV,
-        )
+        self.bitcoin.password(RPC_PASSWORD_ENV)
     }
 
     /// The signing contexts the verifiers' votes are checked under.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use bitcoin::Network;
 use serde::Deserialize;
 
-pub use fiamma_role::config::{ConfigError, PasswordError};
+pub use fiamma_role::config::{BitcoinRpc, ConfigError, PasswordError};
 
 /// The environment variable a passphrase may come from.
 pub const PASSPHRASE_ENV: &str = "FIAMMA_STAKER_PASSPHRASE";
@@ -37,18 +37,6 @@ pub const PASSPHRASE_ENV: &str = "FIAMMA_STAKER_PASSPHRASE";
 pub const RPC_PASSWORD_ENV: &str = "FIAMMA_STAKER_RPC_PASSWORD";
 /// The wallet's name in the store.
 pub const WALLET_NAME: &str = "staker";
-
-/// The `[bitcoin]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BitcoinRpc {
-    /// Bitcoin Core's (or `fiamma regtest`'s) JSON-RPC URL.
-    pub rpc_url: String,
-    /// The user.
-    pub rpc_user: String,
-    /// A file holding the password (else [`RPC_PASSWORD_ENV`]).
-    pub rpc_password_file: Option<PathBuf>,
-}
 
 /// The config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -150,10 +138,7 @@ impl StakerConfig {
     /// # Errors
     /// [`PasswordError`].
     pub fn rpc_password(&self) -> Result<String, PasswordError> {
-        fiamma_role::config::rpc_password(
-            self.bitcoin.rpc_password_file.as_deref(),
-            RPC_PASSWORD_ENV,
-        )
+        self.bitcoin.password(RPC_PASSWORD_ENV)
     }
 
     /// The poll interval.
