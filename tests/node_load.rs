@@ -49,6 +49,7 @@ async fn start_node(pool: &PgPool, server: ServerConfig, round_ms: u64) -> Runni
                 max_start_ahead: 1_000,
                 liveness: LivenessRules::new(20, 10, 5).expect("valid rules"),
                 proof_retention_rounds: fiamma::node::config::DEFAULT_PROOF_RETENTION_ROUNDS,
+                checkpoint: None,
             },
             backend: Arc::new(EmbeddedBackend::new(
                 RegtestChain::in_memory().expect("chain"),

@@ -7,17 +7,19 @@
 //! signatures.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::{OutPoint, Txid};
 use fiamma_finality::checkpoint::{
-    follow as read_chain, ChainEnd, ChainSource, CheckpointChain, CheckpointKind, CheckpointLink,
-    ConfirmedSpend, ReadError, ReaderParams, MIN_CHECKPOINT_VALUE, THRESHOLD,
+    ChainEnd, CheckpointChain, CheckpointKind, CheckpointLink, ReadError, ReaderParams,
+    MIN_CHECKPOINT_VALUE, THRESHOLD,
 };
 
 use fiamma_role::daemon::Shutdown;
 
-use crate::btc::{Backend, BackendError, OutPointStatus, RpcBackend, TxStatus};
+use crate::btc::{Backend, BackendError, RpcBackend, TxStatus};
+use crate::node::checkpoint::source::read_chain;
 
 use super::CliError;
 
@@ -200,17 +202,9 @@ impl Reader {
         })
     }
 
-    /// Follows the chain from `start` (the genesis, or a checkpoint already read). The pure
-    /// reader asks its source synchronously: it runs on a blocking thread, and the backend
-    /// answers on this runtime.
+    /// Follows the chain from `start` (the genesis, or a checkpoint already read).
     async fn read(&self, start: ReaderParams) -> Result<CheckpointChain, CheckpointCliError> {
-        let source = BackendSource {
-            backend: self.backend.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        let chain = tokio::task::spawn_blocking(move || read_chain(&source, &start))
-            .await
-            .map_err(|e| BackendError::Transport(format!("reader task failed: {e}")))??;
+        let chain = read_chain(Arc::new(self.backend.clone()), start).await?;
         // A genesis whose first spend is off the template never was a checkpoint output.
         if start == self.params && chain.links.is_empty() {
             if let ChainEnd::OffTemplate { txid, reason } = &chain.end {
@@ -222,57 +216,6 @@ impl Reader {
         }
         Ok(chain)
     }
-}
-
-/// The reader's [`ChainSource`] over a [`Backend`]: the mined spend of an outpoint with its
-/// block header and Merkle proof. A spend only in the mempool is not a checkpoint yet.
-struct BackendSource {
-    backend: RpcBackend,
-    runtime: tokio::runtime::Handle,
-}
-
-impl ChainSource for BackendSource {
-    type Error = BackendError;
-
-    fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<ConfirmedSpend>, BackendError> {
-        self.runtime
-            .block_on(confirmed_spend(&self.backend, outpoint))
-    }
-}
-
-async fn confirmed_spend(
-    backend: &RpcBackend,
-    outpoint: &OutPoint,
-) -> Result<Option<ConfirmedSpend>, BackendError> {
-    let OutPointStatus::Spent { txid, .. } = backend.outpoint_status(outpoint).await? else {
-        return Ok(None);
-    };
-    let TxStatus::Confirmed {
-        block_hash,
-        height,
-        proof,
-        ..
-    } = backend.tx_status(&txid).await?
-    else {
-        // Reorganized away between the two calls: unspent for this read, the next one sees it.
-        return Ok(None);
-    };
-    if proof.header.block_hash() != block_hash {
-        return Err(BackendError::Malformed(format!(
-            "the Merkle proof of {txid} is for block {}, not its block {block_hash}",
-            proof.header.block_hash()
-        )));
-    }
-    let tx = backend
-        .transaction(&txid)
-        .await?
-        .ok_or_else(|| BackendError::Malformed(format!("spend {txid} of {outpoint} vanished")))?;
-    Ok(Some(ConfirmedSpend {
-        tx,
-        header: proof.header,
-        height,
-        proof: proof.txn,
-    }))
 }
 
 fn confirmations(link: &CheckpointLink, tip: u32) -> u32 {

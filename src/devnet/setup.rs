@@ -159,6 +159,7 @@ pub fn finality_config(round_interval: Duration) -> Result<FinalityConfig, Devne
         liveness: LivenessRules::new(100, 50, 100)
             .map_err(|e| DevnetError::refused("devnet liveness rules", e))?,
         proof_retention_rounds: crate::node::config::DEFAULT_PROOF_RETENTION_ROUNDS,
+        checkpoint: None,
     })
 }
 

@@ -6,8 +6,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bitcoin::Amount;
 use bitcoin::Network;
+use fiamma_finality::checkpoint::CheckpointParams;
 use fiamma_finality::rounds::LivenessRules;
+
+use crate::node::checkpoint::CheckpointConfig;
 use serde::Deserialize;
 
 /// Default gRPC listen address.
@@ -103,6 +107,22 @@ pub struct FinalityFile {
     pub proof_retention_rounds: Option<u64>,
 }
 
+/// The `[checkpoint]` table of the config file (`CHECKPOINTS.md` §13.1): present, the node
+/// runs Bitcoin-checked checkpoints. The covenant committee of the recovery leaf, k and U are
+/// staking params.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointFile {
+    /// h₀: the round whose set the genesis output encodes (required).
+    pub genesis_round: Option<u64>,
+    /// V, in satoshis (default 1,000).
+    pub value_sat: Option<u64>,
+    /// N: a scheduled checkpoint every N rounds (default 2,160).
+    pub interval_rounds: Option<u64>,
+    /// R: blocks after which the covenant committee may spend a checkpoint (default U/2).
+    pub recovery_blocks: Option<u32>,
+}
+
 /// The `[server]` table of the config file: bounds on what clients may make the node do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +202,8 @@ pub struct FinalityConfig {
     pub liveness: LivenessRules,
     /// Rounds after its close that a round's proof bytes are kept.
     pub proof_retention_rounds: u64,
+    /// Bitcoin-checked checkpoints, when configured.
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 /// The config file, every field optional.
@@ -211,6 +233,8 @@ pub struct ConfigFile {
     /// Server limits.
     #[serde(default)]
     pub server: ServerFile,
+    /// Bitcoin-checked checkpoints.
+    pub checkpoint: Option<CheckpointFile>,
 }
 
 /// Command-line flags and their environment variables.
@@ -342,6 +366,14 @@ pub enum ConfigError {
     /// A finality setting cannot work.
     #[error("finality.{key}: {reason}")]
     Finality {
+        /// The config-file key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint setting cannot work.
+    #[error("checkpoint.{key}: {reason}")]
+    Checkpoint {
         /// The config-file key.
         key: &'static str,
         /// What is wrong.
@@ -485,7 +517,12 @@ impl NodeConfig {
                     .unwrap_or_default(),
             },
         };
-        let finality = resolve_finality(args, &file.finality)?;
+        let mut finality = resolve_finality(args, &file.finality)?;
+        finality.checkpoint = file
+            .checkpoint
+            .as_ref()
+            .map(resolve_checkpoint)
+            .transpose()?;
         let server = resolve_server(args, &file.server)?;
         Ok(NodeConfig {
             database_url,
@@ -776,6 +813,37 @@ fn resolve_finality(args: &NodeArgs, f: &FinalityFile) -> Result<FinalityConfig,
         max_start_ahead: pick(f.max_start_ahead, d.max_start_ahead),
         liveness,
         proof_retention_rounds,
+        checkpoint: None,
+    })
+}
+
+/// The `[checkpoint]` table; what depends on the staking params is checked when the node
+/// starts ([`CheckpointSettings::new`](crate::node::checkpoint::CheckpointSettings::new)).
+fn resolve_checkpoint(f: &CheckpointFile) -> Result<CheckpointConfig, ConfigError> {
+    let genesis_round = match f.genesis_round {
+        Some(round) if round >= 1 => round,
+        Some(_) => {
+            return Err(ConfigError::Checkpoint {
+                key: "genesis_round",
+                reason: "rounds are numbered from 1".into(),
+            })
+        }
+        None => {
+            return Err(ConfigError::Checkpoint {
+                key: "genesis_round",
+                reason: "is required: the round whose set the genesis output encodes".into(),
+            })
+        }
+    };
+    Ok(CheckpointConfig {
+        genesis_round,
+        value: f
+            .value_sat
+            .map_or(CheckpointParams::DEFAULT_VALUE, Amount::from_sat),
+        interval_rounds: f
+            .interval_rounds
+            .unwrap_or(CheckpointParams::DEFAULT_INTERVAL_ROUNDS),
+        recovery_blocks: f.recovery_blocks,
     })
 }
 

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::btc::{Backend, BackendError, EmbeddedBackend, RegtestChain};
+use crate::node::checkpoint::follow::spawn_checkpoint_follower;
+use crate::node::checkpoint::{CheckpointSettings, Checkpoints};
 use crate::node::config::{
     BitcoinConfig, ConfigError, FinalityConfig, NodeArgs, NodeConfig, ServerConfig,
 };
@@ -148,6 +150,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     follow: JoinHandle<()>,
     closer: JoinHandle<()>,
+    checkpoints: Option<JoinHandle<()>>,
     server: JoinHandle<Result<(), ServeError>>,
 }
 
@@ -174,11 +177,28 @@ impl RunningNode {
                 .connect_lazy_with(setup.pool.connect_options().as_ref().clone())
         };
         let (closer_pool, follower_pool) = (own_pool(), own_pool());
-        let finality = FinalityModule::new(
+        let mut finality = FinalityModule::new(
             setup.pool.clone(),
             finality_params(&setup.finality, &setup.params),
             setup.contexts.clone(),
         );
+        if let Some(config) = &setup.finality.checkpoint {
+            let settings = CheckpointSettings::new(
+                config,
+                setup.params.latest().1,
+                setup.finality.vote_expiry,
+            )
+            .map_err(|e| {
+                RunError::Config(ConfigError::Checkpoint {
+                    key: "genesis_round",
+                    reason: e.to_string(),
+                })
+            })?;
+            finality = finality.with_checkpoints(Checkpoints {
+                settings: Arc::new(settings),
+                backend: setup.backend.clone(),
+            });
+        }
         let staking =
             StakingModule::new(Store::from_pool(setup.pool), setup.params, setup.contexts).await?;
         let addr = setup
@@ -198,6 +218,13 @@ impl RunningNode {
             staking.health().clone(),
             until_stopped(stopped.clone()),
         );
+        let checkpoints = finality.checkpoints.is_some().then(|| {
+            spawn_checkpoint_follower(
+                finality.clone(),
+                setup.poll_interval,
+                until_stopped(stopped.clone()),
+            )
+        });
         let server = tokio::spawn(serve_with(
             *server,
             staking.clone(),
@@ -212,6 +239,7 @@ impl RunningNode {
             stop,
             follow,
             closer,
+            checkpoints,
             server,
         })
     }
@@ -226,6 +254,9 @@ impl RunningNode {
         let _ = self.stop.send(true);
         let _ = self.follow.await;
         let _ = self.closer.await;
+        if let Some(checkpoints) = self.checkpoints.take() {
+            let _ = checkpoints.await;
+        }
         let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
             Ok(served) => served,
             Err(_) => {

@@ -6,7 +6,10 @@ use bitcoin::Txid;
 use fiamma_staking::context::SigningContexts;
 use secp256k1::{Parity, PublicKey, SecretKey, XOnlyPublicKey, SECP256K1};
 
-use crate::eots::{extract, ExtractError, PublicRandomness, VerifyError};
+use crate::checkpoint::{checkpoint_equivocation, CheckpointEquivocationError};
+use crate::checkpoint::{CheckpointMessage, CheckpointVote};
+use crate::eots::{extract, ExtractError, PublicRandomness, Signature, VerifyError};
+use crate::merkle::Proof;
 
 use super::vote::Vote;
 
@@ -19,11 +22,32 @@ pub struct Equivocation {
     pub second: Vote,
 }
 
+/// A checkpoint vote over M and a second message signed with the same committed randomness
+/// (another candidate's M′, or the round's §10 vote message): `CHECKPOINTS.md` §13.5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointEquivocation {
+    /// The checkpoint round.
+    pub round: u64,
+    /// The checkpoint vote.
+    pub vote: CheckpointVote,
+    /// The proof that its randomness is the committed one for the round.
+    pub proof: Proof,
+    /// M, the message the vote signs.
+    pub message: CheckpointMessage,
+    /// The second message.
+    pub other_message: Vec<u8>,
+    /// The EOTS `s` over the second message with the vote's randomness.
+    pub other_signature: Signature,
+}
+
 /// What proved that a verifier's key is exposed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlashingEvidence {
     /// It voted twice on one round (boxed: two votes with their Merkle proofs).
     Equivocation(Box<Equivocation>),
+    /// It signed a checkpoint round's M and a second message with the round's committed
+    /// randomness (boxed: a vote, its proof and two messages).
+    Checkpoint(Box<CheckpointEquivocation>),
     /// It spent a staking or unbonding output through the slashing path on its own, revealing
     /// its key through the covenant adaptor signatures.
     SelectiveSlashing {
@@ -169,6 +193,40 @@ pub fn selective_slashing(
         verifier: *verifier,
         secret_key: matching_key(verifier, extracted)?,
         evidence: SlashingEvidence::SelectiveSlashing { slashing_txid },
+    })
+}
+
+/// Why a checkpoint equivocation is not evidence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointSlashingError {
+    /// The two signatures do not reveal a key.
+    #[error(transparent)]
+    Equivocation(#[from] CheckpointEquivocationError),
+    /// The revealed key is not the voter's.
+    #[error(transparent)]
+    Key(#[from] KeyMismatch),
+}
+
+/// Extracts the voter's key from a checkpoint equivocation ([`checkpoint_equivocation`]).
+/// Whether the vote's randomness is the committed one is the caller's check (it needs the
+/// voter's commitment).
+///
+/// # Errors
+/// [`CheckpointSlashingError`] when the signatures do not both verify under the vote's key
+/// and randomness, the messages are equal, or the key does not match.
+pub fn checkpoint_slashing(
+    evidence: CheckpointEquivocation,
+) -> Result<Slashing, CheckpointSlashingError> {
+    let key = checkpoint_equivocation(
+        &evidence.vote,
+        &evidence.message,
+        &evidence.other_message,
+        &evidence.other_signature,
+    )?;
+    Ok(Slashing {
+        verifier: evidence.vote.voter,
+        secret_key: matching_key(&evidence.vote.voter, key)?,
+        evidence: SlashingEvidence::Checkpoint(Box::new(evidence)),
     })
 }
 

@@ -22,7 +22,8 @@ pub mod vote;
 pub use certificate::{Certificate, CertificateEntry, CertificateError};
 pub use commit::{check_commitment, CommitRandomnessError, CommitmentRules, MAX_ROUND};
 pub use evidence::{
-    equivocation, selective_slashing, Equivocation, EquivocationError, KeyMismatch, Slashing,
+    checkpoint_slashing, equivocation, selective_slashing, CheckpointEquivocation,
+    CheckpointSlashingError, Equivocation, EquivocationError, KeyMismatch, Slashing,
     SlashingEvidence,
 };
 pub use liveness::{LivenessRules, LivenessRulesError, SigningWindow};

@@ -49,6 +49,8 @@ pub struct RoundSummary {
     pub proofs: u32,
     /// The power that may vote in it.
     pub total_power_sat: u64,
+    /// Whether it is a checkpoint round, and which kind.
+    pub checkpoint: fpb::CheckpointKind,
 }
 
 /// A vote the node recorded on a round.
@@ -75,8 +77,11 @@ pub struct ClosedRoundView {
     pub status: RoundStatus,
     /// The verifiers that may vote in it and their power.
     pub active_set: Vec<(XOnlyPublicKey, u64)>,
-    /// The votes recorded so far.
+    /// The votes recorded so far (a checkpoint round's are served by
+    /// [`CheckpointNode::checkpoint_round`](super::CheckpointNode::checkpoint_round)).
     pub votes: Vec<RecordedVote>,
+    /// Whether it is a checkpoint round, and which kind.
+    pub checkpoint: fpb::CheckpointKind,
 }
 
 /// A proof of a closed round as the node serves it for re-verification.
@@ -248,6 +253,7 @@ impl FinalityNode for GrpcNode {
                 status: s.status(),
                 proofs: s.proofs,
                 total_power_sat: s.total_power_sat,
+                checkpoint: s.checkpoint(),
             })
             .collect())
     }
@@ -314,6 +320,7 @@ impl FinalityNode for GrpcNode {
                         status: served.status(),
                         active_set,
                         votes,
+                        checkpoint: served.checkpoint(),
                     });
                 }
             }

@@ -7,6 +7,7 @@
 //!
 //! - [`staking`]: what the covenant member asks of the staking module;
 //! - [`finality`]: what a verifier asks of the finality module;
+//! - [`checkpoint`]: what verifiers and sequencers ask about Bitcoin-checked checkpoints;
 //! - [`slasher`]: what a slasher asks of both (slashed verifiers, their delegations).
 //! - [`staker`]: what a staker asks of the staking module.
 //! - [`sequencer`]: what a rollup's sequencer asks of the finality module (submit, certificates).
@@ -20,12 +21,14 @@ use crate::codec::FieldError;
 use crate::finality::v1::finality_client::FinalityClient;
 use crate::staking::v1::staking_client::StakingClient;
 
+pub mod checkpoint;
 pub mod finality;
 pub mod sequencer;
 pub mod slasher;
 pub mod staker;
 pub mod staking;
 
+pub use checkpoint::*;
 pub use finality::*;
 pub use sequencer::*;
 pub use slasher::*;

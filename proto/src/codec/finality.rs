@@ -7,7 +7,7 @@ use fiamma_finality::checkpoint::CheckpointVote;
 use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::eots::{PublicRandomness, Signature};
 use fiamma_finality::merkle::{Digest, Proof};
-use fiamma_finality::rounds::{Certificate, Vote, MAX_ROUND};
+use fiamma_finality::rounds::{Certificate, CheckpointEquivocation, Vote, MAX_ROUND};
 
 use super::{bad, FieldError};
 use crate::finality::v1 as pb;
@@ -176,6 +176,16 @@ pub fn checkpoint_vote_to_pb(round: u64, v: &CheckpointVote, p: &Proof) -> pb::C
         public_randomness: v.public_randomness.as_bytes().to_vec(),
         proof: Some(proof_to_pb(p)),
         signature: v.signature.to_byte_array().to_vec(),
+    }
+}
+
+/// The wire form of an equivocation on a checkpoint round.
+pub fn checkpoint_equivocation_to_pb(e: &CheckpointEquivocation) -> pb::CheckpointEquivocation {
+    pb::CheckpointEquivocation {
+        vote: Some(checkpoint_vote_to_pb(e.round, &e.vote, &e.proof)),
+        message: e.message.as_bytes().to_vec(),
+        other_message: e.other_message.clone(),
+        other_signature: e.other_signature.to_byte_array().to_vec(),
     }
 }
 

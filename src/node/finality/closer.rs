@@ -30,6 +30,8 @@ use tokio::task::JoinHandle;
 use super::errors::CloseRoundError;
 use super::store::{self, to_i64, to_u64, EventLog, Lock};
 use super::{slashing, FinalityModule};
+use crate::node::checkpoint::close::{on_round_closed, tally_checkpoint_rounds};
+use crate::node::checkpoint::store as checkpoint_store;
 use crate::node::health::NodeHealth;
 use crate::node::store::StoreError;
 
@@ -76,7 +78,7 @@ impl FinalityModule {
             .checked_add(1)
             .ok_or(CloseRoundError::RoundOverflow(position.latest_round))?;
         let mut log = EventLog::after(&position);
-        let finalized = tally_open_rounds(&mut tx, &mut log).await?;
+        let finalized = self.tally(&mut tx, &mut log, position.latest_round).await?;
 
         let loaded = store::all_records(&mut tx, round, &self.params.liveness).await?;
         let mut registry = Verifiers::new();
@@ -100,6 +102,10 @@ impl FinalityModule {
             &table,
         )
         .await?;
+        let checkpoint = match &self.checkpoints {
+            Some(c) => on_round_closed(&mut tx, &c.settings, round, &hash, &table).await?,
+            None => pb::CheckpointKind::None,
+        };
         if let Some(last_seq) = last_seq {
             sqlx::query("DELETE FROM pending_proofs WHERE seq <= $1")
                 .bind(last_seq)
@@ -134,6 +140,7 @@ impl FinalityModule {
             proofs: u32::try_from(results.len()).unwrap_or(u32::MAX),
             active_verifiers: u32::try_from(active_set.len()).unwrap_or(u32::MAX),
             total_power_sat: u64::try_from(table.total_power()).unwrap_or(u64::MAX),
+            checkpoint: checkpoint as i32,
         }));
         adopted.extend(log.write(&mut tx).await?);
         tx.commit().await.map_err(StoreError::from)?;
@@ -207,10 +214,27 @@ impl FinalityModule {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let position = store::position(&mut tx, Lock::Update).await?;
         let mut log = EventLog::after(&position);
-        let finalized = tally_open_rounds(&mut tx, &mut log).await?;
+        let finalized = self.tally(&mut tx, &mut log, position.latest_round).await?;
         let events = log.write(&mut tx).await?;
         tx.commit().await.map_err(StoreError::from)?;
         self.publish(events);
+        Ok(finalized)
+    }
+
+    /// Tallies the OPEN rounds by their §10 votes and the checkpoint rounds still signing by
+    /// their checkpoint votes, at `latest_round`; returns the rounds that became final.
+    async fn tally(
+        &self,
+        conn: &mut PgConnection,
+        log: &mut EventLog,
+        latest_round: u64,
+    ) -> Result<Vec<u64>, CloseRoundError> {
+        let mut finalized = tally_open_rounds(&mut *conn, log).await?;
+        if let Some(c) = &self.checkpoints {
+            finalized
+                .extend(tally_checkpoint_rounds(&mut *conn, &c.settings, log, latest_round).await?);
+            finalized.sort_unstable();
+        }
         Ok(finalized)
     }
 
@@ -249,12 +273,15 @@ impl FinalityModule {
                 row.try_get("round_hash").map_err(StoreError::from)?,
             )?;
             let table = store::power_table(&mut *conn, round).await?;
-            let signers: BTreeSet<XOnlyPublicKey> = store::votes_of_round(&mut *conn, round)
+            // Agreeing §10 votes, or checkpoint votes on a checkpoint round (whose §10 votes
+            // are recorded as not agreeing).
+            let mut signers: BTreeSet<XOnlyPublicKey> = store::votes_of_round(&mut *conn, round)
                 .await?
                 .into_iter()
-                .filter(|(v, _)| v.round_hash == hash)
+                .filter(|(v, agrees)| *agrees && v.round_hash == hash)
                 .map(|(v, _)| v.voter)
                 .collect();
+            signers.extend(checkpoint_store::signers(&mut *conn, round).await?);
             for pk in registry.record_round(&table, &signers, &self.params.liveness) {
                 log.push(pb::event::Kind::VerifierJailed(pb::VerifierJailed {
                     verifier_btc_pk: pk.serialize().to_vec(),
@@ -282,6 +309,13 @@ async fn tally_open_rounds(
 ) -> Result<Vec<u64>, CloseRoundError> {
     let mut finalized = Vec::new();
     for round in store::open_rounds(&mut *conn).await? {
+        // A checkpoint round is tallied by its checkpoint votes.
+        if checkpoint_store::checkpoint_round(&mut *conn, round.round)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
         let table = store::power_table(&mut *conn, round.round).await?;
         let votes = store::votes_of_round(&mut *conn, round.round).await?;
         let t = tally(&table, &round.round_hash, votes.iter().map(|(v, _)| v));

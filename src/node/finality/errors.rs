@@ -8,6 +8,7 @@ use fiamma_finality::rounds::{
 use fiamma_finality::zk::{ProofSizeError, UnknownProofSystem, ZkError};
 use tonic::{Code, Status};
 
+use crate::node::checkpoint::errors::CheckpointError;
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
 
@@ -17,7 +18,7 @@ fn status(code: Code, message: impl std::fmt::Display) -> Status {
 
 /// A store failure, with PostgreSQL's deadlock and serialization failures told apart: they
 /// roll the transaction back and the client may simply retry.
-fn store_status(e: StoreError) -> Status {
+pub(crate) fn store_status(e: StoreError) -> Status {
     if let StoreError::Database(sqlx::Error::Database(db)) = &e {
         if matches!(db.code().as_deref(), Some("40P01" | "40001")) {
             return status(
@@ -154,6 +155,9 @@ pub enum AddVoteError {
         /// The vote's round.
         round: u64,
     },
+    /// Checking the vote against the round's checkpoint vote failed.
+    #[error(transparent)]
+    Checkpoint(#[from] Box<CheckpointError>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -188,10 +192,11 @@ impl From<AddVoteError> for Status {
             AddVoteError::Vote(v) => vote_status(v),
             AddVoteError::Slash(s) => slash_status(s),
             AddVoteError::Contended { .. } => Code::Aborted,
-            AddVoteError::Store(_) => Code::Internal,
+            AddVoteError::Checkpoint(_) | AddVoteError::Store(_) => Code::Internal,
         };
         match e {
             AddVoteError::Store(s) => store_status(s),
+            AddVoteError::Checkpoint(c) => (*c).into(),
             other => status(code, other),
         }
     }

@@ -170,6 +170,56 @@ impl Finality for FinalityGrpc {
         Ok(Response::new(pb::SlashedVerifiersResponse { verifiers }))
     }
 
+    async fn checkpoints(
+        &self,
+        _request: Request<pb::CheckpointsRequest>,
+    ) -> Result<Response<pb::CheckpointsResponse>, Status> {
+        Ok(Response::new(self.module.checkpoints_view().await?))
+    }
+
+    async fn checkpoint_round(
+        &self,
+        request: Request<pb::CheckpointRoundRequest>,
+    ) -> Result<Response<pb::CheckpointRoundResponse>, Status> {
+        let checkpoint = self
+            .module
+            .checkpoint_round_view(request.into_inner().round)
+            .await?;
+        Ok(Response::new(pb::CheckpointRoundResponse {
+            checkpoint: Some(checkpoint),
+        }))
+    }
+
+    async fn add_checkpoint_sig(
+        &self,
+        request: Request<pb::AddCheckpointSigRequest>,
+    ) -> Result<Response<pb::AddCheckpointSigResponse>, Status> {
+        let outcome = match self
+            .module
+            .add_checkpoint_vote(request.into_inner())
+            .await?
+        {
+            VoteOutcome::Equivocation(_) => pb::VoteOutcome::Equivocation,
+            VoteOutcome::Counted | VoteOutcome::Disagrees => pb::VoteOutcome::Counted,
+        };
+        Ok(Response::new(pb::AddCheckpointSigResponse {
+            outcome: outcome as i32,
+        }))
+    }
+
+    async fn register_checkpoint_genesis(
+        &self,
+        request: Request<pb::RegisterCheckpointGenesisRequest>,
+    ) -> Result<Response<pb::RegisterCheckpointGenesisResponse>, Status> {
+        let genesis = self
+            .module
+            .register_checkpoint_genesis(request.into_inner())
+            .await?;
+        Ok(Response::new(pb::RegisterCheckpointGenesisResponse {
+            genesis: Some(genesis.to_pb()),
+        }))
+    }
+
     type EventsStream = EventStream;
 
     async fn events(

@@ -16,6 +16,7 @@ use super::errors::{
 };
 use super::store::{self, Commitments, FirstVote, Lock, PendingBudget};
 use super::{slashing, wire, FinalityModule};
+use crate::node::checkpoint::store as checkpoint_store;
 use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
 
@@ -227,6 +228,9 @@ impl FinalityModule {
         else {
             return Ok(None);
         };
+        if facts.checkpoint {
+            return Ok(None);
+        }
         let Some(commitment) = facts.members.get(&vote.voter.serialize()) else {
             return Ok(None);
         };
@@ -337,6 +341,7 @@ impl FinalityModule {
                 earlier_vote: earlier.as_ref(),
             };
             let outcome = check_vote(vote, Some(&closed), &voter, &env)?;
+            let mut on_checkpoint = false;
             let events = match &outcome {
                 VoteOutcome::Counted | VoteOutcome::Disagrees => {
                     if let Some(record) = &record {
@@ -352,7 +357,34 @@ impl FinalityModule {
                             },
                         )?;
                     }
-                    let agrees = outcome == VoteOutcome::Counted;
+                    // On a checkpoint round the vote is the checkpoint signature: a §10 vote
+                    // is recorded without counting, and with a checkpoint vote it is a second
+                    // message for the round.
+                    let checkpoint_round =
+                        checkpoint_store::checkpoint_round(&mut tx, vote.round).await?;
+                    if checkpoint_round.is_some() {
+                        if let Some(slashing) = self
+                            .checkpoint_equivocation_of(&mut tx, vote)
+                            .await
+                            .map_err(Box::new)?
+                        {
+                            if lock != Lock::Update {
+                                return Ok(None);
+                            }
+                            let events = slashing::apply::<AddVoteError>(
+                                &mut tx,
+                                &slashing,
+                                record,
+                                &self.params.liveness,
+                            )
+                            .await?;
+                            tx.commit().await.map_err(StoreError::from)?;
+                            self.publish(events);
+                            return Ok(Some(VoteOutcome::Equivocation(slashing)));
+                        }
+                    }
+                    on_checkpoint = checkpoint_round.is_some();
+                    let agrees = outcome == VoteOutcome::Counted && !on_checkpoint;
                     if !store::insert_vote(&mut tx, vote, agrees).await? {
                         continue;
                     }
@@ -371,7 +403,10 @@ impl FinalityModule {
             };
             tx.commit().await.map_err(StoreError::from)?;
             self.publish(events);
-            return Ok(Some(outcome));
+            return Ok(Some(match outcome {
+                VoteOutcome::Counted if on_checkpoint => VoteOutcome::Disagrees,
+                other => other,
+            }));
         }
         Err(AddVoteError::Contended {
             voter: vote.voter,

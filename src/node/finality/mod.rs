@@ -55,7 +55,7 @@ pub mod grpc;
 mod ingest;
 pub mod messages;
 pub mod queries;
-mod slashing;
+pub(crate) mod slashing;
 pub mod store;
 pub mod wire;
 
@@ -68,6 +68,8 @@ use fiamma_staking::context::SigningContexts;
 use fiamma_staking::params::ResourceLimits;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
+
+use crate::node::checkpoint::Checkpoints;
 
 /// Events kept for live subscribers that fall behind before they must re-read the store.
 const EVENT_BUFFER: usize = 4096;
@@ -95,11 +97,13 @@ pub struct FinalityParams {
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct FinalityModule {
-    pool: PgPool,
-    params: Arc<FinalityParams>,
-    contexts: Arc<SigningContexts>,
+    pub(crate) pool: PgPool,
+    pub(crate) params: Arc<FinalityParams>,
+    pub(crate) contexts: Arc<SigningContexts>,
     events: broadcast::Sender<pb::Event>,
     ingest: Arc<ingest::Ingest>,
+    /// Bitcoin-checked checkpoints, when the node runs them.
+    pub(crate) checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl FinalityModule {
@@ -113,6 +117,16 @@ impl FinalityModule {
             contexts: Arc::new(contexts),
             events,
             ingest: Arc::default(),
+            checkpoints: None,
+        }
+    }
+
+    /// The same module running Bitcoin-checked checkpoints (`CHECKPOINTS.md`) with
+    /// `checkpoints`.
+    pub fn with_checkpoints(self, checkpoints: Checkpoints) -> Self {
+        FinalityModule {
+            checkpoints: Some(Arc::new(checkpoints)),
+            ..self
         }
     }
 
@@ -146,7 +160,7 @@ impl FinalityModule {
     }
 
     /// Publishes events that are committed.
-    fn publish(&self, events: Vec<pb::Event>) {
+    pub(crate) fn publish(&self, events: Vec<pb::Event>) {
         for e in events {
             // No subscriber is not an error: the events are in the store.
             let _ = self.events.send(e);

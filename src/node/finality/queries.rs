@@ -84,6 +84,7 @@ fn summary(r: &RoundRow, proofs: u32) -> Result<pb::RoundSummary, StoreError> {
         proofs,
         total_power_sat: r.total_power,
         voted_power_sat: r.voted_power,
+        checkpoint: r.checkpoint as i32,
     })
 }
 
@@ -166,6 +167,7 @@ impl FinalityModule {
                 })
                 .collect(),
             certificate: r.certificate.as_deref().map(certificate),
+            checkpoint: r.checkpoint as i32,
         };
         Ok((round, next))
     }
@@ -324,8 +326,9 @@ impl FinalityModule {
     pub async fn evidence(&self, pk: &XOnlyPublicKey) -> Result<pb::Evidence, FinalityQueryError> {
         let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
         let row = sqlx::query(
-            "SELECT round, first_vote, second_vote, secret_key, slashed_in_round \
-             FROM slashing_records WHERE verifier = $1 AND reason = 'equivocation'",
+            "SELECT round, first_vote, second_vote, checkpoint_evidence, secret_key, \
+             slashed_in_round FROM slashing_records WHERE verifier = $1 \
+             AND reason = 'equivocation'",
         )
         .bind(pk.serialize().as_slice())
         .fetch_optional(&mut *conn)
@@ -334,19 +337,27 @@ impl FinalityModule {
         .ok_or_else(|| FinalityQueryError::NotFound {
             what: format!("equivocation evidence against verifier {pk}"),
         })?;
-        let decode = |column: &'static str| -> Result<pb::FinalityVote, StoreError> {
-            let bytes: Vec<u8> = row.try_get(column)?;
-            pb::FinalityVote::decode(bytes.as_slice()).map_err(|e| StoreError::Corrupt {
-                column,
-                reason: e.to_string(),
-            })
-        };
+        fn decode<M: Message + Default>(
+            row: &sqlx::postgres::PgRow,
+            column: &'static str,
+        ) -> Result<Option<M>, StoreError> {
+            let bytes: Option<Vec<u8>> = row.try_get(column)?;
+            bytes
+                .map(|b| {
+                    M::decode(b.as_slice()).map_err(|e| StoreError::Corrupt {
+                        column,
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        }
         let round: Option<i64> = row.try_get("round").map_err(StoreError::from)?;
         Ok(pb::Evidence {
             verifier_btc_pk: pk.serialize().to_vec(),
             round: to_u64("round", round.unwrap_or(0))?,
-            first: Some(decode("first_vote")?),
-            second: Some(decode("second_vote")?),
+            first: decode(&row, "first_vote")?,
+            second: decode(&row, "second_vote")?,
+            checkpoint: decode(&row, "checkpoint_evidence")?,
             extracted_secret_key: row.try_get("secret_key").map_err(StoreError::from)?,
             slashed_in_round: to_u64(
                 "slashed_in_round",

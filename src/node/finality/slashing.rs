@@ -22,13 +22,13 @@ use sqlx::{PgConnection, Row};
 
 use super::errors::CloseRoundError;
 use super::store::{self, to_i64, EventLog, Lock};
-use super::wire::vote_to_pb;
+use super::wire::{checkpoint_equivocation_to_pb, vote_to_pb};
 use crate::node::store::{SlashingReason, StoreError};
 
 /// Applies `slashing` inside the caller's transaction. `record` is the verifier's finality
 /// record, already loaded and locked by the caller (`None` when it has none). Returns the
 /// finality events to publish after the commit.
-pub(super) async fn apply<E>(
+pub(crate) async fn apply<E>(
     conn: &mut PgConnection,
     slashing: &Slashing,
     record: Option<VerifierRecord>,
@@ -55,26 +55,36 @@ where
         store::save_record(&mut *conn, &pk, record).await?;
     }
     let secret_key = slashing.secret_key.secret_bytes();
-    let (reason, round, first, second) = match &slashing.evidence {
+    let (reason, round, first, second, checkpoint) = match &slashing.evidence {
         SlashingEvidence::Equivocation(e) => (
             SlashingReason::Equivocation,
             Some(to_i64("round", e.first.round)?),
             Some(vote_to_pb(&e.first).encode_to_vec()),
             Some(vote_to_pb(&e.second).encode_to_vec()),
+            None,
+        ),
+        SlashingEvidence::Checkpoint(e) => (
+            SlashingReason::Equivocation,
+            Some(to_i64("round", e.round)?),
+            None,
+            None,
+            Some(checkpoint_equivocation_to_pb(e).encode_to_vec()),
         ),
         SlashingEvidence::SelectiveSlashing { .. } => {
-            (SlashingReason::SelectiveSlashing, None, None, None)
+            (SlashingReason::SelectiveSlashing, None, None, None, None)
         }
     };
     sqlx::query(
         "INSERT INTO slashing_records (verifier, reason, round, first_vote, second_vote, \
-         secret_key, slashed_in_round) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         checkpoint_evidence, secret_key, slashed_in_round) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(pk.serialize().as_slice())
     .bind(reason.as_str())
     .bind(round)
     .bind(first)
     .bind(second)
+    .bind(checkpoint)
     .bind(secret_key.as_slice())
     .bind(to_i64("slashed_in_round", position.latest_round)?)
     .execute(&mut *conn)

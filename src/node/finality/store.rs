@@ -460,6 +460,8 @@ pub struct RoundRow {
     pub voted_power: u64,
     /// The encoded certificate, once final.
     pub certificate: Option<Vec<u8>>,
+    /// Whether it is a checkpoint round, and which kind.
+    pub checkpoint: pb::CheckpointKind,
 }
 
 fn round_from_row(row: &PgRow) -> Result<RoundRow, StoreError> {
@@ -471,11 +473,22 @@ fn round_from_row(row: &PgRow) -> Result<RoundRow, StoreError> {
         total_power: to_u64("total_power", row.try_get("total_power")?)?,
         voted_power: to_u64("voted_power", row.try_get("voted_power")?)?,
         certificate: row.try_get("certificate")?,
+        checkpoint: match row
+            .try_get::<Option<String>, _>("checkpoint_kind")?
+            .as_deref()
+        {
+            None => pb::CheckpointKind::None,
+            Some("SCHEDULED") => pb::CheckpointKind::Scheduled,
+            Some("ROTATION") => pb::CheckpointKind::Rotation,
+            Some(other) => return Err(corrupt("checkpoint_rounds.kind", other)),
+        },
     })
 }
 
-const ROUND_COLUMNS: &str =
-    "round, round_hash, prev_round_hash, status, total_power, voted_power, certificate";
+/// The columns of a [`RoundRow`], over `rounds r`.
+const ROUND_COLUMNS: &str = "r.round, r.round_hash, r.prev_round_hash, r.status, \
+     r.total_power, r.voted_power, r.certificate, \
+     (SELECT k.kind FROM checkpoint_rounds k WHERE k.round = r.round) AS checkpoint_kind";
 
 /// One closed round.
 pub async fn round(conn: &mut PgConnection, round: u64) -> Result<Option<RoundRow>, StoreError> {
@@ -484,7 +497,7 @@ pub async fn round(conn: &mut PgConnection, round: u64) -> Result<Option<RoundRo
         return Ok(None);
     };
     sqlx::query(&format!(
-        "SELECT {ROUND_COLUMNS} FROM rounds WHERE round = $1"
+        "SELECT {ROUND_COLUMNS} FROM rounds r WHERE r.round = $1"
     ))
     .bind(round)
     .fetch_optional(conn)
@@ -503,7 +516,7 @@ pub async fn rounds_from(
     let from = i64::try_from(from).unwrap_or(i64::MAX);
     let rows = sqlx::query(&format!(
         "SELECT {ROUND_COLUMNS}, (SELECT COUNT(*) FROM round_results x WHERE x.round = r.round) AS proofs \
-         FROM rounds r WHERE round >= $1 ORDER BY round LIMIT $2"
+         FROM rounds r WHERE r.round >= $1 ORDER BY r.round LIMIT $2"
     ))
     .bind(from)
     .bind(i64::from(limit))
@@ -523,7 +536,7 @@ pub async fn rounds_from(
 /// Rounds still OPEN, oldest first.
 pub async fn open_rounds(conn: &mut PgConnection) -> Result<Vec<RoundRow>, StoreError> {
     sqlx::query(&format!(
-        "SELECT {ROUND_COLUMNS} FROM rounds WHERE status = 'OPEN' ORDER BY round"
+        "SELECT {ROUND_COLUMNS} FROM rounds r WHERE r.status = 'OPEN' ORDER BY r.round"
     ))
     .fetch_all(conn)
     .await?
@@ -840,6 +853,8 @@ pub struct RoundFacts {
     pub round_hash: Digest,
     /// The latest closed round when the facts were read (this one or a later one).
     pub latest_round: u64,
+    /// Whether it is a checkpoint round (its §10 votes are not the common case).
+    pub checkpoint: bool,
     /// The members by key bytes, each with its commitment covering the round (`None` only if
     /// the store lost it: the closer admits only members with one).
     pub members: std::collections::HashMap<[u8; 32], Option<RandomnessCommitment>>,
@@ -855,7 +870,8 @@ pub async fn round_facts(
     };
     // One row per member (one row with a NULL member for an empty active set).
     let rows = sqlx::query(
-        "SELECT r.round_hash, s.latest_round, m.verifier, c.start_round, c.num, c.root \
+        "SELECT r.round_hash, s.latest_round, m.verifier, c.start_round, c.num, c.root, \
+         EXISTS (SELECT 1 FROM checkpoint_rounds k WHERE k.round = r.round) AS checkpoint \
          FROM rounds r CROSS JOIN finality_state s \
          LEFT JOIN round_members m ON m.round = r.round \
          LEFT JOIN randomness_commitments c ON c.verifier = m.verifier \
@@ -884,6 +900,7 @@ pub async fn round_facts(
         round,
         round_hash: digest("round_hash", first.try_get("round_hash")?)?,
         latest_round: to_u64("latest_round", first.try_get("latest_round")?)?,
+        checkpoint: first.try_get("checkpoint")?,
         members,
     }))
 }
