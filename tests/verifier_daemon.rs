@@ -19,9 +19,14 @@ use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
 use fiamma_finality::rounds::Vote;
 use fiamma_finality::zk::{ProofId, Verdict};
+use bitcoin::OutPoint;
+use fiamma_covenant::signing::CovenantSignatures;
+use fiamma_finality::checkpoint::CheckpointVote;
+use fiamma_finality::merkle::Proof;
 use fiamma_proto::client::{
-    ClosedRoundView, FinalityEventStream, FinalityNode, GrpcNode, NodeError, ProofPage,
-    RoundSummary, VerifierRecord, VoteOutcome,
+    CheckpointNode, CheckpointOutputView, CheckpointRoundView, CheckpointsView, ClosedRoundView,
+    CovenantSigsAck, EventStream, FinalityEventStream, FinalityNode, GrpcNode, NodeError,
+    PendingPage, ProofPage, RoundSummary, StakingNode, VerifierRecord, VoteOutcome,
 };
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
@@ -244,6 +249,56 @@ impl FinalityNode for LyingNode {
     }
     async fn finality_events(&self, from: u64) -> Result<FinalityEventStream, NodeError> {
         self.0.finality_events(from).await
+    }
+}
+
+/// The lie is about verdicts only: checkpoints and params as the node serves them.
+#[async_trait]
+impl CheckpointNode for LyingNode {
+    async fn checkpoints(&self) -> Result<Option<CheckpointsView>, NodeError> {
+        self.0.checkpoints().await
+    }
+    async fn checkpoint_round(&self, h: u64) -> Result<Option<CheckpointRoundView>, NodeError> {
+        self.0.checkpoint_round(h).await
+    }
+    async fn add_checkpoint_sig(
+        &self,
+        h: u64,
+        vote: &CheckpointVote,
+        proof: &Proof,
+    ) -> Result<VoteOutcome, NodeError> {
+        self.0.add_checkpoint_sig(h, vote, proof).await
+    }
+    async fn register_checkpoint_genesis(
+        &self,
+        outpoint: OutPoint,
+    ) -> Result<CheckpointOutputView, NodeError> {
+        self.0.register_checkpoint_genesis(outpoint).await
+    }
+}
+
+#[async_trait]
+impl StakingNode for LyingNode {
+    async fn params(&self, version: u32) -> Result<fiamma_proto::staking::v1::Params, NodeError> {
+        self.0.params(version).await
+    }
+    async fn pending_delegations(
+        &self,
+        covenant: XOnlyPublicKey,
+        token: Option<String>,
+        size: u32,
+    ) -> Result<PendingPage, NodeError> {
+        self.0.pending_delegations(covenant, token, size).await
+    }
+    async fn add_covenant_sigs(
+        &self,
+        staking_txid: &str,
+        sigs: &CovenantSignatures,
+    ) -> Result<CovenantSigsAck, NodeError> {
+        self.0.add_covenant_sigs(staking_txid, sigs).await
+    }
+    async fn events(&self, from: u64) -> Result<EventStream, NodeError> {
+        StakingNode::events(&self.0, from).await
     }
 }
 
