@@ -213,6 +213,32 @@ impl StakingNode for LosingNode {
     }
 }
 
+/// Starts `fiamma node --config <config>`, its log in `log` (shown when the test fails).
+fn spawn_node(config: &Path, log: &Path) -> Killed {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_fiamma"))
+            .args(["node", "--config"])
+            .arg(config)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("node starts"),
+    )
+}
+
+/// The node's log so far.
+fn node_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
 fn network() -> Network {
     let c = contexts();
     Network {
@@ -293,16 +319,14 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     }
     let rpc = bitcoin.client();
     let wallet = KeyWallet::new(0x5e);
-    rpc.generate_to_address(101, &wallet.address)
-        .expect("mine");
+    rpc.generate_to_address(101, &wallet.address).expect("mine");
 
     // First without checkpoints: the verifiers register, stake and become active.
     let addr = node_process::free_port();
     let db = node_process::database_url(&pool);
     let node_dir = dir.path().join("node");
-    let node_process = Killed(node_process::spawn(&write_node(
-        &node_dir, &db, addr, &rpc_url, "",
-    )));
+    let log = dir.path().join("node.log");
+    let node_process = spawn_node(&write_node(&node_dir, &db, addr, &rpc_url, ""), &log);
     let mut client = finality(addr).await;
     let mut configs = Vec::new();
     for seed in 1..=4u8 {
@@ -314,8 +338,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         .iter()
         .map(|c| Some(Killed(spawn_verifier(c, true))))
         .collect();
-    let component_url =
-        fiamma_role::store::sqlite_url(&dir.path().join("v4").join("component.db"));
+    let component_url = fiamma_role::store::sqlite_url(&dir.path().join("v4").join("component.db"));
     let grpc = GrpcNode::connect_lazy(&format!("http://{addr}"), Duration::from_secs(5))
         .expect("endpoint");
     let losing = Arc::new(LosingNode {
@@ -328,7 +351,9 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     let mut full = 0;
     for _ in 0..300 {
         let _ = first.step().await;
-        let h = current_round(&mut client).await;
+        let Ok(h) = grpc.latest_round().await else {
+            panic!("the node is gone: {}", node_log(&log));
+        };
         if h > 0 && round(&mut client, h).await.active_set.len() == 4 {
             full = h;
             break;
@@ -338,19 +363,22 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     assert!(full > 0, "the four verifiers never became active");
 
     // The node restarts with checkpoints; h₀ a few rounds ahead, when all four are active.
-    drop(node_process);
     let genesis_round = current_round(&mut client).await + 6;
-    let _node = Killed(node_process::spawn(&write_node(
-        &node_dir,
-        &db,
-        addr,
-        &rpc_url,
-        &format!(
-            "[checkpoint]\ngenesis_round = {genesis_round}\ninterval_rounds = {INTERVAL}\n\
-             recovery_blocks = {RECOVERY_BLOCKS}\nvalue_sat = {}\n",
-            VALUE.to_sat()
+    drop(node_process);
+    let _node = spawn_node(
+        &write_node(
+            &node_dir,
+            &db,
+            addr,
+            &rpc_url,
+            &format!(
+                "[checkpoint]\ngenesis_round = {genesis_round}\ninterval_rounds = {INTERVAL}\n\
+                 recovery_blocks = {RECOVERY_BLOCKS}\nvalue_sat = {}\n",
+                VALUE.to_sat()
+            ),
         ),
-    )));
+        &log,
+    );
     let mut client = finality(addr).await;
     let mut script = None;
     for _ in 0..600 {
@@ -363,7 +391,12 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let script = script.expect("the node never served the genesis script (is round h₀'s set empty?)");
+    let script = script.unwrap_or_else(|| {
+        panic!(
+            "the node never served the genesis script (is round h₀'s set empty?): {}",
+            node_log(&log)
+        )
+    });
     let h0 = round(&mut client, genesis_round).await;
     assert_eq!(h0.active_set.len(), 4, "round h₀ lacks a verifier");
 
@@ -404,7 +437,8 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let registered_genesis = registered_genesis.expect("the node never took the genesis output");
+    let registered_genesis = registered_genesis
+        .unwrap_or_else(|| panic!("the node never took the genesis output: {}", node_log(&log)));
     assert_eq!(registered_genesis.outpoint, genesis);
     assert_eq!(registered_genesis.round, genesis_round);
 
@@ -416,7 +450,12 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         &mut reports,
     )
     .await
-    .expect("the component never signed a checkpoint round");
+    .unwrap_or_else(|| {
+        panic!(
+            "the component never signed a checkpoint round: {reports:?} {}",
+            node_log(&log)
+        )
+    });
     assert!(lost_round > genesis_round && lost_round % INTERVAL == 0);
     let network = network();
     let recorded = first
@@ -478,10 +517,14 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ready = ready.expect("no checkpoint round became ready");
+    let ready =
+        ready.unwrap_or_else(|| panic!("no checkpoint round became ready: {}", node_log(&log)));
     let h = ready.round;
     assert_eq!(ready.status, fiamma_proto::client::CheckpointStatus::Ready);
-    assert_eq!(ready.base.outpoint, genesis, "nobody broadcast a checkpoint");
+    assert_eq!(
+        ready.base.outpoint, genesis,
+        "nobody broadcast a checkpoint"
+    );
     let signed = ready.signed_transaction.clone().expect("signed");
     assert!(
         kernel_accepts(&signed, &genesis_txout),
@@ -489,6 +532,14 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         signed.compute_txid()
     );
     assert!(ready.base_weight_signed >= ready.threshold);
+    eprintln!(
+        "checkpoint round {h} ready: {} votes, base weight {} of {}, {} vB; the component's \
+         vote on round {lost_round} lost then re-sent",
+        ready.votes.len(),
+        ready.base_weight_signed,
+        ready.threshold,
+        signed.vsize()
+    );
     // Bitcoin refuses the unsigned candidate: the test can fail.
     assert!(!kernel_accepts(&ready.candidate, &genesis_txout));
 
@@ -516,7 +567,8 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
             .message_hash
     };
     daemons[0] = Some(Killed(spawn_verifier(&configs[0], false)));
-    wait_for_round(&mut client, current_round(&mut client).await + 4, 30).await;
+    let restarted_at = current_round(&mut client).await;
+    wait_for_round(&mut client, restarted_at + 4, 30).await;
     drop(daemons[0].take());
     let after = grpc
         .checkpoint_round(h)

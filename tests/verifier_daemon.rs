@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
-use fiamma_finality::commitment::RandomnessCommitment;
-use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
-use fiamma_finality::rounds::Vote;
-use fiamma_finality::zk::{ProofId, Verdict};
 use bitcoin::OutPoint;
 use fiamma_covenant::signing::CovenantSignatures;
 use fiamma_finality::checkpoint::CheckpointVote;
+use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::merkle::Proof;
+use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
+use fiamma_finality::rounds::Vote;
+use fiamma_finality::zk::{ProofId, Verdict};
 use fiamma_proto::client::{
     CheckpointNode, CheckpointOutputView, CheckpointRoundView, CheckpointsView, ClosedRoundView,
     CovenantSigsAck, EventStream, FinalityEventStream, FinalityNode, GrpcNode, NodeError,

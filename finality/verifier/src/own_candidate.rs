@@ -184,13 +184,14 @@ impl OwnCandidate {
     /// # Errors
     /// [`OwnCandidateError`]: the kinds differ, or a set or the recovery leaf cannot be made.
     pub fn derive(view: &OwnView<'_>, served: ServedKind) -> Result<Self, OwnCandidateError> {
-        let base_set = CheckpointSet::from_powers(view.base_active_set.iter().copied()).map_err(
-            |source| OwnCandidateError::BaseSet {
-                round: view.round,
-                base_round: view.base_round,
-                source,
-            },
-        )?;
+        let base_set =
+            CheckpointSet::from_powers(view.base_active_set.iter().copied()).map_err(|source| {
+                OwnCandidateError::BaseSet {
+                    round: view.round,
+                    base_round: view.base_round,
+                    source,
+                }
+            })?;
         let kind = view.rules.round_kind(
             view.round,
             view.base_round,
@@ -210,14 +211,16 @@ impl OwnCandidate {
                 own: kind_word(kind),
             });
         }
-        let next_set = CheckpointSet::from_powers(view.active_set.iter().copied()).map_err(
-            |source| OwnCandidateError::NextSet {
-                round: view.round,
-                source,
-            },
-        )?;
-        let recovery = RecoveryLeaf::new(view.committee, view.committee_quorum, view.recovery_blocks)
-            .map_err(OwnCandidateError::Recovery)?;
+        let next_set =
+            CheckpointSet::from_powers(view.active_set.iter().copied()).map_err(|source| {
+                OwnCandidateError::NextSet {
+                    round: view.round,
+                    source,
+                }
+            })?;
+        let recovery =
+            RecoveryLeaf::new(view.committee, view.committee_quorum, view.recovery_blocks)
+                .map_err(OwnCandidateError::Recovery)?;
         Ok(OwnCandidate {
             kind,
             base: view.base,

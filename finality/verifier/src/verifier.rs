@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
+use bitcoin::secp256k1::XOnlyPublicKey;
+use fiamma_finality::checkpoint::{build_candidate, CheckpointRules, CheckpointSet};
 use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::eots::RandomnessDomain;
 use fiamma_finality::merkle::Digest;
@@ -25,8 +27,6 @@ use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
 use fiamma_finality::rounds::Vote;
 use fiamma_finality::vote::vote_message;
 use fiamma_finality::zk::ZkProof;
-use bitcoin::secp256k1::XOnlyPublicKey;
-use fiamma_finality::checkpoint::{build_candidate, CheckpointRules, CheckpointSet};
 use fiamma_proto::client::{
     CheckpointKind, CheckpointNode, CheckpointRoundView, ClosedRoundView, Code,
     FinalityEventStream, FinalityNode, NodeError, RoundStatus, StakingNode, VerifierRecord,
@@ -585,8 +585,10 @@ impl Verifier {
     async fn own_round_hash(
         &self,
         view: &ClosedRoundView,
-    ) -> Result<Result<(Digest, (usize, usize)), (RoundOutcome, Option<(usize, usize)>)>, VerifierError>
-    {
+    ) -> Result<
+        Result<(Digest, (usize, usize)), (RoundOutcome, Option<(usize, usize)>)>,
+        VerifierError,
+    > {
         let round = view.round;
         let ours = match self.reverify(view).await? {
             Ok(ours) => ours,
@@ -642,7 +644,11 @@ impl Verifier {
     }
 
     /// The last rotation round the node declared in the `vote_expiry` rounds before `round`.
-    async fn last_rotation(&self, round: u64, vote_expiry: u64) -> Result<Option<u64>, VerifierError> {
+    async fn last_rotation(
+        &self,
+        round: u64,
+        vote_expiry: u64,
+    ) -> Result<Option<u64>, VerifierError> {
         let from = round.saturating_sub(vote_expiry.max(1)).max(1);
         if from >= round {
             return Ok(None);
