@@ -20,32 +20,26 @@ use node_finality_support::node_support;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
+use bitcoin::secp256k1::XOnlyPublicKey;
 use bitcoin::{Amount, OutPoint, Sequence, TxOut};
 use bitcoincore_rpc::RpcApi;
 use btc_support::{unsigned, KeyWallet};
 use checkpoint_support::kernel_accepts;
 use fiamma::btc::{Backend, RpcBackend};
-use fiamma_covenant::signing::CovenantSignatures;
 use fiamma_finality::checkpoint::CheckpointVote;
-use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::merkle::Proof;
-use fiamma_finality::rounds::Vote;
 use fiamma_proto::client::{
     CheckpointKind, CheckpointNode, CheckpointOutputView, CheckpointRoundView, CheckpointsView,
-    ClosedRoundView, Code, CovenantSigsAck, EventStream, FinalityEventStream, FinalityNode,
-    GrpcNode, NodeError, PendingPage, ProofPage, RoundSummary, StakingNode, VerifierRecord,
-    VoteOutcome,
+    Code, FinalityNode, GrpcNode, NodeError, VoteOutcome,
 };
 use fiamma_verifier::signer::KeystoreSigner;
 use fiamma_verifier::store::{Network, VerifierStore};
-use fiamma_verifier::verifier::{RoundOutcome, StepReport, Verifier, VerifierSettings};
+use fiamma_verifier::verifier::{RoundOutcome, StepReport, Verifier};
 use node_finality_support::{contexts, keypair, xonly};
 use sqlx::PgPool;
 use verifier_support::*;
@@ -70,47 +64,23 @@ fn params() -> fiamma_staking::params::Params {
     p
 }
 
-fn spawn_regtest(port: u16) -> Killed {
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_fiamma"))
-            .args(["regtest", "--rpc-port", &port.to_string()])
-            .env("FIAMMA_RPC_USER", RPC_USER)
-            .env("FIAMMA_RPC_PASSWORD", RPC_PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fiamma regtest starts"),
-    )
-}
-
 /// The node's config on `db`, following the chain at `rpc_url`, with `checkpoint` appended.
 fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str, checkpoint: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("dir");
-    let params_file = dir.join("params.json");
-    std::fs::write(
-        &params_file,
-        serde_json::to_string(&vec![params()]).expect("json"),
-    )
-    .expect("write");
-    let c = contexts();
-    let config = dir.join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database_url = \"{db}\"\ngrpc_addr = \"{addr}\"\nnetwork = \"regtest\"\n\
-             params_file = \"{}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\n\
-             [bitcoin]\nbackend = \"rpc\"\nrpc_url = \"{rpc_url}\"\nrpc_user = \"{RPC_USER}\"\n\
-             rpc_password = \"{RPC_PASSWORD}\"\npoll_interval_ms = 100\n\n\
-             [finality]\nround_interval_ms = {ROUND_MS}\nvote_expiry = 10\n\
-             max_start_ahead = 1000\n\n{checkpoint}",
-            params_file.display(),
-            c.chain_id,
-            c.module_address
+    node_process::write_rpc_files(
+        dir,
+        db,
+        addr,
+        &params(),
+        &node_process::RpcLogin {
+            url: rpc_url,
+            user: RPC_USER,
+            password: RPC_PASSWORD,
+        },
+        &format!(
+            "[finality]\nround_interval_ms = {ROUND_MS}\nvote_expiry = 10\n\
+             max_start_ahead = 1000\n\n{checkpoint}"
         ),
     )
-    .expect("write");
-    config
 }
 
 /// A node that loses the first checkpoint vote sent through it: the vote was recorded by the
@@ -121,41 +91,8 @@ struct LosingNode {
     lost: AtomicBool,
 }
 
-#[async_trait]
-impl FinalityNode for LosingNode {
-    async fn verifier(&self, v: XOnlyPublicKey) -> Result<Option<VerifierRecord>, NodeError> {
-        self.node.verifier(v).await
-    }
-    async fn rounds(&self, from: u64, limit: u32) -> Result<Vec<RoundSummary>, NodeError> {
-        self.node.rounds(from, limit).await
-    }
-    async fn latest_round(&self) -> Result<u64, NodeError> {
-        self.node.latest_round().await
-    }
-    async fn round(&self, h: u64) -> Result<Option<ClosedRoundView>, NodeError> {
-        self.node.round(h).await
-    }
-    async fn round_proofs(&self, h: u64, from: u32) -> Result<ProofPage, NodeError> {
-        self.node.round_proofs(h, from).await
-    }
-    async fn commit_pub_rand(
-        &self,
-        v: XOnlyPublicKey,
-        c: &RandomnessCommitment,
-        s: &schnorr::Signature,
-    ) -> Result<(), NodeError> {
-        self.node.commit_pub_rand(v, c, s).await
-    }
-    async fn add_finality_sig(&self, vote: &Vote) -> Result<VoteOutcome, NodeError> {
-        self.node.add_finality_sig(vote).await
-    }
-    async fn unjail(&self, v: XOnlyPublicKey, s: &schnorr::Signature) -> Result<(), NodeError> {
-        self.node.unjail(v, s).await
-    }
-    async fn finality_events(&self, from: u64) -> Result<FinalityEventStream, NodeError> {
-        self.node.finality_events(from).await
-    }
-}
+pass_finality_node!(LosingNode, node);
+pass_staking_node!(LosingNode, node);
 
 #[async_trait]
 impl CheckpointNode for LosingNode {
@@ -188,55 +125,13 @@ impl CheckpointNode for LosingNode {
     }
 }
 
-#[async_trait]
-impl StakingNode for LosingNode {
-    async fn params(&self, version: u32) -> Result<fiamma_proto::staking::v1::Params, NodeError> {
-        self.node.params(version).await
-    }
-    async fn pending_delegations(
-        &self,
-        covenant: XOnlyPublicKey,
-        token: Option<String>,
-        size: u32,
-    ) -> Result<PendingPage, NodeError> {
-        self.node.pending_delegations(covenant, token, size).await
-    }
-    async fn add_covenant_sigs(
-        &self,
-        staking_txid: &str,
-        sigs: &CovenantSignatures,
-    ) -> Result<CovenantSigsAck, NodeError> {
-        self.node.add_covenant_sigs(staking_txid, sigs).await
-    }
-    async fn events(&self, from: u64) -> Result<EventStream, NodeError> {
-        StakingNode::events(&self.node, from).await
-    }
-}
-
-/// Starts `fiamma node --config <config>`, its log in `log` (shown when the test fails).
-fn spawn_node(config: &Path, log: &Path) -> Killed {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_fiamma"))
-            .args(["node", "--config"])
-            .arg(config)
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("node starts"),
-    )
-}
-
 /// The node's log so far.
 fn node_log(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
+}
+
+fn spawn_node_logged(config: &Path, log: &Path) -> Killed {
+    Killed(node_process::spawn_logged(config, log))
 }
 
 fn network() -> Network {
@@ -251,15 +146,7 @@ fn network() -> Network {
 async fn component(url: &str, node: Arc<dyn fiamma_verifier::verifier::VerifierNode>) -> Verifier {
     let store = VerifierStore::open(url).await.expect("store");
     Verifier::new(
-        VerifierSettings {
-            contexts: contexts(),
-            commit_batch: 10,
-            commit_ahead: 5,
-            catch_up_rounds: 10,
-            poll_interval: Duration::from_millis(100),
-            unjail: false,
-            jail_duration: 100,
-        },
+        test_settings(contexts()),
         Arc::new(KeystoreSigner::new(keypair(COMPONENT))),
         node,
         store,
@@ -308,7 +195,7 @@ async fn checkpoint_rounds(node: &GrpcNode, from: u64) -> BTreeSet<u64> {
 async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool: PgPool) {
     let dir = tempfile::tempdir().expect("dir");
     let port = node_process::free_port().port();
-    let _chain = spawn_regtest(port);
+    let _chain = Killed(node_process::spawn_regtest(port, RPC_USER, RPC_PASSWORD));
     let rpc_url = format!("http://127.0.0.1:{port}");
     let bitcoin = RpcBackend::new(&rpc_url, RPC_USER, RPC_PASSWORD).expect("backend");
     for _ in 0..100 {
@@ -326,14 +213,9 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     let db = node_process::database_url(&pool);
     let node_dir = dir.path().join("node");
     let log = dir.path().join("node.log");
-    let node_process = spawn_node(&write_node(&node_dir, &db, addr, &rpc_url, ""), &log);
+    let node_process = spawn_node_logged(&write_node(&node_dir, &db, addr, &rpc_url, ""), &log);
     let mut client = finality(addr).await;
-    let mut configs = Vec::new();
-    for seed in 1..=4u8 {
-        let config = registered(&dir.path().join(format!("v{seed}")), seed, addr);
-        stake(&pool, seed, 1_000_000).await;
-        configs.push(config);
-    }
+    let configs = registered_and_staked(dir.path(), 1..=4, addr, &pool).await;
     let mut daemons: Vec<Option<Killed>> = configs[..3]
         .iter()
         .map(|c| Some(Killed(spawn_verifier(c, true))))
@@ -365,7 +247,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     // The node restarts with checkpoints; h₀ a few rounds ahead, when all four are active.
     let genesis_round = current_round(&mut client).await + 6;
     drop(node_process);
-    let _node = spawn_node(
+    let _node = spawn_node_logged(
         &write_node(
             &node_dir,
             &db,

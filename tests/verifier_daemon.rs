@@ -15,25 +15,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
-use bitcoin::OutPoint;
-use fiamma_covenant::signing::CovenantSignatures;
-use fiamma_finality::checkpoint::CheckpointVote;
 use fiamma_finality::commitment::RandomnessCommitment;
-use fiamma_finality::merkle::Proof;
 use fiamma_finality::round::{round_hash, RoundHash, RoundResult};
 use fiamma_finality::rounds::Vote;
 use fiamma_finality::zk::{ProofId, Verdict};
 use fiamma_proto::client::{
-    CheckpointNode, CheckpointOutputView, CheckpointRoundView, CheckpointsView, ClosedRoundView,
-    CovenantSigsAck, EventStream, FinalityEventStream, FinalityNode, GrpcNode, NodeError,
-    PendingPage, ProofPage, RoundSummary, StakingNode, VerifierRecord, VoteOutcome,
+    ClosedRoundView, FinalityEventStream, FinalityNode, GrpcNode, NodeError, ProofPage,
+    RoundSummary, VerifierRecord, VoteOutcome,
 };
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
-use fiamma_staking::context::SigningContexts;
 use fiamma_verifier::signer::KeystoreSigner;
 use fiamma_verifier::store::VerifierStore;
-use fiamma_verifier::verifier::{RoundOutcome, Verifier, VerifierSettings};
+use fiamma_verifier::verifier::{RoundOutcome, Verifier};
 use node_finality_support::{contexts, corrupted_proof, fiamma_proof, keypair, proof_request};
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -72,12 +66,7 @@ async fn four_verifiers_register_commit_reverify_and_vote_across_several_batches
     let _node = Killed(node);
     let mut client = finality(addr).await;
 
-    let mut configs = Vec::new();
-    for seed in 1..=4u8 {
-        let config = registered(&dir.path().join(format!("v{seed}")), seed, addr);
-        stake(&pool, seed, 1_000_000).await;
-        configs.push(config);
-    }
+    let configs = registered_and_staked(dir.path(), 1..=4, addr, &pool).await;
     // With no slashing-protection record of the network, the daemon refuses to start.
     let refused = fiamma(&[
         "verifier",
@@ -252,67 +241,9 @@ impl FinalityNode for LyingNode {
     }
 }
 
-/// The lie is about verdicts only: checkpoints and params as the node serves them.
-#[async_trait]
-impl CheckpointNode for LyingNode {
-    async fn checkpoints(&self) -> Result<Option<CheckpointsView>, NodeError> {
-        self.0.checkpoints().await
-    }
-    async fn checkpoint_round(&self, h: u64) -> Result<Option<CheckpointRoundView>, NodeError> {
-        self.0.checkpoint_round(h).await
-    }
-    async fn add_checkpoint_sig(
-        &self,
-        h: u64,
-        vote: &CheckpointVote,
-        proof: &Proof,
-    ) -> Result<VoteOutcome, NodeError> {
-        self.0.add_checkpoint_sig(h, vote, proof).await
-    }
-    async fn register_checkpoint_genesis(
-        &self,
-        outpoint: OutPoint,
-    ) -> Result<CheckpointOutputView, NodeError> {
-        self.0.register_checkpoint_genesis(outpoint).await
-    }
-}
-
-#[async_trait]
-impl StakingNode for LyingNode {
-    async fn params(&self, version: u32) -> Result<fiamma_proto::staking::v1::Params, NodeError> {
-        self.0.params(version).await
-    }
-    async fn pending_delegations(
-        &self,
-        covenant: XOnlyPublicKey,
-        token: Option<String>,
-        size: u32,
-    ) -> Result<PendingPage, NodeError> {
-        self.0.pending_delegations(covenant, token, size).await
-    }
-    async fn add_covenant_sigs(
-        &self,
-        staking_txid: &str,
-        sigs: &CovenantSignatures,
-    ) -> Result<CovenantSigsAck, NodeError> {
-        self.0.add_covenant_sigs(staking_txid, sigs).await
-    }
-    async fn events(&self, from: u64) -> Result<EventStream, NodeError> {
-        StakingNode::events(&self.0, from).await
-    }
-}
-
-fn settings(contexts: SigningContexts) -> VerifierSettings {
-    VerifierSettings {
-        contexts,
-        commit_batch: 10,
-        commit_ahead: 5,
-        catch_up_rounds: 10,
-        poll_interval: Duration::from_millis(100),
-        unjail: false,
-        jail_duration: 100,
-    }
-}
+// The lie is about verdicts only: checkpoints and params as the node serves them.
+pass_checkpoint_node!(LyingNode, 0);
+pass_staking_node!(LyingNode, 0);
 
 #[sqlx::test]
 async fn a_verifier_given_a_node_that_lies_about_a_verdict_does_not_vote_on_that_round(
@@ -328,7 +259,7 @@ async fn a_verifier_given_a_node_that_lies_about_a_verdict_does_not_vote_on_that
         .expect("endpoint");
     let store = VerifierStore::open("sqlite::memory:").await.expect("store");
     let verifier = Verifier::new(
-        settings(contexts()),
+        test_settings(contexts()),
         Arc::new(KeystoreSigner::new(keypair(1))),
         Arc::new(LyingNode(grpc)),
         store,
