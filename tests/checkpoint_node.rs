@@ -676,6 +676,56 @@ async fn a_second_message_on_a_checkpoint_round_is_equivocation(pool: PgPool) {
         net.checkpoint_round(4).await.expect("round").status(),
         fpb::CheckpointStatus::Ready
     );
+
+    // Anyone holding a checkpoint vote and a second candidate M′ signed with the same
+    // randomness proves the equivocation; the same message twice proves nothing.
+    let other = expected_candidate(genesis, GENESIS_ROUND, &set, &set, 4, [9; 32]);
+    let v1 = net.verifier(1);
+    let r = v1.randomness.for_round(4).expect("committed");
+    let vote = CheckpointVote::sign(&v1.keypair, &r.secret, &c1.message);
+    let second = CheckpointVote::sign(&v1.keypair, &r.secret, &other.message);
+    let key = v1.key();
+    let evidence =
+        |other_message: Vec<u8>, other_signature: [u8; 32]| fpb::EquivocationEvidenceRequest {
+            first: None,
+            second: None,
+            checkpoint: Some(fpb::CheckpointEquivocation {
+                vote: Some(checkpoint_vote_to_pb(4, &vote, &r.proof)),
+                message: Vec::new(),
+                other_message,
+                other_signature: other_signature.to_vec(),
+            }),
+        };
+    let same = net
+        .node
+        .finality
+        .equivocation_evidence(evidence(
+            c1.message.as_bytes().to_vec(),
+            vote.signature.to_byte_array(),
+        ))
+        .await
+        .expect_err("the same message");
+    assert_eq!(same.code(), Code::InvalidArgument, "{same:?}");
+    let forged = net
+        .node
+        .finality
+        .equivocation_evidence(evidence(other.message.as_bytes().to_vec(), [7; 32]))
+        .await
+        .expect_err("a signature that does not verify");
+    assert_eq!(forged.code(), Code::InvalidArgument, "{forged:?}");
+    let proved = net
+        .node
+        .finality
+        .equivocation_evidence(evidence(
+            other.message.as_bytes().to_vec(),
+            second.signature.to_byte_array(),
+        ))
+        .await
+        .expect("equivocation proved")
+        .into_inner();
+    assert_eq!(proved.verifier_btc_pk, key.serialize().to_vec());
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&proved.extracted_secret_key).expect("key");
+    assert_eq!(sk.x_only_public_key(SECP256K1).0, key);
 }
 
 #[sqlx::test]

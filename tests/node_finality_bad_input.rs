@@ -127,7 +127,11 @@ fn vote_req(v: fpb::FinalityVote) -> Req {
 }
 
 fn evidence(first: Option<fpb::FinalityVote>, second: Option<fpb::FinalityVote>) -> Req {
-    Req::Evidence(fpb::EquivocationEvidenceRequest { first, second })
+    Req::Evidence(fpb::EquivocationEvidenceRequest {
+        first,
+        second,
+        checkpoint: None,
+    })
 }
 
 #[sqlx::test]

@@ -954,6 +954,58 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_table_is_resolved_and_refused_without_a_genesis_round() {
+        let args = NodeArgs {
+            database_url: Some("postgres://x".into()),
+            params_file: Some("p.json".into()),
+            ..NodeArgs::default()
+        };
+        let resolve = |text: &str| {
+            NodeConfig::resolve(
+                &args,
+                ConfigFile::parse(text, Path::new("n.toml")).expect("valid toml"),
+            )
+        };
+        let none = resolve("").expect("no checkpoints");
+        assert_eq!(none.finality.checkpoint, None);
+        let c = resolve(
+            "[checkpoint]
+genesis_round = 5
+interval_rounds = 20",
+        )
+        .expect("checkpoints")
+        .finality
+        .checkpoint
+        .expect("configured");
+        assert_eq!(
+            c,
+            CheckpointConfig {
+                genesis_round: 5,
+                value: CheckpointParams::DEFAULT_VALUE,
+                interval_rounds: 20,
+                recovery_blocks: None,
+            }
+        );
+        for text in [
+            "[checkpoint]
+interval_rounds = 20",
+            "[checkpoint]
+genesis_round = 0",
+        ] {
+            match resolve(text) {
+                Err(ConfigError::Checkpoint { key, .. }) => assert_eq!(key, "genesis_round"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(ConfigFile::parse(
+            "[checkpoint]
+genesis = 1",
+            Path::new("n.toml")
+        )
+        .is_err());
+    }
+
+    #[test]
     fn missing_settings_say_how_to_set_them() {
         let err = NodeConfig::resolve(&NodeArgs::default(), ConfigFile::default())
             .expect_err("no database url");

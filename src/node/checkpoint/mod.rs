@@ -80,6 +80,24 @@ pub enum CheckpointSettingsError {
     Recovery(#[from] ScriptParseError),
 }
 
+impl CheckpointSettingsError {
+    /// The `[checkpoint]` key to fix (or the staking param that does not allow checkpoints).
+    pub fn key(&self) -> &'static str {
+        match self {
+            CheckpointSettingsError::Params(CheckpointParamsError::Value(_)) => "value_sat",
+            CheckpointSettingsError::Params(CheckpointParamsError::Interval) => "interval_rounds",
+            CheckpointSettingsError::Params(CheckpointParamsError::RecoveryBlocks { .. }) => {
+                "recovery_blocks"
+            }
+            CheckpointSettingsError::Params(CheckpointParamsError::MaxActiveVerifiers(_)) => {
+                "max_active_verifiers"
+            }
+            CheckpointSettingsError::GenesisRound => "genesis_round",
+            CheckpointSettingsError::Recovery(_) => "covenant_pks",
+        }
+    }
+}
+
 impl CheckpointSettings {
     /// Resolves `config` against the latest staking params (`params`: covenant committee,
     /// k, U, `max_active_verifiers`) and the finality `vote_expiry`.
