@@ -113,7 +113,8 @@ pub struct FinalityFile {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointFile {
-    /// h₀: the round whose set the genesis output encodes (required).
+    /// The earliest round the genesis may encode (required): the genesis encodes the set of
+    /// the first closed round from it on with a non-empty active set.
     pub genesis_round: Option<u64>,
     /// V, in satoshis (default 1,000).
     pub value_sat: Option<u64>,
@@ -831,7 +832,8 @@ fn resolve_checkpoint(f: &CheckpointFile) -> Result<CheckpointConfig, ConfigErro
         None => {
             return Err(ConfigError::Checkpoint {
                 key: "genesis_round",
-                reason: "is required: the round whose set the genesis output encodes".into(),
+                reason: "is required: the earliest round whose set the genesis output may encode"
+                    .into(),
             })
         }
     };

@@ -84,8 +84,8 @@ pub enum CheckpointError {
         /// The latest closed round.
         latest: u64,
     },
-    /// Round h₀ has no set (an empty active set).
-    #[error("round {round} (the genesis round h₀) has no checkpoint set: {reason}")]
+    /// No closed round from `genesis_round` on has a set.
+    #[error("no checkpoint set from round {round} on yet: {reason}")]
     GenesisNoSet {
         /// h₀.
         round: u64,

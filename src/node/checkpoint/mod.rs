@@ -2,7 +2,7 @@
 //! over the pure core of `fiamma_finality::checkpoint`:
 //!
 //! - a genesis output is registered once ([`genesis`]): a k-deep output of value V paying
-//!   round h₀'s checkpoint output;
+//!   round h₀'s checkpoint output, h₀ the first round from `genesis_round` with a set;
 //! - when a round closes, the node decides whether it is a checkpoint round (scheduled every
 //!   N rounds, or a rotation round) and builds its candidate on the base ([`close`]);
 //! - verifiers sign the candidate's M; each checkpoint vote counts as the verifier's vote on
@@ -39,7 +39,8 @@ use crate::btc::Backend;
 /// The `[checkpoint]` settings of a node (§13.1), before they meet the staking params.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointConfig {
-    /// h₀: the round whose set the genesis output encodes.
+    /// The earliest round the genesis may encode (h₀ is the first closed round from it on
+    /// with a non-empty active set).
     pub genesis_round: u64,
     /// V.
     pub value: Amount,
