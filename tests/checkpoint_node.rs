@@ -352,6 +352,7 @@ async fn a_checkpoint_chain_through_the_node(pool: PgPool) {
     let genesis_script = CheckpointOutput::new(&genesis_set, &recovery_leaf()).script_pubkey();
     let served = net.checkpoints().await;
     assert_eq!(served.genesis_script_pubkey, genesis_script.to_bytes());
+    assert_eq!(served.genesis_script_round, GENESIS_ROUND);
     assert!(served.genesis.is_none() && served.base.is_none());
     let params = served.params.expect("params");
     assert_eq!(
@@ -676,6 +677,99 @@ async fn a_second_message_on_a_checkpoint_round_is_equivocation(pool: PgPool) {
         net.checkpoint_round(4).await.expect("round").status(),
         fpb::CheckpointStatus::Ready
     );
+
+    // Anyone holding a checkpoint vote and a second candidate M′ signed with the same
+    // randomness proves the equivocation; the same message twice proves nothing.
+    let other = expected_candidate(genesis, GENESIS_ROUND, &set, &set, 4, [9; 32]);
+    let v1 = net.verifier(1);
+    let r = v1.randomness.for_round(4).expect("committed");
+    let vote = CheckpointVote::sign(&v1.keypair, &r.secret, &c1.message);
+    let second = CheckpointVote::sign(&v1.keypair, &r.secret, &other.message);
+    let key = v1.key();
+    let evidence =
+        |other_message: Vec<u8>, other_signature: [u8; 32]| fpb::EquivocationEvidenceRequest {
+            first: None,
+            second: None,
+            checkpoint: Some(fpb::CheckpointEquivocation {
+                vote: Some(checkpoint_vote_to_pb(4, &vote, &r.proof)),
+                message: Vec::new(),
+                other_message,
+                other_signature: other_signature.to_vec(),
+            }),
+        };
+    let same = net
+        .node
+        .finality
+        .equivocation_evidence(evidence(
+            c1.message.as_bytes().to_vec(),
+            vote.signature.to_byte_array(),
+        ))
+        .await
+        .expect_err("the same message");
+    assert_eq!(same.code(), Code::InvalidArgument, "{same:?}");
+    let forged = net
+        .node
+        .finality
+        .equivocation_evidence(evidence(other.message.as_bytes().to_vec(), [7; 32]))
+        .await
+        .expect_err("a signature that does not verify");
+    assert_eq!(forged.code(), Code::InvalidArgument, "{forged:?}");
+    let proved = net
+        .node
+        .finality
+        .equivocation_evidence(evidence(
+            other.message.as_bytes().to_vec(),
+            second.signature.to_byte_array(),
+        ))
+        .await
+        .expect("equivocation proved")
+        .into_inner();
+    assert_eq!(proved.verifier_btc_pk, key.serialize().to_vec());
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&proved.extracted_secret_key).expect("key");
+    assert_eq!(sk.x_only_public_key(SECP256K1).0, key);
+}
+
+#[sqlx::test]
+async fn the_genesis_encodes_the_first_round_with_a_set(pool: PgPool) {
+    let mut net = Net::start(pool, &[]).await;
+    net.close_through(GENESIS_ROUND + 1).await;
+    let served = net.checkpoints().await;
+    assert!(served.genesis_script_pubkey.is_empty());
+    assert_eq!(served.genesis_script_round, 0);
+    let refused = net
+        .register(OutPoint::new(Txid::from_byte_array([7; 32]), 0))
+        .await
+        .expect_err("no set yet");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("no checkpoint set from round 2 on yet"),
+        "{}",
+        refused.message()
+    );
+    net.add_verifier(1, true).await;
+    net.close_through(GENESIS_ROUND + 2).await;
+    let served = net.checkpoints().await;
+    assert_eq!(served.genesis_script_round, GENESIS_ROUND + 2);
+    let set = set_of(&[net.verifier(1)]);
+    assert_eq!(
+        served.genesis_script_pubkey,
+        CheckpointOutput::new(&set, &recovery_leaf())
+            .script_pubkey()
+            .to_bytes()
+    );
+    let fund = fund_genesis(
+        &mut net,
+        &bitcoin::ScriptBuf::from_bytes(served.genesis_script_pubkey),
+    )
+    .await;
+    net.mine(K - 1).await;
+    let genesis = net
+        .register(OutPoint::new(fund, 0))
+        .await
+        .expect("registered");
+    assert_eq!(genesis.round, GENESIS_ROUND + 2);
 }
 
 #[sqlx::test]
