@@ -78,7 +78,8 @@ fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str, checkpoint:
         },
         &format!(
             "[finality]\nround_interval_ms = {ROUND_MS}\nvote_expiry = 10\n\
-             max_start_ahead = 1000\n\n{checkpoint}"
+             max_start_ahead = 1000\nliveness_window = 10\nliveness_min_signed = 7\n\
+             jail_duration = 1000\n\n{checkpoint}"
         ),
     )
 }
@@ -379,11 +380,25 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         1
     );
 
+    // From here the component runs on its own, its reports kept.
+    let reports = Arc::new(std::sync::Mutex::new(reports));
+    let running = Arc::new(AtomicBool::new(true));
+    let stepping = {
+        let (reports, running) = (reports.clone(), running.clone());
+        tokio::spawn(async move {
+            while running.load(Ordering::SeqCst) {
+                if let Ok(report) = second.step().await {
+                    reports.lock().expect("reports").push(report);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
     // A checkpoint round becomes READY: Bitcoin Core accepts its signed transaction spending
     // the genesis output.
     let mut ready = None;
     for _ in 0..600 {
-        let _ = second.step().await;
         for h in checkpoint_rounds(&grpc, genesis_round + 1).await {
             let served = grpc
                 .checkpoint_round(h)
@@ -471,6 +486,59 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         hash_before
     );
 
+    // Outgoing duty (§13.6.2): daemon 1 stays down until it is jailed, so it leaves the active
+    // set; started again (jailed), it still signs the next checkpoint round, whose base is
+    // still the genesis and so holds its key.
+    let mut jailed = false;
+    for _ in 0..300 {
+        if record(&mut client, 1).await.status()
+            == fiamma_proto::finality::v1::VerifierStatus::Jailed
+        {
+            jailed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(jailed, "daemon 1 was never jailed: {}", node_log(&log));
+    let jailed_at = current_round(&mut client).await;
+    daemons[0] = Some(Killed(spawn_verifier(&configs[0], false)));
+    let mut duty = None;
+    for _ in 0..600 {
+        for c in checkpoint_rounds(&grpc, jailed_at + 1).await {
+            let view = grpc.round(c).await.expect("round").expect("closed");
+            let served = grpc
+                .checkpoint_round(c)
+                .await
+                .expect("served")
+                .expect("a checkpoint round");
+            if !view.active_set.iter().any(|(k, _)| *k == daemon_key)
+                && !votes_of_1(&served).is_empty()
+            {
+                duty = Some((view, served));
+            }
+        }
+        if duty.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (duty_round, duty) = duty.unwrap_or_else(|| {
+        panic!(
+            "jailed daemon 1 signed no checkpoint round after {jailed_at}: {}",
+            node_log(&log)
+        )
+    });
+    assert_eq!(duty.base.outpoint, genesis);
+    assert!(
+        duty_round.votes.iter().all(|v| v.vote.voter != daemon_key),
+        "a §10 vote by jailed daemon 1"
+    );
+    drop(daemons[0].take());
+    eprintln!(
+        "jailed at round {jailed_at}, daemon 1 signed checkpoint round {} outside its active set",
+        duty.round
+    );
+
     // No verifier sent a §10 vote on any checkpoint round, and nobody equivocated.
     let keys: Vec<XOnlyPublicKey> = (1..=4u8).map(|s| xonly(&keypair(s))).collect();
     let checkpoints = checkpoint_rounds(&grpc, genesis_round + 1).await;
@@ -482,6 +550,9 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
             "a §10 vote on checkpoint round {c}"
         );
     }
+    running.store(false, Ordering::SeqCst);
+    stepping.await.expect("stepping");
+    let reports = reports.lock().expect("reports");
     let decided: Vec<_> = reports
         .iter()
         .flat_map(|r| &r.rounds)
