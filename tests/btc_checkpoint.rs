@@ -7,13 +7,13 @@ mod btc_support;
 mod checkpoint_support;
 
 use bitcoin::hashes::Hash;
-use bitcoin::{Amount, OutPoint, Sequence, Transaction, TxOut, Witness};
-use btc_support::{mine_txs, unsigned, KeyWallet};
+use bitcoin::{Amount, OutPoint, Sequence, TxOut, Witness};
+use btc_support::{child, coinbase_coin, mine_txs, unsigned, KeyWallet};
 use checkpoint_support::*;
 use fiamma::btc::regtest::unix_now;
 use fiamma::btc::RegtestChain;
 use fiamma_finality::checkpoint::{
-    check_complete, follow, p2a_txout, ChainEnd, CheckpointKind, CheckpointLeaf, CheckpointOutput,
+    check_complete, follow, ChainEnd, CheckpointKind, CheckpointLeaf, CheckpointOutput,
     CompletenessError, OffTemplate, ReaderParams, ShapeError, THRESHOLD,
 };
 use fiamma_finality::eots;
@@ -304,34 +304,6 @@ fn recovery_leaf_under_the_kernel() {
         &recovery_signed(&early_c, &committee, &[0, 2, 4]),
         &prevout
     ));
-}
-
-/// A fee-paying child of a candidate: spends its P2A output and a wallet coin (§13.7).
-fn child(
-    candidate_tx: &Transaction,
-    wallet: &KeyWallet,
-    coin: (OutPoint, TxOut),
-    fee: Amount,
-) -> Transaction {
-    let p2a = OutPoint::new(candidate_tx.compute_txid(), 2);
-    let mut tx = unsigned(
-        vec![(coin.0, Sequence::MAX), (p2a, Sequence::MAX)],
-        vec![TxOut {
-            value: coin.1.value - fee,
-            script_pubkey: wallet.script(),
-        }],
-    );
-    tx.version = bitcoin::transaction::Version(3);
-    wallet.sign(&mut tx, &[coin.1.clone(), p2a_txout()]);
-    // The P2A input needs no witness.
-    tx.input[1].witness = Witness::new();
-    tx
-}
-
-fn coinbase_coin(chain: &RegtestChain, height: u32) -> (OutPoint, TxOut) {
-    let block = chain.block_at(height).expect("read").expect("block");
-    let cb = &block.txdata[0];
-    (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone())
 }
 
 fn rejected(result: Result<u32, fiamma::btc::regtest::ChainError>) -> String {

@@ -398,6 +398,7 @@ fn write_structured_seeds() {
             fpb::EquivocationEvidenceRequest {
                 first: Some(vote_to_pb(&first)),
                 second: Some(vote_to_pb(&second)),
+                checkpoint: None,
             }
             .encode_to_vec(),
         ),

@@ -368,6 +368,7 @@ async fn equivocation_slashes_publishes_the_key_and_removes_the_power(pool: PgPo
             second: Some(fiamma::node::finality::wire::vote_to_pb(
                 &a.vote(2, [1; 32]),
             )),
+            checkpoint: None,
         })
         .await
         .expect("evidence accepted")
@@ -383,6 +384,7 @@ async fn equivocation_slashes_publishes_the_key_and_removes_the_power(pool: PgPo
             second: Some(fiamma::node::finality::wire::vote_to_pb(
                 &a.vote(2, [1; 32]),
             )),
+            checkpoint: None,
         })
         .await
         .expect_err("already slashed");

@@ -32,7 +32,7 @@ enum Req {
     Submit(fpb::SubmitProofRequest),
     Commit(fpb::CommitPubRandListRequest),
     Vote(fpb::AddFinalitySigRequest),
-    Evidence(fpb::EquivocationEvidenceRequest),
+    Evidence(Box<fpb::EquivocationEvidenceRequest>),
     Unjail(fpb::UnjailVerifierRequest),
     Round(u64),
     EvidenceQuery(Vec<u8>),
@@ -45,7 +45,7 @@ async fn send(node: &mut Node, req: Req) -> Result<(), tonic::Status> {
         Req::Submit(r) => f.submit_proof(r).await.map(drop),
         Req::Commit(r) => f.commit_pub_rand_list(r).await.map(drop),
         Req::Vote(r) => f.add_finality_sig(r).await.map(drop),
-        Req::Evidence(r) => f.equivocation_evidence(r).await.map(drop),
+        Req::Evidence(r) => f.equivocation_evidence(*r).await.map(drop),
         Req::Unjail(r) => f.unjail_verifier(r).await.map(drop),
         Req::Round(round) => f
             .round(fpb::RoundRequest {
@@ -127,7 +127,11 @@ fn vote_req(v: fpb::FinalityVote) -> Req {
 }
 
 fn evidence(first: Option<fpb::FinalityVote>, second: Option<fpb::FinalityVote>) -> Req {
-    Req::Evidence(fpb::EquivocationEvidenceRequest { first, second })
+    Req::Evidence(Box::new(fpb::EquivocationEvidenceRequest {
+        first,
+        second,
+        checkpoint: None,
+    }))
 }
 
 #[sqlx::test]

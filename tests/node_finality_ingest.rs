@@ -498,6 +498,7 @@ async fn votes_evidence_and_closes_racing_agree_with_the_records(pool: PgPool) {
                     .equivocation_evidence(fpb::EquivocationEvidenceRequest {
                         first: Some(fiamma::node::finality::wire::vote_to_pb(&first)),
                         second: Some(fiamma::node::finality::wire::vote_to_pb(&second)),
+                        checkpoint: None,
                     })
                     .await
                     .map(drop)

@@ -113,7 +113,8 @@ pub struct FinalityFile {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointFile {
-    /// h₀: the round whose set the genesis output encodes (required).
+    /// The earliest round the genesis may encode (required): the genesis encodes the set of
+    /// the first closed round from it on with a non-empty active set.
     pub genesis_round: Option<u64>,
     /// V, in satoshis (default 1,000).
     pub value_sat: Option<u64>,
@@ -831,7 +832,8 @@ fn resolve_checkpoint(f: &CheckpointFile) -> Result<CheckpointConfig, ConfigErro
         None => {
             return Err(ConfigError::Checkpoint {
                 key: "genesis_round",
-                reason: "is required: the round whose set the genesis output encodes".into(),
+                reason: "is required: the earliest round whose set the genesis output may encode"
+                    .into(),
             })
         }
     };
@@ -951,6 +953,58 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn checkpoint_table_is_resolved_and_refused_without_a_genesis_round() {
+        let args = NodeArgs {
+            database_url: Some("postgres://x".into()),
+            params_file: Some("p.json".into()),
+            ..NodeArgs::default()
+        };
+        let resolve = |text: &str| {
+            NodeConfig::resolve(
+                &args,
+                ConfigFile::parse(text, Path::new("n.toml")).expect("valid toml"),
+            )
+        };
+        let none = resolve("").expect("no checkpoints");
+        assert_eq!(none.finality.checkpoint, None);
+        let c = resolve(
+            "[checkpoint]
+genesis_round = 5
+interval_rounds = 20",
+        )
+        .expect("checkpoints")
+        .finality
+        .checkpoint
+        .expect("configured");
+        assert_eq!(
+            c,
+            CheckpointConfig {
+                genesis_round: 5,
+                value: CheckpointParams::DEFAULT_VALUE,
+                interval_rounds: 20,
+                recovery_blocks: None,
+            }
+        );
+        for text in [
+            "[checkpoint]
+interval_rounds = 20",
+            "[checkpoint]
+genesis_round = 0",
+        ] {
+            match resolve(text) {
+                Err(ConfigError::Checkpoint { key, .. }) => assert_eq!(key, "genesis_round"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(ConfigFile::parse(
+            "[checkpoint]
+genesis = 1",
+            Path::new("n.toml")
+        )
+        .is_err());
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl RunningNode {
             )
             .map_err(|e| {
                 RunError::Config(ConfigError::Checkpoint {
-                    key: "genesis_round",
+                    key: e.key(),
                     reason: e.to_string(),
                 })
             })?;

@@ -215,3 +215,35 @@ pub async fn serve() -> Served {
         url,
     }
 }
+
+/// A fee-paying child of a candidate: spends its P2A output and a wallet coin (§13.7).
+pub fn child(
+    candidate_tx: &Transaction,
+    wallet: &KeyWallet,
+    coin: (OutPoint, TxOut),
+    fee: Amount,
+) -> Transaction {
+    let p2a = OutPoint::new(candidate_tx.compute_txid(), 2);
+    let mut tx = unsigned(
+        vec![(coin.0, Sequence::MAX), (p2a, Sequence::MAX)],
+        vec![TxOut {
+            value: coin.1.value - fee,
+            script_pubkey: wallet.script(),
+        }],
+    );
+    tx.version = bitcoin::transaction::Version(3);
+    wallet.sign(
+        &mut tx,
+        &[coin.1.clone(), fiamma_finality::checkpoint::p2a_txout()],
+    );
+    // The P2A input needs no witness.
+    tx.input[1].witness = Witness::new();
+    tx
+}
+
+/// The coinbase output of the block at `height`.
+pub fn coinbase_coin(chain: &RegtestChain, height: u32) -> (OutPoint, TxOut) {
+    let block = chain.block_at(height).expect("read").expect("block");
+    let cb = &block.txdata[0];
+    (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone())
+}

@@ -79,12 +79,22 @@ pub async fn start(pool: PgPool) -> Node {
 
 /// Starts the node with `params`.
 pub async fn start_with(pool: PgPool, params: FinalityParams) -> Node {
-    let store = Store::from_pool(pool.clone());
-    let versions = ParamsVersions::new(vec![node_support::params()]).expect("valid params");
+    let module = FinalityModule::new(pool.clone(), params, contexts());
+    start_modules(pool, node_support::params(), module).await
+}
+
+/// Starts the node with the staking params `staking` and the finality module `module` (over
+/// `pool`).
+pub async fn start_modules(
+    pool: PgPool,
+    staking: fiamma_staking::params::Params,
+    module: FinalityModule,
+) -> Node {
+    let store = Store::from_pool(pool);
+    let versions = ParamsVersions::new(vec![staking]).expect("valid params");
     let staking_module = StakingModule::new(store, versions, contexts())
         .await
         .expect("staking module starts");
-    let module = FinalityModule::new(pool, params, contexts());
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

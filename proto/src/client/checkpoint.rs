@@ -23,7 +23,8 @@ pub use fpb::{CheckpointKind, CheckpointStatus};
 /// The checkpoint parameters the node runs with (§13.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointParamsView {
-    /// h₀, the round whose set the genesis output encodes.
+    /// The earliest round the genesis may encode (h₀ is the first closed round from it on
+    /// with a non-empty active set).
     pub genesis_round: u64,
     /// V.
     pub value: Amount,
@@ -94,8 +95,9 @@ pub struct CheckpointsView {
     pub base: Option<CheckpointOutputView>,
     /// The newest checkpoint round.
     pub latest: Option<CheckpointRoundView>,
-    /// The scriptPubKey the genesis must pay, once round h₀ is closed.
-    pub genesis_script_pubkey: Option<ScriptBuf>,
+    /// h₀ and the scriptPubKey the genesis must pay (round h₀'s checkpoint output), once
+    /// known.
+    pub genesis_script: Option<(u64, ScriptBuf)>,
     /// Why the chain ended, when its base was spent off the template.
     pub ended: Option<String>,
 }
@@ -227,8 +229,12 @@ fn checkpoints_view(r: &fpb::CheckpointsResponse) -> Result<CheckpointsView, Fie
             .map(|b| checkpoint_output("base", Some(b)))
             .transpose()?,
         latest: r.latest.as_ref().map(checkpoint_round).transpose()?,
-        genesis_script_pubkey: (!r.genesis_script_pubkey.is_empty())
-            .then(|| ScriptBuf::from_bytes(r.genesis_script_pubkey.clone())),
+        genesis_script: (!r.genesis_script_pubkey.is_empty()).then(|| {
+            (
+                r.genesis_script_round,
+                ScriptBuf::from_bytes(r.genesis_script_pubkey.clone()),
+            )
+        }),
         ended: (!r.ended.is_empty()).then(|| codec::echo(&r.ended)),
     })
 }

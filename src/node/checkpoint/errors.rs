@@ -53,8 +53,8 @@ pub enum CheckpointError {
     /// The vote does not check against the round.
     #[error(transparent)]
     Vote(#[from] CheckpointVoteError),
-    /// The two messages of an equivocation do not reveal the voter's key (a node bug: both
-    /// were verified).
+    /// The two messages do not reveal the voter's key (the same message twice, or a second
+    /// signature that does not verify with the vote's randomness).
     #[error("equivocation on a checkpoint round: {0}")]
     Evidence(#[from] CheckpointSlashingError),
     /// The voter could not be slashed.
@@ -84,8 +84,8 @@ pub enum CheckpointError {
         /// The latest closed round.
         latest: u64,
     },
-    /// Round h₀ has no set (an empty active set).
-    #[error("round {round} (the genesis round h₀) has no checkpoint set: {reason}")]
+    /// No closed round from `genesis_round` on has a set.
+    #[error("no checkpoint set from round {round} on yet: {reason}")]
     GenesisNoSet {
         /// h₀.
         round: u64,
@@ -157,6 +157,7 @@ impl From<CheckpointError> for Status {
         use CheckpointError as E;
         let code = match &e {
             E::Field(_)
+            | E::Evidence(_)
             | E::GenesisNoOutput { .. }
             | E::GenesisValue { .. }
             | E::GenesisScript { .. } => Code::InvalidArgument,
@@ -176,7 +177,7 @@ impl From<CheckpointError> for Status {
             E::Slash(SlashError::UnknownVerifier { .. }) => Code::NotFound,
             E::Contended { .. } => Code::Aborted,
             E::Backend(_) => Code::Unavailable,
-            E::Evidence(_) | E::Store(_) => Code::Internal,
+            E::Store(_) => Code::Internal,
         };
         match e {
             E::Store(s) => crate::node::finality::errors::store_status(s),

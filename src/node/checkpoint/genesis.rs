@@ -1,10 +1,12 @@
 //! The genesis output (§13.1): which output starts the chain.
 //!
 //! The genesis encodes round h₀'s set, which exists only once h₀ is closed, so it cannot be
-//! fixed beforehand in the parameters. Anyone funds an output of value V paying round h₀'s
-//! checkpoint output; once it is k deep, RegisterCheckpointGenesis names it and the node checks
-//! it on Bitcoin: the first registration that passes is the genesis for good. The output is
-//! spendable only by h₀'s set (or the committee after R), whoever funded it.
+//! fixed beforehand in the parameters: `genesis_round` names the earliest round, and h₀ is the
+//! first closed round from it on with a non-empty active set. Anyone funds an output of value
+//! V paying round h₀'s checkpoint output (the node serves its script); once it is k deep,
+//! RegisterCheckpointGenesis names it and the node checks it on Bitcoin: the first
+//! registration that passes is the genesis for good. The output is spendable only by h₀'s set
+//! (or the committee after R), whoever funded it.
 
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, ScriptBuf, Txid};
@@ -20,34 +22,57 @@ use crate::node::finality::store::{self as finality_store, Lock};
 use crate::node::finality::{wire, FinalityModule};
 use crate::node::store::StoreError;
 
-/// The scriptPubKey the genesis must pay: round h₀'s checkpoint output.
+/// The round h₀ whose set the genesis encodes, and the scriptPubKey the genesis must pay
+/// (round h₀'s checkpoint output). h₀ is the first closed round from `genesis_round` on whose
+/// active set is not empty: a network's first rounds may have no stake yet, and every node
+/// following the same rounds finds the same h₀.
 ///
 /// # Errors
-/// [`CheckpointError::GenesisRoundOpen`] before h₀ closes, [`CheckpointError::GenesisNoSet`]
-/// when its active set is empty.
+/// [`CheckpointError::GenesisRoundOpen`] before `genesis_round` closes,
+/// [`CheckpointError::GenesisNoSet`] while every closed round from it on has an empty set.
 pub async fn genesis_script(
     conn: &mut PgConnection,
     settings: &CheckpointSettings,
-) -> Result<ScriptBuf, CheckpointError> {
-    let round = settings.genesis_round;
+) -> Result<(u64, ScriptBuf), CheckpointError> {
+    let earliest = settings.genesis_round;
     let latest = finality_store::position(&mut *conn, Lock::None)
         .await?
         .latest_round;
-    if latest < round {
-        return Err(CheckpointError::GenesisRoundOpen { round, latest });
+    if latest < earliest {
+        return Err(CheckpointError::GenesisRoundOpen {
+            round: earliest,
+            latest,
+        });
     }
+    let first: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(round) FROM round_members WHERE round >= $1")
+            .bind(finality_store::to_i64("genesis_round", earliest)?)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::from)?;
+    let round = first
+        .map(|r| finality_store::to_u64("round", r))
+        .transpose()?
+        .ok_or_else(|| CheckpointError::GenesisNoSet {
+            round: earliest,
+            reason: format!("no round from {earliest} to {latest} has an active set"),
+        })?;
     let table = finality_store::power_table(&mut *conn, round).await?;
     let set =
         CheckpointSet::from_power_table(&table).map_err(|e| CheckpointError::GenesisNoSet {
             round,
             reason: e.to_string(),
         })?;
-    Ok(CheckpointOutput::new(&set, &settings.recovery).script_pubkey())
+    Ok((
+        round,
+        CheckpointOutput::new(&set, &settings.recovery).script_pubkey(),
+    ))
 }
 
 impl FinalityModule {
     /// RegisterCheckpointGenesis: `txid:vout` becomes the genesis if it is a k-deep, unspent
-    /// output of value V paying round h₀'s checkpoint output and no genesis is registered.
+    /// output of value V paying round h₀'s checkpoint output ([`genesis_script`]) and no
+    /// genesis is registered.
     /// Naming the registered genesis again returns it.
     ///
     /// # Errors
@@ -67,6 +92,7 @@ impl FinalityModule {
             }
             genesis_script(&mut conn, settings).await?
         };
+        let (round, expected) = expected;
         // Bitcoin is asked outside any transaction: no lock waits on the backend.
         let backend = &checkpoints.backend;
         let (height, confirmations) = match backend.tx_status(&txid).await? {
@@ -107,7 +133,7 @@ impl FinalityModule {
         if output.script_pubkey != expected {
             return Err(CheckpointError::GenesisScript {
                 outpoint,
-                round: settings.genesis_round,
+                round,
                 expected: expected.to_hex_string(),
             });
         }
@@ -118,7 +144,7 @@ impl FinalityModule {
         }
         let genesis = ChainOutput {
             outpoint,
-            round: settings.genesis_round,
+            round,
             height,
             kind: 0,
         };

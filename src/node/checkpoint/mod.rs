@@ -2,7 +2,7 @@
 //! over the pure core of `fiamma_finality::checkpoint`:
 //!
 //! - a genesis output is registered once ([`genesis`]): a k-deep output of value V paying
-//!   round h₀'s checkpoint output;
+//!   round h₀'s checkpoint output, h₀ the first round from `genesis_round` with a set;
 //! - when a round closes, the node decides whether it is a checkpoint round (scheduled every
 //!   N rounds, or a rotation round) and builds its candidate on the base ([`close`]);
 //! - verifiers sign the candidate's M; each checkpoint vote counts as the verifier's vote on
@@ -39,7 +39,8 @@ use crate::btc::Backend;
 /// The `[checkpoint]` settings of a node (§13.1), before they meet the staking params.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointConfig {
-    /// h₀: the round whose set the genesis output encodes.
+    /// The earliest round the genesis may encode (h₀ is the first closed round from it on
+    /// with a non-empty active set).
     pub genesis_round: u64,
     /// V.
     pub value: Amount,
@@ -78,6 +79,24 @@ pub enum CheckpointSettingsError {
     /// The covenant committee does not make a recovery leaf.
     #[error("[checkpoint]: the covenant committee does not make a recovery leaf: {0}")]
     Recovery(#[from] ScriptParseError),
+}
+
+impl CheckpointSettingsError {
+    /// The `[checkpoint]` key to fix (or the staking param that does not allow checkpoints).
+    pub fn key(&self) -> &'static str {
+        match self {
+            CheckpointSettingsError::Params(CheckpointParamsError::Value(_)) => "value_sat",
+            CheckpointSettingsError::Params(CheckpointParamsError::Interval) => "interval_rounds",
+            CheckpointSettingsError::Params(CheckpointParamsError::RecoveryBlocks { .. }) => {
+                "recovery_blocks"
+            }
+            CheckpointSettingsError::Params(CheckpointParamsError::MaxActiveVerifiers(_)) => {
+                "max_active_verifiers"
+            }
+            CheckpointSettingsError::GenesisRound => "genesis_round",
+            CheckpointSettingsError::Recovery(_) => "covenant_pks",
+        }
+    }
 }
 
 impl CheckpointSettings {

@@ -28,11 +28,12 @@ impl FinalityModule {
             Some(row) => Some(round_to_pb(&mut conn, &row).await?),
             None => None,
         };
-        let genesis_script_pubkey = match genesis_script(&mut conn, s).await {
-            Ok(script) => script.into_bytes(),
+        let (genesis_script_round, genesis_script_pubkey) = match genesis_script(&mut conn, s).await
+        {
+            Ok((round, script)) => (round, script.into_bytes()),
             Err(
                 CheckpointError::GenesisRoundOpen { .. } | CheckpointError::GenesisNoSet { .. },
-            ) => Vec::new(),
+            ) => (0, Vec::new()),
             Err(e) => return Err(e),
         };
         Ok(pb::CheckpointsResponse {
@@ -48,6 +49,7 @@ impl FinalityModule {
             base: chain.as_ref().map(|c| c.base.to_pb()),
             latest,
             genesis_script_pubkey,
+            genesis_script_round,
             ended: chain.and_then(|c| c.ended).unwrap_or_default(),
         })
     }

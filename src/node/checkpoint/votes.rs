@@ -2,8 +2,9 @@
 //! equivocation a verifier commits by signing both a checkpoint round's M and its §10 vote
 //! message with the round's committed randomness, whichever arrives second.
 
-use bitcoin::secp256k1::XOnlyPublicKey;
+use bitcoin::secp256k1::{SecretKey, XOnlyPublicKey};
 use fiamma_finality::checkpoint::CheckpointVote;
+use fiamma_finality::eots::Signature;
 use fiamma_finality::merkle::Proof;
 use fiamma_finality::rounds::{
     checkpoint_slashing, CheckpointEquivocation, Slashing, VerifierRecord, VerifierStatus, Vote,
@@ -16,6 +17,7 @@ use super::errors::CheckpointError;
 use super::{close, store, Checkpoints};
 use crate::node::finality::store::{self as finality_store, Commitments, Lock};
 use crate::node::finality::{slashing, wire, FinalityModule};
+use crate::node::grpc::convert::FieldError;
 use crate::node::store::StoreError;
 
 impl FinalityModule {
@@ -117,6 +119,67 @@ impl FinalityModule {
         store::insert_vote(&mut tx, round, vote, proof).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Some(VoteOutcome::Counted))
+    }
+
+    /// EquivocationEvidence with a checkpoint vote: the vote must verify over the round's M
+    /// with the voter's committed randomness for the round (as AddCheckpointSig checks it),
+    /// and the other message and signature under the same key and randomness; then the key
+    /// is extracted and the verifier slashed. Returns the verifier and its key.
+    ///
+    /// # Errors
+    /// [`CheckpointError`] naming the first check that failed; nothing changed.
+    pub(crate) async fn checkpoint_evidence(
+        &self,
+        r: &pb::CheckpointEquivocation,
+    ) -> Result<(XOnlyPublicKey, SecretKey), CheckpointError> {
+        let checkpoints = self.checkpoint_config()?;
+        let (round, vote, proof) = wire::checkpoint_vote(r.vote.as_ref())?;
+        let other_signature = Signature::from_byte_array(wire::bytes32(
+            "checkpoint.other_signature",
+            &r.other_signature,
+        )?);
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        finality_store::position(&mut tx, Lock::Update).await?;
+        let row = store::checkpoint_round(&mut tx, round)
+            .await?
+            .ok_or(CheckpointError::NotCheckpointRound { round })?;
+        let record = finality_store::verifier_record(
+            &mut tx,
+            &vote.voter,
+            Commitments::Covering(round),
+            &self.params.liveness,
+        )
+        .await?;
+        let commitment = record
+            .as_ref()
+            .and_then(|r| r.commitment_covering(round))
+            .ok_or(CheckpointError::NoCommitment {
+                voter: vote.voter,
+                round,
+            })?;
+        let checkpoint = close::checkpoint_round(&mut tx, &checkpoints.settings, &row).await?;
+        checkpoint.check_vote(&vote, commitment, &proof)?;
+        if !r.message.is_empty() && r.message != checkpoint.message().as_bytes() {
+            return Err(FieldError {
+                field: "checkpoint.message",
+                reason: format!("is not round {round}'s M"),
+            }
+            .into());
+        }
+        let slashing = checkpoint_slashing(CheckpointEquivocation {
+            round,
+            vote,
+            proof,
+            message: checkpoint.message().clone(),
+            other_message: r.other_message.clone(),
+            other_signature,
+        })?;
+        let events =
+            slashing::apply::<CheckpointError>(&mut tx, &slashing, record, &self.params.liveness)
+                .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.publish(events);
+        Ok((slashing.verifier, slashing.secret_key))
     }
 
     /// The voter's record (its row locked), refused when it is slashed in either module.

@@ -214,6 +214,9 @@ pub enum EvidenceError {
     /// The verifier cannot be slashed.
     #[error(transparent)]
     Slash(#[from] SlashError),
+    /// The checkpoint evidence was refused.
+    #[error(transparent)]
+    Checkpoint(Box<CheckpointError>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -224,10 +227,11 @@ impl From<EvidenceError> for Status {
         let code = match &e {
             EvidenceError::Field(_) | EvidenceError::Equivocation(_) => Code::InvalidArgument,
             EvidenceError::Slash(s) => slash_status(s),
-            EvidenceError::Store(_) => Code::Internal,
+            EvidenceError::Checkpoint(_) | EvidenceError::Store(_) => Code::Internal,
         };
         match e {
             EvidenceError::Store(s) => store_status(s),
+            EvidenceError::Checkpoint(c) => (*c).into(),
             other => status(code, other),
         }
     }

@@ -425,6 +425,12 @@ impl FinalityModule {
         &self,
         r: pb::EquivocationEvidenceRequest,
     ) -> Result<(XOnlyPublicKey, SecretKey), EvidenceError> {
+        if let Some(checkpoint) = &r.checkpoint {
+            return self
+                .checkpoint_evidence(checkpoint)
+                .await
+                .map_err(|e| EvidenceError::Checkpoint(Box::new(e)));
+        }
         let first = wire::vote(&wire::FIRST, r.first.as_ref())?;
         let second = wire::vote(&wire::SECOND, r.second.as_ref())?;
         let slashing = equivocation(&first, &second, &self.contexts)?;
