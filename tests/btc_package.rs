@@ -141,7 +141,11 @@ async fn package_story(backend: &dyn Backend, miner: &dyn Miner) {
     // Paying for both, but version 2: TRUC refuses a non-TRUC child of a TRUC parent.
     let both = Amount::from_sat(vsize(&parent) + vsize(&sized));
     let v2 = child(&wallet, &parent, coin, both, 2);
-    let (txid, reason) = refused(backend.broadcast_package(&[parent.clone(), v2.clone()]).await);
+    let (txid, reason) = refused(
+        backend
+            .broadcast_package(&[parent.clone(), v2.clone()])
+            .await,
+    );
     assert_eq!(txid, v2.compute_txid());
     assert!(reason.contains("TRUC-violation"), "{reason}");
     unknown(backend, &[&parent, &v2]).await;

@@ -75,7 +75,11 @@ pub fn check_topology(txs: &[Transaction]) -> Result<(), TopologyError> {
                 "the last transaction does not spend {txid}"
             )));
         }
-        if parent.input.iter().any(|i| seen.contains(&i.previous_output.txid)) {
+        if parent
+            .input
+            .iter()
+            .any(|i| seen.contains(&i.previous_output.txid))
+        {
             return Err(TopologyError::NotChildWithParents(format!(
                 "parent {txid} spends another member"
             )));
@@ -320,7 +324,10 @@ mod tests {
     fn p2a_at_zero_is_the_one_dust_output_and_op_return_is_never_dust() {
         let p = parent();
         assert_eq!(dust_outputs(&p), vec![OutPoint::new(p.compute_txid(), 1)]);
-        assert_eq!(p2a().script_pubkey.minimal_non_dust(), Amount::from_sat(240));
+        assert_eq!(
+            p2a().script_pubkey.minimal_non_dust(),
+            Amount::from_sat(240)
+        );
         let mut ret = p.clone();
         ret.output = vec![TxOut {
             value: Amount::ZERO,
@@ -403,7 +410,10 @@ mod tests {
             member(&c0, 500, 100, vec![as_parent(&p)]),
         ])
         .unwrap_err();
-        assert!(matches!(err, PackageRuleError::MissingEphemeralSpends { .. }));
+        assert!(matches!(
+            err,
+            PackageRuleError::MissingEphemeralSpends { .. }
+        ));
         // A fee-paying parent with dust.
         let c = child_of(&p, 1);
         let err = check_package_rules(&[
@@ -411,7 +421,9 @@ mod tests {
             member(&c, 500, 100, vec![as_parent(&p)]),
         ])
         .unwrap_err();
-        assert!(err.to_string().starts_with("dust, tx with dust output must be 0-fee"));
+        assert!(err
+            .to_string()
+            .starts_with("dust, tx with dust output must be 0-fee"));
         // A version 2 child of a TRUC parent.
         let mut v2 = c.clone();
         v2.version = transaction::Version::TWO;

@@ -473,13 +473,11 @@ impl RegtestChain {
                 results.push(PackageTx::of(tx, Amount::ZERO, tx.vsize() as u64, false));
                 continue;
             }
-            let accepted = self
-                .check_in(tx, &view, fee_check)
-                .map_err(|e| Rejection {
-                    txid,
-                    kind: e.kind(),
-                    reason: e.to_string(),
-                })?;
+            let accepted = self.check_in(tx, &view, fee_check).map_err(|e| Rejection {
+                txid,
+                kind: e.kind(),
+                reason: e.to_string(),
+            })?;
             view.add(tx);
             results.push(PackageTx::of(tx, accepted.fee, accepted.vsize, true));
             new.push((tx, accepted));
@@ -996,9 +994,10 @@ impl Backend for EmbeddedBackend {
             Ok(members) => Ok(members.into_iter().map(|m| m.txid).collect()),
             Err(PackageError::Rejected(r)) => Err(r.into()),
             Err(PackageError::Topology(e)) => Err(Rejection {
-                txid: txs
-                    .last()
-                    .map_or_else(|| Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()), Transaction::compute_txid),
+                txid: txs.last().map_or_else(
+                    || Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()),
+                    Transaction::compute_txid,
+                ),
                 kind: RejectionKind::Rejected,
                 reason: e.to_string(),
             }

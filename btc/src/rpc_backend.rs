@@ -227,7 +227,9 @@ fn package_outcome(
     let msg = answer
         .get("package_msg")
         .and_then(Value::as_str)
-        .ok_or_else(|| BackendError::Malformed("submitpackage answer without package_msg".into()))?;
+        .ok_or_else(|| {
+            BackendError::Malformed("submitpackage answer without package_msg".into())
+        })?;
     if msg == "success" {
         return Ok(());
     }
@@ -250,7 +252,9 @@ fn package_outcome(
         .or(errors.first())
         .cloned();
     let (txid, error) = failed.unwrap_or((blamed, String::new()));
-    let kind = if error.starts_with("missing-inputs") || error.starts_with("bad-txns-inputs-missingorspent") {
+    let kind = if error.starts_with("missing-inputs")
+        || error.starts_with("bad-txns-inputs-missingorspent")
+    {
         RejectionKind::MissingOrSpentInputs
     } else {
         RejectionKind::Rejected

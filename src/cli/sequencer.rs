@@ -197,11 +197,12 @@ async fn checkpoint(cmd: SequencerCheckpointCommand) -> Result<(), CliError> {
                 p.confirmation_depth,
                 p.recovery_blocks
             );
-            match (&view.genesis, &view.genesis_script_pubkey) {
+            match (&view.genesis, &view.genesis_script) {
                 (Some(g), _) => println!("genesis: {}", output(g)),
-                (None, Some(script)) => {
-                    println!("genesis: not registered; pay {} sat to {script}", p.value.to_sat())
-                }
+                (None, Some((h0, script))) => println!(
+                    "genesis: not registered; round {h0}'s set: pay {} sat to {script}",
+                    p.value.to_sat()
+                ),
                 (None, None) => println!("genesis: round {} not closed yet", p.genesis_round),
             }
             if let Some(b) = &view.base {

@@ -105,7 +105,8 @@ pub fn signed_candidate(
             candidate,
         });
     }
-    let shape = check_shape(&signed, value).map_err(|source| ReadyError::Shape { round: h, source })?;
+    let shape =
+        check_shape(&signed, value).map_err(|source| ReadyError::Shape { round: h, source })?;
     if shape.base != round.base.outpoint {
         return Err(ReadyError::Base {
             round: h,
@@ -263,7 +264,9 @@ mod tests {
             output: vec![
                 TxOut {
                     value: VALUE,
-                    script_pubkey: ScriptBuf::from_bytes([[0x51, 0x20].as_slice(), &[9; 32]].concat()),
+                    script_pubkey: ScriptBuf::from_bytes(
+                        [[0x51, 0x20].as_slice(), &[9; 32]].concat(),
+                    ),
                 },
                 payload.txout(),
                 p2a_txout(),
@@ -327,7 +330,10 @@ mod tests {
         ));
         // Candidate and signed transaction agree, but off the template (a fee-paying output).
         let mut shape = ready(40);
-        for tx in [&mut shape.candidate].into_iter().chain(shape.signed_transaction.as_mut()) {
+        for tx in [&mut shape.candidate]
+            .into_iter()
+            .chain(shape.signed_transaction.as_mut())
+        {
             tx.output[2].value = Amount::from_sat(1);
         }
         assert!(matches!(

@@ -97,7 +97,7 @@ pub enum SequencerError {
     #[error("the node runs without checkpoints")]
     NoCheckpoints,
     /// Round h₀ is not closed yet, so the genesis script is not known.
-    #[error("checkpoint genesis round {0} is not closed yet: no genesis script to pay")]
+    #[error("no checkpoint genesis script yet: no round from {0} on with an active set is closed")]
     GenesisNotOpen(u64),
     /// The genesis funding did not get k deep within the wait.
     #[error("the genesis funding {txid} has {confirmations} of {needed} confirmations; run again to keep waiting")]
@@ -576,7 +576,11 @@ impl Sequencer {
             .set("fiamma_sequencer_next_round", &[], next as f64);
         self.metrics
             .set("fiamma_sequencer_unmined_anchors", &[], unmined as f64);
-        match report.refused.as_ref().or(report.checkpoint_refused.as_ref()) {
+        match report
+            .refused
+            .as_ref()
+            .or(report.checkpoint_refused.as_ref())
+        {
             Some(why) => self.health.failing(why.clone()),
             None => self.health.ok(),
         }
@@ -654,7 +658,10 @@ impl Sequencer {
             crate::checkpoint::build_child(&mut wallet, &parent, self.settings.fee_rate, &promised)
                 .await?
         };
-        let row = self.store.record_package(latest.round, &parent, &child).await?;
+        let row = self
+            .store
+            .record_package(latest.round, &parent, &child)
+            .await?;
         tracing::info!(
             round = latest.round,
             txid = %parent.compute_txid(),
@@ -675,7 +682,9 @@ impl Sequencer {
             Ok(_) => String::new(),
             Err(e) => e.to_string(),
         };
-        self.store.note_package_broadcast(row.round, &result).await?;
+        self.store
+            .note_package_broadcast(row.round, &result)
+            .await?;
         self.wallet
             .lock()
             .await
@@ -720,7 +729,9 @@ impl Sequencer {
         match crate::checkpoint::track(&status, k, on_node) {
             CheckpointTrack::Rebroadcast => self.send_package(row).await,
             CheckpointTrack::InMempool => {
-                self.store.note_package_depth(round, 0, false, false).await?;
+                self.store
+                    .note_package_depth(round, 0, false, false)
+                    .await?;
                 Ok(CheckpointOutcome::Pending {
                     round,
                     txid,
@@ -766,16 +777,25 @@ impl Sequencer {
     /// [`SequencerError::NoCheckpoints`], [`SequencerError::GenesisNotOpen`],
     /// [`SequencerError::GenesisNotDeep`] (run again to keep waiting), the node's refusal,
     /// [`SequencerError`].
-    pub async fn checkpoint_genesis(&self, wait: Duration) -> Result<GenesisOutcome, SequencerError> {
-        let node = self.checkpoints.as_ref().ok_or(SequencerError::NoCheckpoints)?;
+    pub async fn checkpoint_genesis(
+        &self,
+        wait: Duration,
+    ) -> Result<GenesisOutcome, SequencerError> {
+        let node = self
+            .checkpoints
+            .as_ref()
+            .ok_or(SequencerError::NoCheckpoints)?;
         let view = node
             .checkpoints()
             .await?
             .ok_or(SequencerError::NoCheckpoints)?;
         if let Some(genesis) = view.genesis {
-            if self.store.genesis().await?.is_some_and(|g| {
-                OutPoint::new(g.tx.compute_txid(), g.vout) == genesis.outpoint
-            }) {
+            if self
+                .store
+                .genesis()
+                .await?
+                .is_some_and(|g| OutPoint::new(g.tx.compute_txid(), g.vout) == genesis.outpoint)
+            {
                 self.store.note_genesis_registered().await?;
             }
             return Ok(GenesisOutcome::AlreadyRegistered(genesis));
@@ -784,8 +804,8 @@ impl Sequencer {
         let row = match self.store.genesis().await? {
             Some(row) => row,
             None => {
-                let script = view
-                    .genesis_script_pubkey
+                let (h0, script) = view
+                    .genesis_script
                     .clone()
                     .ok_or(SequencerError::GenesisNotOpen(view.params.genesis_round))?;
                 self.sync_wallet().await?;
@@ -807,10 +827,7 @@ impl Sequencer {
                     .position(|o| o.script_pubkey == script && o.value == view.params.value)
                     .and_then(|v| u32::try_from(v).ok())
                     .ok_or(StoreError::Corrupt("genesis funding without its output"))?;
-                let row = self
-                    .store
-                    .record_genesis(view.params.genesis_round, &tx, vout)
-                    .await?;
+                let row = self.store.record_genesis(h0, &tx, vout).await?;
                 tracing::info!(txid = %row.tx.compute_txid(), vout = row.vout, "genesis funding recorded");
                 row
             }

@@ -145,7 +145,8 @@ fn package_row(row: &sqlx::any::AnyRow) -> Result<PackageRow, StoreError> {
     let child: Vec<u8> = row.try_get("child")?;
     Ok(PackageRow {
         round: to_u64(row.try_get("round")?),
-        parent: deserialize(&parent).map_err(|_| StoreError::Corrupt("checkpoint_package.parent"))?,
+        parent: deserialize(&parent)
+            .map_err(|_| StoreError::Corrupt("checkpoint_package.parent"))?,
         child: deserialize(&child).map_err(|_| StoreError::Corrupt("checkpoint_package.child"))?,
         broadcasts: to_u64(row.try_get("broadcasts")?),
         last_result: row.try_get("last_result")?,
