@@ -121,7 +121,11 @@ async fn package_story(backend: &dyn Backend, miner: &dyn Miner) {
     // Alone, the 0-fee parent is refused, by either call.
     let err = backend.broadcast(&parent).await.unwrap_err();
     assert!(err.to_string().contains("min relay fee not met"), "{err}");
-    let (txid, reason) = refused(backend.broadcast_package(&[parent.clone()]).await);
+    let (txid, reason) = refused(
+        backend
+            .broadcast_package(std::slice::from_ref(&parent))
+            .await,
+    );
     assert_eq!(txid, parent.compute_txid());
     assert!(reason.contains("min relay fee not met"), "{reason}");
 
