@@ -345,7 +345,7 @@ async fn the_sequencer_funds_the_genesis_and_broadcasts_the_ready_checkpoint_as_
             confirmations: K
         }]
     );
-    let packages = store.packages().await.expect("read");
+    let packages = store.packages(false).await.expect("read");
     assert_eq!(packages.len(), 1);
     assert_eq!(
         (

@@ -223,12 +223,8 @@ async fn checkpoint(cmd: SequencerCheckpointCommand) -> Result<(), CliError> {
                 println!("ended: {why}");
             }
             let store = SequencerStore::open(&config.store_url()).await?;
-            for k in store.packages().await? {
-                let said = if k.last_result.is_empty() {
-                    "accepted"
-                } else {
-                    k.last_result.as_str()
-                };
+            for k in store.packages(false).await? {
+                let said = said(&k.last_result);
                 println!(
                     "round {} package {} + child {}: {} confirmations{}{}, broadcast {} times, last: {said}",
                     k.round,
@@ -315,11 +311,7 @@ async fn status(config: &Path) -> Result<(), CliError> {
         None => println!("the daemon has not completed a pass yet"),
     }
     for a in store.anchors().await? {
-        let said = if a.last_result.is_empty() {
-            "accepted"
-        } else {
-            a.last_result.as_str()
-        };
+        let said = said(&a.last_result);
         println!(
             "round {} anchored by {}: {} confirmations{}, broadcast {} times, last: {said}",
             a.round,
@@ -333,6 +325,15 @@ async fn status(config: &Path) -> Result<(), CliError> {
         println!("proof {} in round {}", hex::encode(p.proof_id), p.round);
     }
     Ok(())
+}
+
+/// What the Bitcoin node said to the last broadcast, as the status lines show it.
+fn said(last_result: &str) -> &str {
+    if last_result.is_empty() {
+        "accepted"
+    } else {
+        last_result
+    }
 }
 
 async fn wallet(cmd: SequencerWalletCommand) -> Result<(), CliError> {

@@ -214,18 +214,19 @@ pub enum Track {
 }
 
 /// What a recorded package asks for, from its candidate's `status` on Bitcoin, k =
-/// `confirmations`, and the round's status on the node (`None`: not asked, or unknown).
+/// `confirmations`, and the round's status on the node (`None`: not asked, or unknown): as a
+/// recorded anchor ([`crate::plan::track`]), except that an unmined candidate of a superseded
+/// round is dropped.
 pub fn track(status: &TxStatus, confirmations: u32, round: Option<CheckpointStatus>) -> Track {
-    match status {
-        TxStatus::Confirmed {
-            confirmations: c, ..
-        } if *c >= confirmations => Track::Done(*c),
-        TxStatus::Confirmed {
-            confirmations: c, ..
-        } => Track::Confirming(*c),
-        _ if round == Some(CheckpointStatus::Superseded) => Track::Superseded,
-        TxStatus::InMempool => Track::InMempool,
-        TxStatus::Unknown => Track::Rebroadcast,
+    let mined = matches!(status, TxStatus::Confirmed { .. });
+    if !mined && round == Some(CheckpointStatus::Superseded) {
+        return Track::Superseded;
+    }
+    match crate::plan::track(status, confirmations) {
+        crate::plan::Track::Rebroadcast => Track::Rebroadcast,
+        crate::plan::Track::InMempool => Track::InMempool,
+        crate::plan::Track::Confirming(c) => Track::Confirming(c),
+        crate::plan::Track::Done(c) => Track::Done(c),
     }
 }
 

@@ -379,7 +379,7 @@ impl Sequencer {
         let anchors = self.store.pending().await?.into_iter().map(|a| a.tx);
         let children = self
             .store
-            .pending_packages()
+            .packages(true)
             .await?
             .into_iter()
             .map(|p| p.child);
@@ -640,7 +640,7 @@ impl Sequencer {
         };
         let k = view.params.confirmation_depth;
         let mut outcomes = Vec::new();
-        for row in self.store.pending_packages().await? {
+        for row in self.store.packages(true).await? {
             outcomes.push(self.settle_package(node.as_ref(), &row, k).await?);
         }
         let Some(latest) = view.latest else {

@@ -423,31 +423,16 @@ impl SequencerStore {
         Ok(())
     }
 
-    /// The packages with something left to do, by round.
+    /// The packages by round: those with something left to do when `pending_only`, else all.
     ///
     /// # Errors
     /// [`StoreError`].
-    pub async fn pending_packages(&self) -> Result<Vec<PackageRow>, StoreError> {
+    pub async fn packages(&self, pending_only: bool) -> Result<Vec<PackageRow>, StoreError> {
         sqlx::query(
             "SELECT round, parent, child, broadcasts, last_result, confirmations, done, \
-             superseded FROM checkpoint_package WHERE done = 0 ORDER BY round",
+             superseded FROM checkpoint_package WHERE done = 0 OR $1 = 0 ORDER BY round",
         )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(package_row)
-        .collect()
-    }
-
-    /// Every package, by round.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub async fn packages(&self) -> Result<Vec<PackageRow>, StoreError> {
-        sqlx::query(
-            "SELECT round, parent, child, broadcasts, last_result, confirmations, done, \
-             superseded FROM checkpoint_package ORDER BY round",
-        )
+        .bind(i64::from(u8::from(pending_only)))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -574,6 +559,60 @@ mod tests {
             }],
             output: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn the_first_recorded_package_and_genesis_are_the_ones_kept() {
+        let store = SequencerStore::open("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        let first = store
+            .record_package(8, &tx(1), &tx(2))
+            .await
+            .expect("recorded");
+        assert_eq!((first.parent.clone(), first.child.clone()), (tx(1), tx(2)));
+        let again = store.record_package(8, &tx(3), &tx(4)).await.expect("kept");
+        assert_eq!(again, first);
+        store
+            .note_package_broadcast(8, "refused")
+            .await
+            .expect("noted");
+        store
+            .record_package(12, &tx(5), &tx(6))
+            .await
+            .expect("recorded");
+        store
+            .note_package_depth(12, 0, true, true)
+            .await
+            .expect("superseded");
+        let pending = store.packages(true).await.expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (
+                pending[0].round,
+                pending[0].broadcasts,
+                pending[0].last_result.as_str()
+            ),
+            (8, 1, "refused")
+        );
+        let all = store.packages(false).await.expect("all");
+        assert_eq!(all.len(), 2);
+        assert!(all[1].done && all[1].superseded);
+
+        assert_eq!(store.genesis().await.expect("none"), None);
+        let g = store.record_genesis(2, &tx(7), 1).await.expect("recorded");
+        assert_eq!((g.genesis_round, g.vout, g.registered), (2, 1, false));
+        let kept = store.record_genesis(3, &tx(8), 0).await.expect("kept");
+        assert_eq!(kept, g);
+        store.note_genesis_registered().await.expect("registered");
+        assert!(
+            store
+                .genesis()
+                .await
+                .expect("some")
+                .expect("row")
+                .registered
+        );
     }
 
     #[tokio::test]
