@@ -13,6 +13,7 @@ use fiamma_staking::params::{Params, ParamsVersions};
 use fiamma_staking::rate::SlashingRate;
 
 use super::error::DevnetError;
+use crate::node::checkpoint::CheckpointConfig;
 use crate::node::config::FinalityConfig;
 
 /// Chain id of the signing contexts.
@@ -27,8 +28,14 @@ pub const COVENANT_QUORUM: u32 = 3;
 pub const CONFIRMATION_DEPTH: u32 = 2;
 /// Staking time T of every devnet stake, in blocks: long enough for the whole story.
 pub const STAKING_TIME: u32 = 150;
-/// Unbonding time U, in blocks.
-pub const UNBONDING_TIME: u32 = 5;
+/// Unbonding time U, in blocks (long enough for a checkpoint recovery leaf: 2k ≤ R ≤ U/2).
+pub const UNBONDING_TIME: u32 = 10;
+/// N: a scheduled checkpoint round every this many rounds (once a genesis is registered).
+pub const CHECKPOINT_INTERVAL: u64 = 5;
+/// R: blocks after which the covenant committee may spend a checkpoint output.
+pub const CHECKPOINT_RECOVERY: u32 = 5;
+/// V: the value of every checkpoint output.
+pub const CHECKPOINT_VALUE: Amount = Amount::from_sat(1_000);
 /// The exact unbonding fee.
 pub const UNBONDING_FEE: Amount = Amount::from_sat(2_000);
 /// Fee of each slashing transaction.
@@ -147,7 +154,7 @@ pub fn contexts() -> SigningContexts {
 }
 
 /// The node's finality settings: rounds every `round_interval`, the default vote expiry and
-/// liveness rules.
+/// liveness rules, and checkpoints.
 ///
 /// # Errors
 /// [`DevnetError::Refused`] if the liveness rules are invalid.
@@ -159,7 +166,14 @@ pub fn finality_config(round_interval: Duration) -> Result<FinalityConfig, Devne
         liveness: LivenessRules::new(100, 50, 100)
             .map_err(|e| DevnetError::refused("devnet liveness rules", e))?,
         proof_retention_rounds: crate::node::config::DEFAULT_PROOF_RETENTION_ROUNDS,
-        checkpoint: None,
+        // The genesis encodes the first round with stake; checkpoint rounds start once the
+        // story registers it.
+        checkpoint: Some(CheckpointConfig {
+            genesis_round: 1,
+            value: CHECKPOINT_VALUE,
+            interval_rounds: CHECKPOINT_INTERVAL,
+            recovery_blocks: Some(CHECKPOINT_RECOVERY),
+        }),
     })
 }
 
