@@ -25,10 +25,9 @@ use fiamma_proto::client::{
 };
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_proto::finality::v1::finality_client::FinalityClient;
-use fiamma_staking::context::SigningContexts;
 use fiamma_verifier::signer::KeystoreSigner;
 use fiamma_verifier::store::VerifierStore;
-use fiamma_verifier::verifier::{RoundOutcome, Verifier, VerifierSettings};
+use fiamma_verifier::verifier::{RoundOutcome, Verifier};
 use node_finality_support::{contexts, corrupted_proof, fiamma_proof, keypair, proof_request};
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -67,12 +66,7 @@ async fn four_verifiers_register_commit_reverify_and_vote_across_several_batches
     let _node = Killed(node);
     let mut client = finality(addr).await;
 
-    let mut configs = Vec::new();
-    for seed in 1..=4u8 {
-        let config = registered(&dir.path().join(format!("v{seed}")), seed, addr);
-        stake(&pool, seed, 1_000_000).await;
-        configs.push(config);
-    }
+    let configs = registered_and_staked(dir.path(), 1..=4, addr, &pool).await;
     // With no slashing-protection record of the network, the daemon refuses to start.
     let refused = fiamma(&[
         "verifier",
@@ -247,17 +241,9 @@ impl FinalityNode for LyingNode {
     }
 }
 
-fn settings(contexts: SigningContexts) -> VerifierSettings {
-    VerifierSettings {
-        contexts,
-        commit_batch: 10,
-        commit_ahead: 5,
-        catch_up_rounds: 10,
-        poll_interval: Duration::from_millis(100),
-        unjail: false,
-        jail_duration: 100,
-    }
-}
+// The lie is about verdicts only: checkpoints and params as the node serves them.
+pass_checkpoint_node!(LyingNode, 0);
+pass_staking_node!(LyingNode, 0);
 
 #[sqlx::test]
 async fn a_verifier_given_a_node_that_lies_about_a_verdict_does_not_vote_on_that_round(
@@ -273,7 +259,7 @@ async fn a_verifier_given_a_node_that_lies_about_a_verdict_does_not_vote_on_that
         .expect("endpoint");
     let store = VerifierStore::open("sqlite::memory:").await.expect("store");
     let verifier = Verifier::new(
-        settings(contexts()),
+        test_settings(contexts()),
         Arc::new(KeystoreSigner::new(keypair(1))),
         Arc::new(LyingNode(grpc)),
         store,

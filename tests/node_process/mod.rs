@@ -58,17 +58,99 @@ pub fn write_files(dir: &Path, db: &str, addr: SocketAddr, extra: &str) -> PathB
     config
 }
 
-/// Starts `fiamma node --config <config>`; only what the config says counts.
-pub fn spawn(config: &Path) -> Child {
+/// How a node reaches a Bitcoin node over JSON-RPC.
+pub struct RpcLogin<'a> {
+    /// `http://host:port`.
+    pub url: &'a str,
+    /// The RPC user.
+    pub user: &'a str,
+    /// The RPC password.
+    pub password: &'a str,
+}
+
+/// Writes `params` as the params file and a node config in `dir` for database `db` and gRPC
+/// `addr`, following the Bitcoin node of `rpc` over JSON-RPC, with `extra` TOML appended.
+/// Returns the config's path.
+pub fn write_rpc_files(
+    dir: &Path,
+    db: &str,
+    addr: SocketAddr,
+    params: &fiamma_staking::params::Params,
+    rpc: &RpcLogin<'_>,
+    extra: &str,
+) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let params_file = dir.join("params.json");
+    std::fs::write(
+        &params_file,
+        serde_json::to_string(&vec![params]).expect("json"),
+    )
+    .expect("write");
+    let c = contexts();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{db}\"\ngrpc_addr = \"{addr}\"\nnetwork = \"regtest\"\n\
+             params_file = \"{}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\n\
+             [bitcoin]\nbackend = \"rpc\"\nrpc_url = \"{}\"\nrpc_user = \"{}\"\n\
+             rpc_password = \"{}\"\npoll_interval_ms = 100\n\n{extra}",
+            params_file.display(),
+            c.chain_id,
+            c.module_address,
+            rpc.url,
+            rpc.user,
+            rpc.password,
+        ),
+    )
+    .expect("write");
+    config
+}
+
+/// Starts `fiamma regtest` (the embedded chain over JSON-RPC) on `port`, with the RPC login
+/// `user`/`password`.
+pub fn spawn_regtest(port: u16, user: &str, password: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fiamma"))
-        .args(["node", "--config"])
-        .arg(config)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
+        .args(["regtest", "--rpc-port", &port.to_string()])
+        .env("FIAMMA_RPC_USER", user)
+        .env("FIAMMA_RPC_PASSWORD", password)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .expect("fiamma regtest starts")
+}
+
+/// Starts `fiamma node --config <config>`; only what the config says counts.
+pub fn spawn(config: &Path) -> Child {
+    node_command(config)
+        .stderr(Stdio::null())
+        .spawn()
         .expect("node starts")
+}
+
+/// [`spawn`], its log (warnings and errors) appended to the file `log`.
+pub fn spawn_logged(config: &Path, log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    node_command(config)
+        .stderr(file)
+        .spawn()
+        .expect("node starts")
+}
+
+fn node_command(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fiamma"));
+    cmd.args(["node", "--config"])
+        .arg(config)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
 }
 
 /// A channel to the node at `addr` once gRPC health reports `service` SERVING (30 s at most).

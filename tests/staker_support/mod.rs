@@ -48,39 +48,26 @@ pub struct World {
 
 /// Starts `fiamma regtest` on a free port.
 fn spawn_regtest(port: u16) -> Killed {
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_fiamma"))
-            .args(["regtest", "--rpc-port", &port.to_string()])
-            .env("FIAMMA_RPC_USER", RPC_USER)
-            .env("FIAMMA_RPC_PASSWORD", RPC_PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fiamma regtest starts"),
-    )
+    Killed(crate::node_process::spawn_regtest(
+        port,
+        RPC_USER,
+        RPC_PASSWORD,
+    ))
 }
 
 fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str, finality: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("dir");
-    let params_file = dir.join("params.json");
-    cs::write_params(&params_file, &cs::params());
-    let c = contexts();
-    let config = dir.join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database_url = \"{db}\"\ngrpc_addr = \"{addr}\"\nnetwork = \"regtest\"\n\
-             params_file = \"{}\"\nchain_id = \"{}\"\nmodule_address = \"{}\"\n\n\
-             [bitcoin]\nbackend = \"rpc\"\nrpc_url = \"{rpc_url}\"\nrpc_user = \"{RPC_USER}\"\n\
-             rpc_password = \"{RPC_PASSWORD}\"\npoll_interval_ms = 100\n\n[finality]\n{finality}",
-            params_file.display(),
-            c.chain_id,
-            c.module_address
-        ),
+    crate::node_process::write_rpc_files(
+        dir,
+        db,
+        addr,
+        &cs::params(),
+        &crate::node_process::RpcLogin {
+            url: rpc_url,
+            user: RPC_USER,
+            password: RPC_PASSWORD,
+        },
+        &format!("[finality]\n{finality}"),
     )
-    .expect("write");
-    config
 }
 
 impl World {

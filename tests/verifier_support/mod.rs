@@ -153,6 +153,22 @@ pub async fn stake(pool: &PgPool, seed: u8, value: u64) {
     .await;
 }
 
+/// Verifiers `seeds`, each in `dir/v<seed>`, registered with the CLI and given 1,000,000 sat
+/// of ACTIVE stake; their configs.
+pub async fn registered_and_staked(
+    dir: &Path,
+    seeds: std::ops::RangeInclusive<u8>,
+    node: SocketAddr,
+    pool: &PgPool,
+) -> Vec<PathBuf> {
+    let mut configs = Vec::new();
+    for seed in seeds {
+        configs.push(registered(&dir.join(format!("v{seed}")), seed, node));
+        stake(pool, seed, 1_000_000).await;
+    }
+    configs
+}
+
 /// Starts `fiamma verifier run --config <config>` (with `--new-network` when asked).
 pub fn spawn_verifier(config: &Path, new_network: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fiamma"));
@@ -278,6 +294,22 @@ pub fn copy_store(from: &Path, to: &Path) {
     }
 }
 
+/// The settings of the in-process verifiers: batches of 10 rounds, 5 committed ahead, 10
+/// rounds of catch-up, polled every 100 ms.
+pub fn test_settings(
+    contexts: fiamma_staking::context::SigningContexts,
+) -> fiamma_verifier::verifier::VerifierSettings {
+    fiamma_verifier::verifier::VerifierSettings {
+        contexts,
+        commit_batch: 10,
+        commit_ahead: 5,
+        catch_up_rounds: 10,
+        poll_interval: Duration::from_millis(100),
+        unjail: false,
+        jail_duration: 100,
+    }
+}
+
 /// Kills a child on drop, so a failing test leaves no process behind.
 pub struct Killed(pub Child);
 
@@ -287,3 +319,187 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Implements `FinalityNode` for `$ty` by passing every call to its field `$field` (a node
+/// client): a test wrapper overrides only the calls it injects a fault into.
+#[allow(unused_macros)]
+macro_rules! pass_finality_node {
+    ($ty:ty, $field:tt) => {
+        #[::async_trait::async_trait]
+        impl ::fiamma_proto::client::FinalityNode for $ty {
+            async fn verifier(
+                &self,
+                v: ::bitcoin::secp256k1::XOnlyPublicKey,
+            ) -> Result<Option<::fiamma_proto::client::VerifierRecord>, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::FinalityNode::verifier(&self.$field, v).await
+            }
+            async fn rounds(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<::fiamma_proto::client::RoundSummary>, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::FinalityNode::rounds(&self.$field, from, limit).await
+            }
+            async fn latest_round(&self) -> Result<u64, ::fiamma_proto::client::NodeError> {
+                ::fiamma_proto::client::FinalityNode::latest_round(&self.$field).await
+            }
+            async fn round(
+                &self,
+                h: u64,
+            ) -> Result<Option<::fiamma_proto::client::ClosedRoundView>, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::FinalityNode::round(&self.$field, h).await
+            }
+            async fn round_proofs(
+                &self,
+                h: u64,
+                from: u32,
+            ) -> Result<::fiamma_proto::client::ProofPage, ::fiamma_proto::client::NodeError> {
+                ::fiamma_proto::client::FinalityNode::round_proofs(&self.$field, h, from).await
+            }
+            async fn commit_pub_rand(
+                &self,
+                v: ::bitcoin::secp256k1::XOnlyPublicKey,
+                c: &::fiamma_finality::commitment::RandomnessCommitment,
+                s: &::bitcoin::secp256k1::schnorr::Signature,
+            ) -> Result<(), ::fiamma_proto::client::NodeError> {
+                ::fiamma_proto::client::FinalityNode::commit_pub_rand(&self.$field, v, c, s).await
+            }
+            async fn add_finality_sig(
+                &self,
+                vote: &::fiamma_finality::rounds::Vote,
+            ) -> Result<::fiamma_proto::client::VoteOutcome, ::fiamma_proto::client::NodeError> {
+                ::fiamma_proto::client::FinalityNode::add_finality_sig(&self.$field, vote).await
+            }
+            async fn unjail(
+                &self,
+                v: ::bitcoin::secp256k1::XOnlyPublicKey,
+                s: &::bitcoin::secp256k1::schnorr::Signature,
+            ) -> Result<(), ::fiamma_proto::client::NodeError> {
+                ::fiamma_proto::client::FinalityNode::unjail(&self.$field, v, s).await
+            }
+            async fn finality_events(
+                &self,
+                from: u64,
+            ) -> Result<::fiamma_proto::client::FinalityEventStream, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::FinalityNode::finality_events(&self.$field, from).await
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use pass_finality_node;
+
+/// Implements `CheckpointNode` for `$ty` by passing every call to its field `$field`.
+#[allow(unused_macros)]
+macro_rules! pass_checkpoint_node {
+    ($ty:ty, $field:tt) => {
+        #[::async_trait::async_trait]
+        impl ::fiamma_proto::client::CheckpointNode for $ty {
+            async fn checkpoints(
+                &self,
+            ) -> Result<
+                Option<::fiamma_proto::client::CheckpointsView>,
+                ::fiamma_proto::client::NodeError,
+            > {
+                ::fiamma_proto::client::CheckpointNode::checkpoints(&self.$field).await
+            }
+            async fn checkpoint_round(
+                &self,
+                h: u64,
+            ) -> Result<
+                Option<::fiamma_proto::client::CheckpointRoundView>,
+                ::fiamma_proto::client::NodeError,
+            > {
+                ::fiamma_proto::client::CheckpointNode::checkpoint_round(&self.$field, h).await
+            }
+            async fn add_checkpoint_sig(
+                &self,
+                h: u64,
+                vote: &::fiamma_finality::checkpoint::CheckpointVote,
+                proof: &::fiamma_finality::merkle::Proof,
+            ) -> Result<::fiamma_proto::client::VoteOutcome, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::CheckpointNode::add_checkpoint_sig(
+                    &self.$field,
+                    h,
+                    vote,
+                    proof,
+                )
+                .await
+            }
+            async fn register_checkpoint_genesis(
+                &self,
+                outpoint: ::bitcoin::OutPoint,
+            ) -> Result<
+                ::fiamma_proto::client::CheckpointOutputView,
+                ::fiamma_proto::client::NodeError,
+            > {
+                ::fiamma_proto::client::CheckpointNode::register_checkpoint_genesis(
+                    &self.$field,
+                    outpoint,
+                )
+                .await
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use pass_checkpoint_node;
+
+/// Implements `StakingNode` for `$ty` by passing every call to its field `$field`.
+#[allow(unused_macros)]
+macro_rules! pass_staking_node {
+    ($ty:ty, $field:tt) => {
+        #[::async_trait::async_trait]
+        impl ::fiamma_proto::client::StakingNode for $ty {
+            async fn params(
+                &self,
+                version: u32,
+            ) -> Result<::fiamma_proto::staking::v1::Params, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::StakingNode::params(&self.$field, version).await
+            }
+            async fn pending_delegations(
+                &self,
+                covenant: ::bitcoin::secp256k1::XOnlyPublicKey,
+                token: Option<String>,
+                size: u32,
+            ) -> Result<::fiamma_proto::client::PendingPage, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::StakingNode::pending_delegations(
+                    &self.$field,
+                    covenant,
+                    token,
+                    size,
+                )
+                .await
+            }
+            async fn add_covenant_sigs(
+                &self,
+                staking_txid: &str,
+                sigs: &::fiamma_covenant::signing::CovenantSignatures,
+            ) -> Result<::fiamma_proto::client::CovenantSigsAck, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::StakingNode::add_covenant_sigs(
+                    &self.$field,
+                    staking_txid,
+                    sigs,
+                )
+                .await
+            }
+            async fn events(
+                &self,
+                from: u64,
+            ) -> Result<::fiamma_proto::client::EventStream, ::fiamma_proto::client::NodeError>
+            {
+                ::fiamma_proto::client::StakingNode::events(&self.$field, from).await
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use pass_staking_node;

@@ -73,7 +73,8 @@ pub struct SignedRecord {
     pub round: u64,
     /// sha256 of the vote message (hex).
     pub message_hash: String,
-    /// The vote as sent (hex protobuf `FinalityVote`), when known.
+    /// The vote as sent (hex protobuf `FinalityVote`, or `CheckpointVote` on a checkpoint
+    /// round), when known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vote: String,
 }

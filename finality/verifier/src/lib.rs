@@ -4,6 +4,7 @@
 //!
 //! - [`verifier`]: the component (`new`, `step`, `run`);
 //! - [`checkpoint`]: checkpoint rounds: rebuild the candidate, sign only an identical one;
+//! - [`own_candidate`]: the verifier's own checkpoint candidate from its own view (pure);
 //! - [`signer`]: the signing boundary and the keystore signer;
 //! - [`store`]: the local store and its slashing protection (SQLite or PostgreSQL);
 //! - [`interchange`]: the slashing-protection file (`slashing-protection export|import`);
@@ -13,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod daemon;
 pub mod interchange;
+pub mod own_candidate;
 pub mod signer;
 pub mod store;
 pub mod verifier;

@@ -7,12 +7,19 @@
 //! same one is re-sent as recorded. Liveness second: randomness is committed a configured margin
 //! ahead, and every closed round of the catch-up window is re-verified from its proofs and voted
 //! on only when this verifier computes the node's round hash itself.
+//!
+//! A checkpoint round (CHECKPOINTS.md §13.5–13.6) gets no §10 vote: its one message is the
+//! checkpoint candidate's M, signed only when the candidate is byte-identical to the one this
+//! verifier derives itself ([`crate::own_candidate`]), through the same slashing protection.
+//! Members of the base set sign it even when they left round h's active set (outgoing duty).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
+use bitcoin::secp256k1::XOnlyPublicKey;
+use fiamma_finality::checkpoint::{build_candidate, CheckpointRules, CheckpointSet};
 use fiamma_finality::commitment::RandomnessCommitment;
 use fiamma_finality::eots::RandomnessDomain;
 use fiamma_finality::merkle::Digest;
@@ -21,10 +28,11 @@ use fiamma_finality::rounds::Vote;
 use fiamma_finality::vote::vote_message;
 use fiamma_finality::zk::ZkProof;
 use fiamma_proto::client::{
-    ClosedRoundView, FinalityEventStream, FinalityNode, NodeError, RoundStatus, VerifierRecord,
+    CheckpointKind, CheckpointNode, CheckpointRoundView, ClosedRoundView, Code,
+    FinalityEventStream, FinalityNode, NodeError, RoundStatus, StakingNode, VerifierRecord,
     VerifierStatus, VoteOutcome,
 };
-use fiamma_proto::codec::finality::{vote, vote_to_pb, VOTE};
+use fiamma_proto::codec::finality::{checkpoint_vote_to_pb, vote, vote_to_pb, VOTE};
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_role::component::Component;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
@@ -32,8 +40,17 @@ use fiamma_role::store::unix_now;
 use fiamma_staking::context::SigningContexts;
 use prost::Message;
 
+use crate::checkpoint::{CheckpointDecision, CheckpointSignError, CheckpointSigner};
+use crate::own_candidate::{compare, OwnCandidate, OwnView};
 use crate::signer::{Signer, SignerError};
 use crate::store::{Disagreement, Network, Progress, SignedRound, StoreError, VerifierStore};
+
+/// What the verifier asks of the node: its finality module, the checkpoint chain, and the
+/// staking params (the covenant committee of the checkpoint recovery leaf). [`GrpcNode`]
+/// (fiamma_proto::client::GrpcNode) is all three over one channel.
+pub trait VerifierNode: FinalityNode + CheckpointNode + StakingNode {}
+
+impl<T: FinalityNode + CheckpointNode + StakingNode + ?Sized> VerifierNode for T {}
 
 /// How a verifier runs, apart from its key, node and store.
 #[derive(Debug, Clone)]
@@ -61,9 +78,14 @@ pub enum RoundOutcome {
     Voted(VoteOutcome),
     /// Signed before (this run or an earlier one); the recorded vote was sent again.
     Resent(VoteOutcome),
+    /// A checkpoint round: its candidate rebuilt byte for byte, M signed, recorded and sent;
+    /// the node's answer.
+    CheckpointSigned(VoteOutcome),
+    /// A checkpoint round signed before for the same M: the same checkpoint vote sent again.
+    CheckpointResent(VoteOutcome),
     /// The node already holds this verifier's vote.
     AlreadyCounted,
-    /// Not in the round's active set.
+    /// Not in the round's active set (nor, on a checkpoint round, in the base set).
     NotActive,
     /// The round takes no votes any more.
     Expired,
@@ -89,6 +111,8 @@ impl RoundOutcome {
         match self {
             RoundOutcome::Voted(_) => "voted",
             RoundOutcome::Resent(_) => "resent",
+            RoundOutcome::CheckpointSigned(_) => "checkpoint_signed",
+            RoundOutcome::CheckpointResent(_) => "checkpoint_resent",
             RoundOutcome::AlreadyCounted => "already_counted",
             RoundOutcome::NotActive => "not_active",
             RoundOutcome::Expired => "expired",
@@ -153,7 +177,7 @@ pub enum VerifierError {
 pub struct Verifier {
     settings: VerifierSettings,
     signer: Arc<dyn Signer>,
-    node: Arc<dyn FinalityNode>,
+    node: Arc<dyn VerifierNode>,
     store: VerifierStore,
     network: Network,
     domain: RandomnessDomain,
@@ -170,6 +194,8 @@ struct State {
     settled: BTreeSet<u64>,
     /// Newest finality event seen.
     seen_event: u64,
+    /// The newest staking params version the node served (probed upwards from here).
+    params_version: u32,
 }
 
 fn status_word(status: Option<VerifierStatus>) -> &'static str {
@@ -199,7 +225,7 @@ impl Verifier {
     pub async fn new(
         settings: VerifierSettings,
         signer: Arc<dyn Signer>,
-        node: Arc<dyn FinalityNode>,
+        node: Arc<dyn VerifierNode>,
         store: VerifierStore,
         new_network: bool,
     ) -> Result<Self, VerifierError> {
@@ -310,13 +336,23 @@ impl Verifier {
                 }
                 if status == VerifierStatus::Jailed {
                     report.unjail = self.maybe_unjail(&known, current).await;
-                } else if status == VerifierStatus::Active {
+                }
+                if matches!(status, VerifierStatus::Active | VerifierStatus::Jailed) {
                     let from = current
                         .saturating_sub(self.settings.catch_up_rounds)
                         .saturating_add(1)
                         .max(1);
+                    // A jailed verifier votes in no round, but a member of a checkpoint's base
+                    // set still signs its checkpoint rounds (outgoing duty, §13.6.2).
+                    let only = if status == VerifierStatus::Jailed {
+                        Some(self.checkpoint_rounds(from, current).await?)
+                    } else {
+                        None
+                    };
                     for round in from..=current {
-                        if self.state().settled.contains(&round) {
+                        if self.state().settled.contains(&round)
+                            || only.as_ref().is_some_and(|o| !o.contains(&round))
+                        {
                             continue;
                         }
                         let (outcome, round_power, proofs) = self.decide(round, &known).await?;
@@ -490,6 +526,9 @@ impl Verifier {
                 None,
             ));
         };
+        if view.checkpoint != CheckpointKind::None {
+            return self.decide_checkpoint(&view, record).await;
+        }
         let key = self.signer.public_key();
         let Some(&(_, power)) = view.active_set.iter().find(|(k, _)| *k == key) else {
             return Ok((RoundOutcome::NotActive, 0, None));
@@ -529,11 +568,33 @@ impl Verifier {
                 Err(e) => return Err(e.into()),
             });
         }
-        let ours = match self.reverify(&view).await? {
+        let counts = match self.own_round_hash(&view).await? {
+            Ok((_, counts)) => counts,
+            Err((outcome, counts)) => return Ok((outcome, power, counts)),
+        };
+        Ok((
+            self.vote_for(round, view.round_hash, record).await?,
+            power,
+            Some(counts),
+        ))
+    }
+
+    /// Round `view`'s hash as this verifier computes it from the proofs, when it is the node's
+    /// (with how many proofs there are and how many are valid); else the outcome (recorded as
+    /// a disagreement) and the counts when the proofs were checked.
+    async fn own_round_hash(
+        &self,
+        view: &ClosedRoundView,
+    ) -> Result<
+        Result<(Digest, (usize, usize)), (RoundOutcome, Option<(usize, usize)>)>,
+        VerifierError,
+    > {
+        let round = view.round;
+        let ours = match self.reverify(view).await? {
             Ok(ours) => ours,
             Err(why) => {
                 self.disagree(round, "unverifiable", &why).await?;
-                return Ok((RoundOutcome::Unverifiable(why), power, None));
+                return Ok(Err((RoundOutcome::Unverifiable(why), None)));
             }
         };
         let counts = (
@@ -557,13 +618,268 @@ impl Verifier {
                 format!("verdicts differ on proofs {}", differing.join(", "))
             };
             self.disagree(round, "disagree", &why).await?;
-            return Ok((RoundOutcome::Disagrees(why), power, Some(counts)));
+            return Ok(Err((RoundOutcome::Disagrees(why), Some(counts))));
         }
-        Ok((
-            self.vote_for(round, view.round_hash, record).await?,
-            power,
-            Some(counts),
-        ))
+        Ok(Ok((recomputed.0, counts)))
+    }
+
+    /// The closed rounds in `from..=to` that the node serves as checkpoint rounds.
+    async fn checkpoint_rounds(&self, from: u64, to: u64) -> Result<BTreeSet<u64>, VerifierError> {
+        let mut found = BTreeSet::new();
+        let mut next = from;
+        while next <= to {
+            let limit = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(1_000);
+            let page = self.node.rounds(next, limit).await?;
+            let Some(last) = page.last().map(|r| r.round) else {
+                break;
+            };
+            found.extend(
+                page.iter()
+                    .filter(|r| r.round <= to && r.checkpoint != CheckpointKind::None)
+                    .map(|r| r.round),
+            );
+            next = last.saturating_add(1).max(next.saturating_add(1));
+        }
+        Ok(found)
+    }
+
+    /// The last rotation round the node declared in the `vote_expiry` rounds before `round`.
+    async fn last_rotation(
+        &self,
+        round: u64,
+        vote_expiry: u64,
+    ) -> Result<Option<u64>, VerifierError> {
+        let from = round.saturating_sub(vote_expiry.max(1)).max(1);
+        if from >= round {
+            return Ok(None);
+        }
+        let limit = u32::try_from(round - from).unwrap_or(u32::MAX).min(10_000);
+        Ok(self
+            .node
+            .rounds(from, limit)
+            .await?
+            .iter()
+            .filter(|r| r.round < round && r.checkpoint == CheckpointKind::Rotation)
+            .map(|r| r.round)
+            .max())
+    }
+
+    /// The covenant committee and its quorum in the node's latest staking params version
+    /// (probed upwards from the newest one seen); `Err` says why there is none.
+    async fn committee(&self) -> Result<Result<(Vec<XOnlyPublicKey>, u32), String>, VerifierError> {
+        let mut version = self.state().params_version;
+        let mut latest = None;
+        loop {
+            match self.node.params(version).await {
+                Ok(p) => latest = Some(p),
+                Err(NodeError::Status {
+                    code: Code::NotFound,
+                    ..
+                }) => break,
+                Err(e) => return Err(e.into()),
+            }
+            version = version.saturating_add(1);
+        }
+        let Some(params) = latest else {
+            return Ok(Err(format!(
+                "the node serves no staking params version {version}"
+            )));
+        };
+        self.state().params_version = params.version;
+        let keys: Result<Vec<XOnlyPublicKey>, _> = params
+            .covenant_pks
+            .iter()
+            .map(|k| fiamma_proto::codec::key("params.covenant_pks", k))
+            .collect();
+        Ok(keys
+            .map(|keys| (keys, params.covenant_quorum))
+            .map_err(|e| format!("params version {}: {e}", params.version)))
+    }
+
+    /// Decides checkpoint round `view` (§13.5–13.6): signers are round h's active set and the
+    /// base set; the candidate is rebuilt from this verifier's own view and M is signed only
+    /// for a byte-identical one, through slashing protection; no §10 vote is ever sent.
+    async fn decide_checkpoint(
+        &self,
+        view: &ClosedRoundView,
+        record: &VerifierRecord,
+    ) -> Result<(RoundOutcome, u64, Option<(usize, usize)>), VerifierError> {
+        let round = view.round;
+        let key = self.signer.public_key();
+        let power = view
+            .active_set
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, p)| *p);
+        let undelivered = |why: String| Ok((RoundOutcome::Undelivered(why), power, None));
+        let Some(served) = self.node.checkpoint_round(round).await? else {
+            return undelivered(format!(
+                "round {round} is a checkpoint round but its candidate is not served"
+            ));
+        };
+        let Some(chain) = self.node.checkpoints().await? else {
+            return undelivered(format!(
+                "round {round} is a checkpoint round but the node serves no checkpoint params"
+            ));
+        };
+        let Some(base_view) = self.node.round(served.base.round).await? else {
+            return undelivered(format!(
+                "the base round {} of checkpoint round {round} is not served",
+                served.base.round
+            ));
+        };
+        let in_base = CheckpointSet::from_powers(base_view.active_set.iter().copied())
+            .is_ok_and(|s| s.contains(&key));
+        if power == 0 && !in_base {
+            return Ok((RoundOutcome::NotActive, 0, None));
+        }
+        if view.status == RoundStatus::Expired {
+            return Ok((RoundOutcome::Expired, power, None));
+        }
+        let (own_hash, counts) = match self.own_round_hash(view).await? {
+            Ok(own) => own,
+            Err((outcome, counts)) => return Ok((outcome, power, counts)),
+        };
+        let (committee, quorum) = match self.committee().await? {
+            Ok(c) => c,
+            Err(why) => {
+                self.disagree(round, "checkpoint", &why).await?;
+                return Ok((RoundOutcome::Disagrees(why), power, Some(counts)));
+            }
+        };
+        let params = chain.params;
+        let own_view = OwnView {
+            round,
+            round_hash: own_hash,
+            active_set: &view.active_set,
+            base: served.base.outpoint,
+            base_round: served.base.round,
+            base_active_set: &base_view.active_set,
+            committee: &committee,
+            committee_quorum: quorum,
+            recovery_blocks: params.recovery_blocks,
+            value: params.value,
+            rules: CheckpointRules {
+                interval_rounds: params.interval_rounds,
+                vote_expiry: params.vote_expiry,
+            },
+            last_rotation: self.last_rotation(round, params.vote_expiry).await?,
+        };
+        let outcome = match self.sign_checkpoint(&own_view, &served, record).await? {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                self.disagree(round, "checkpoint", &why).await?;
+                RoundOutcome::Disagrees(why)
+            }
+        };
+        Ok((outcome, power, Some(counts)))
+    }
+
+    /// Derives its own candidate from `own`, compares the node's `served` one with it, and
+    /// signs (or re-sends) M through slashing protection. `Err` says why the node's candidate
+    /// is not its own (nothing signed).
+    async fn sign_checkpoint(
+        &self,
+        own: &OwnView<'_>,
+        served: &CheckpointRoundView,
+        record: &VerifierRecord,
+    ) -> Result<Result<RoundOutcome, String>, VerifierError> {
+        let round = own.round;
+        let mine = match OwnCandidate::derive(own, served.kind) {
+            Ok(mine) => mine,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let built = match build_candidate(&mine.spec()) {
+            Ok(built) => built,
+            Err(e) => return Ok(Err(format!("cannot build its own candidate: {e}"))),
+        };
+        if let Err(d) = compare(&built, &served.candidate, &served.message) {
+            return Ok(Err(d.to_string()));
+        }
+        let key = self.signer.public_key();
+        // Only a vote that verifies over its own M is this key's: a node cannot make the store
+        // record a message this key never signed.
+        if let Some((held, proof)) = served
+            .votes
+            .iter()
+            .find(|(v, _)| v.voter == key && v.verify(&built.message).is_ok())
+        {
+            let entry = SignedRound {
+                round,
+                message_hash: built.message.sighash().to_byte_array(),
+                vote: checkpoint_vote_to_pb(round, held, proof).encode_to_vec(),
+            };
+            return Ok(Ok(match self.store.protect(&self.network, &entry).await {
+                Ok(()) => RoundOutcome::AlreadyCounted,
+                Err(StoreError::Conflict { .. }) => {
+                    self.metrics.inc("fiamma_verifier_foreign_votes_total", &[]);
+                    self.refuse(
+                        round,
+                        format!("the node holds a checkpoint vote of this key on round {round} while this store recorded another message"),
+                    )
+                    .await?
+                }
+                Err(e) => return Err(e.into()),
+            }));
+        }
+        let ours = self.store.commitments(&self.network).await?;
+        let held: Vec<_> = ours
+            .into_iter()
+            .filter(|c| record.commitments.contains(c))
+            .collect();
+        let signer = CheckpointSigner {
+            store: &self.store,
+            network: &self.network,
+            signer: self.signer.as_ref(),
+            domain: &self.domain,
+            commitments: &held,
+        };
+        let decision = signer
+            .decide(&mine.spec(), &served.candidate)
+            .await
+            .map_err(|e| match e {
+                CheckpointSignError::Store(e) => VerifierError::Store(e),
+                CheckpointSignError::Signer(e) => VerifierError::Signer(e),
+            })?;
+        Ok(Ok(match decision {
+            CheckpointDecision::Signed { vote, proof } => {
+                match self.send_checkpoint(round, &vote, &proof).await {
+                    Ok(o) => RoundOutcome::CheckpointSigned(o),
+                    Err(other) => other,
+                }
+            }
+            CheckpointDecision::Resent { vote, proof } => {
+                match self.send_checkpoint(round, &vote, &proof).await {
+                    Ok(o) => RoundOutcome::CheckpointResent(o),
+                    Err(other) => other,
+                }
+            }
+            CheckpointDecision::Disagrees(why) => RoundOutcome::Disagrees(why),
+            CheckpointDecision::Refused(why) => {
+                self.metrics
+                    .inc("fiamma_verifier_protection_refusals_total", &[]);
+                RoundOutcome::Refused(why)
+            }
+        }))
+    }
+
+    async fn send_checkpoint(
+        &self,
+        round: u64,
+        vote: &fiamma_finality::checkpoint::CheckpointVote,
+        proof: &fiamma_finality::merkle::Proof,
+    ) -> Result<VoteOutcome, RoundOutcome> {
+        match self.node.add_checkpoint_sig(round, vote, proof).await {
+            Ok(o) => {
+                if o == VoteOutcome::Counted {
+                    self.metrics
+                        .set("fiamma_verifier_last_checkpoint_round", &[], round as f64);
+                }
+                Ok(o)
+            }
+            Err(e) if e.is_transient() => Err(RoundOutcome::Undelivered(e.to_string())),
+            Err(e) => Err(RoundOutcome::Rejected(e.to_string())),
+        }
     }
 
     async fn disagree(&self, round: u64, kind: &str, why: &str) -> Result<(), VerifierError> {
