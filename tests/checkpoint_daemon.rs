@@ -266,7 +266,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     for _ in 0..600 {
         let _ = first.step().await;
         if let Ok(Some(view)) = grpc.checkpoints().await {
-            if let Some(s) = view.genesis_script_pubkey {
+            if let Some((_, s)) = view.genesis_script {
                 script = Some(s);
                 break;
             }
