@@ -65,6 +65,18 @@ impl From<ChainError> for BackendError {
     }
 }
 
+/// A transaction that did not come back to the mempool after a reorg.
+struct ReadmitError {
+    txid: Txid,
+    reject: TxReject,
+}
+
+impl ReadmitError {
+    fn short_reason(&self) -> String {
+        self.reject.short_reason()
+    }
+}
+
 /// A transaction removed from the mempool because Bitcoin Core refused a block holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DroppedTx {
@@ -283,10 +295,29 @@ impl RegtestChain {
         for tx in returning.chain(waiting) {
             // What no longer fits the new chain (confirmed there, conflicting, immature)
             // leaves the mempool, as in Bitcoin Core.
-            if let Err(e) = self.submit_transaction(&tx) {
-                tracing::debug!(txid = %e.txid, reason = %e.reason, "dropped from the mempool by a reorg");
+            if let Err(e) = self.readmit(&tx) {
+                tracing::debug!(txid = %e.txid, reason = %e.short_reason(), "dropped from the mempool by a reorg");
             }
         }
+        Ok(())
+    }
+
+    /// Puts a transaction of a disconnected block (or one the mempool held) back after a
+    /// reorg, as Bitcoin Core does: every check but the minimum relay fee, which Core
+    /// bypasses there, so that a 0-fee package parent comes back with its child.
+    fn readmit(&mut self, tx: &Transaction) -> Result<(), ReadmitError> {
+        let txid = tx.compute_txid();
+        if self.mempool.contains(&txid) {
+            return Ok(());
+        }
+        let accepted = self
+            .check_in(tx, &PackageView::default(), FeeCheck::Package)
+            .map_err(|reject| ReadmitError { txid, reject })?;
+        self.mempool.insert(MempoolEntry {
+            tx: tx.clone(),
+            fee: accepted.fee,
+            vsize: accepted.vsize,
+        });
         Ok(())
     }
 
@@ -1209,6 +1240,51 @@ mod tests {
             "{err}"
         );
         assert_eq!(chain.tip(), tip);
+    }
+
+    #[test]
+    fn a_package_comes_back_to_the_mempool_when_its_block_is_invalidated() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(102, &anyone(), NOW).expect("mine");
+        let p2a = bitcoin::TxOut {
+            value: Amount::ZERO,
+            script_pubkey: ScriptBuf::from_bytes(vec![0x51, 0x02, 0x4e, 0x73]),
+        };
+        let mut parent = spend(
+            coinbase_out(&chain, 1),
+            Amount::from_sat(50 * 100_000_000),
+            Sequence::MAX,
+        );
+        parent.version = bitcoin::transaction::Version(3);
+        parent.output.push(p2a);
+        let mut child = spend(
+            coinbase_out(&chain, 2),
+            Amount::from_sat(49_9999_0000),
+            Sequence::MAX,
+        );
+        child.version = bitcoin::transaction::Version(3);
+        child.input.push(bitcoin::TxIn {
+            previous_output: OutPoint::new(parent.compute_txid(), 1),
+            ..child.input[0].clone()
+        });
+        chain
+            .submit_package(&[parent.clone(), child.clone()], None)
+            .expect("package");
+        let mined = chain.mine(1, &anyone(), NOW).expect("mine");
+        assert!(chain.mempool().is_empty());
+        chain
+            .invalidate_block(&mined.hashes[0])
+            .expect("invalidate");
+        let back: Vec<Txid> = chain
+            .mempool()
+            .ordered()
+            .map(|e| e.tx.compute_txid())
+            .collect();
+        assert_eq!(back, vec![parent.compute_txid(), child.compute_txid()]);
+        // Alone, the 0-fee parent still is not admitted.
+        let mut fresh = RegtestChain::in_memory().expect("chain");
+        fresh.mine(102, &anyone(), NOW).expect("mine");
+        assert!(fresh.submit_transaction(&parent).is_err());
     }
 
     #[test]
