@@ -6,7 +6,7 @@
 //!   candidate's, it has the candidate shape and spends the round's base), not trusted;
 //! - [`build_child`]: the version 3 child at the wallet's fee rate for parent and child;
 //! - [`track`]: what a recorded package's place on Bitcoin, and the round's status on the
-//!   node, ask for next.
+//!   node, ask for next (as a recorded anchor's, unless superseded).
 
 use bitcoin::{Amount, FeeRate, OutPoint, Transaction, Txid};
 use fiamma_btc::TxStatus;
@@ -200,15 +200,8 @@ pub async fn build_child(
 /// Where a recorded package stands, and so what to do with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Track {
-    /// The candidate is neither mined nor in the mempool, and the round still stands: send
-    /// the recorded package again.
-    Rebroadcast,
-    /// In the mempool: wait.
-    InMempool,
-    /// Mined, fewer than k deep: wait.
-    Confirming(u32),
-    /// k deep: done.
-    Done(u32),
+    /// As a recorded anchor: send again, wait, or done (its candidate's place on Bitcoin).
+    Like(crate::plan::Track),
     /// Not mined and the node says the base moved on without it: done, nothing to send.
     Superseded,
 }
@@ -222,17 +215,13 @@ pub fn track(status: &TxStatus, confirmations: u32, round: Option<CheckpointStat
     if !mined && round == Some(CheckpointStatus::Superseded) {
         return Track::Superseded;
     }
-    match crate::plan::track(status, confirmations) {
-        crate::plan::Track::Rebroadcast => Track::Rebroadcast,
-        crate::plan::Track::InMempool => Track::InMempool,
-        crate::plan::Track::Confirming(c) => Track::Confirming(c),
-        crate::plan::Track::Done(c) => Track::Done(c),
-    }
+    Track::Like(crate::plan::track(status, confirmations))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Track as Plan;
     use bitcoin::hashes::Hash;
     use bitcoin::{absolute, transaction, ScriptBuf, Sequence, TxIn, TxOut, Witness};
     use fiamma_finality::checkpoint::candidate::p2a_txout;
@@ -371,12 +360,13 @@ mod tests {
         };
         let ready = Some(CheckpointStatus::Ready);
         let gone = Some(CheckpointStatus::Superseded);
-        assert_eq!(track(&TxStatus::Unknown, 3, ready), Track::Rebroadcast);
-        assert_eq!(track(&TxStatus::Unknown, 3, None), Track::Rebroadcast);
+        let like = Track::Like;
+        assert_eq!(track(&TxStatus::Unknown, 3, ready), like(Plan::Rebroadcast));
+        assert_eq!(track(&TxStatus::Unknown, 3, None), like(Plan::Rebroadcast));
         assert_eq!(track(&TxStatus::Unknown, 3, gone), Track::Superseded);
         assert_eq!(track(&TxStatus::InMempool, 3, gone), Track::Superseded);
-        assert_eq!(track(&TxStatus::InMempool, 3, ready), Track::InMempool);
-        assert_eq!(track(&confirmed(2), 3, ready), Track::Confirming(2));
-        assert_eq!(track(&confirmed(3), 3, gone), Track::Done(3));
+        assert_eq!(track(&TxStatus::InMempool, 3, ready), like(Plan::InMempool));
+        assert_eq!(track(&confirmed(2), 3, ready), like(Plan::Confirming(2)));
+        assert_eq!(track(&confirmed(3), 3, gone), like(Plan::Done(3)));
     }
 }

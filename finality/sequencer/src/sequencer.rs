@@ -727,8 +727,8 @@ impl Sequencer {
             node.checkpoint_round(round).await?.map(|r| r.status)
         };
         match crate::checkpoint::track(&status, k, on_node) {
-            CheckpointTrack::Rebroadcast => self.send_package(row).await,
-            CheckpointTrack::InMempool => {
+            CheckpointTrack::Like(Track::Rebroadcast) => self.send_package(row).await,
+            CheckpointTrack::Like(Track::InMempool) => {
                 self.store
                     .note_package_depth(round, 0, false, false)
                     .await?;
@@ -738,7 +738,7 @@ impl Sequencer {
                     confirmations: 0,
                 })
             }
-            CheckpointTrack::Confirming(confirmations) => {
+            CheckpointTrack::Like(Track::Confirming(confirmations)) => {
                 self.store
                     .note_package_depth(round, confirmations, false, false)
                     .await?;
@@ -748,7 +748,7 @@ impl Sequencer {
                     confirmations,
                 })
             }
-            CheckpointTrack::Done(confirmations) => {
+            CheckpointTrack::Like(Track::Done(confirmations)) => {
                 self.store
                     .note_package_depth(round, confirmations, true, false)
                     .await?;
