@@ -672,7 +672,8 @@ impl Sequencer {
         Ok(outcomes)
     }
 
-    /// Broadcasts `row`'s package and notes what Bitcoin said; the wallet learns of the child.
+    /// Broadcasts `row`'s package and notes what Bitcoin said; the wallet learns of the child
+    /// once it is accepted.
     async fn send_package(&self, row: &PackageRow) -> Result<CheckpointOutcome, SequencerError> {
         let result = match self
             .bitcoin
@@ -685,11 +686,15 @@ impl Sequencer {
         self.store
             .note_package_broadcast(row.round, &result)
             .await?;
-        self.wallet
-            .lock()
-            .await
-            .record_unconfirmed(row.child.clone(), u64::try_from(unix_now()).unwrap_or(0))
-            .await?;
+        // A refused child spends nothing yet; its coins stay out of new payments as long as
+        // the package is pending (`promised_coins`), and the wallet sees it once accepted.
+        if result.is_empty() {
+            self.wallet
+                .lock()
+                .await
+                .record_unconfirmed(row.child.clone(), u64::try_from(unix_now()).unwrap_or(0))
+                .await?;
+        }
         let label = if result.is_empty() {
             "accepted"
         } else {
