@@ -552,6 +552,16 @@ impl Sequencer {
             }
         }
         report.next_round = next;
+        // The anchors' progress is kept before the checkpoints are looked at, so that a node
+        // or chain failure there does not undo it.
+        self.store
+            .record_progress(&Progress {
+                next_round: next,
+                last_step_at: unix_now(),
+                tip_height: tip,
+                latest_round: latest,
+            })
+            .await?;
         match self.checkpoint_pass().await {
             Ok(outcomes) => report.checkpoints = outcomes,
             Err(e @ (SequencerError::Ready(_) | SequencerError::Child(_))) => {
@@ -562,14 +572,6 @@ impl Sequencer {
             }
             Err(e) => return Err(e),
         }
-        self.store
-            .record_progress(&Progress {
-                next_round: next,
-                last_step_at: unix_now(),
-                tip_height: tip,
-                latest_round: latest,
-            })
-            .await?;
         self.metrics
             .set("fiamma_sequencer_bitcoin_tip", &[], f64::from(tip));
         self.metrics
