@@ -482,6 +482,12 @@ impl Backend for Counting {
     ) -> Result<bitcoin::Txid, fiamma::btc::BroadcastError> {
         self.inner.broadcast(tx).await
     }
+    async fn broadcast_package(
+        &self,
+        txs: &[Transaction],
+    ) -> Result<Vec<bitcoin::Txid>, fiamma::btc::BroadcastError> {
+        self.inner.broadcast_package(txs).await
+    }
 }
 
 #[sqlx::test]

@@ -191,6 +191,16 @@ pub trait Backend: Send + Sync {
 
     /// Submits a transaction to the node's mempool; returns its txid once accepted.
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError>;
+
+    /// Submits a package, parents first and their child last, to be accepted by its fee rate
+    /// as a whole (Bitcoin Core ≥ 29's `submitpackage`): a 0-fee TRUC parent enters the
+    /// mempool with a child that pays for both. Returns the txids, in package order, once
+    /// every member is in the mempool (members already there or mined count as accepted).
+    ///
+    /// # Errors
+    /// [`BroadcastError::Rejected`] naming the member refused (the child when the package as
+    /// a whole is, e.g. `package-fee-too-low`); [`BroadcastError::Backend`].
+    async fn broadcast_package(&self, txs: &[Transaction]) -> Result<Vec<Txid>, BroadcastError>;
 }
 
 #[cfg(test)]

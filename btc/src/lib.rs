@@ -6,7 +6,8 @@
 //!
 //! - [`backend`]: the [`Backend`] trait every Bitcoin consumer uses.
 //! - [`regtest`]: the embedded chain ([`RegtestChain`], [`EmbeddedBackend`]), built from
-//!   [`kernel`] (Bitcoin Core's validation), [`index`], [`mempool`], [`policy`] and [`mining`].
+//!   [`kernel`] (Bitcoin Core's validation), [`index`], [`mempool`], [`policy`], [`package`]
+//!   and [`mining`].
 //! - [`rpc_server`]: Bitcoin Core-compatible JSON-RPC over the embedded chain.
 //! - [`rpc_backend`]: the [`Backend`] trait over any Bitcoin Core node.
 
@@ -19,6 +20,8 @@ pub mod kernel;
 pub mod mempool;
 #[cfg(feature = "embedded")]
 pub mod mining;
+#[cfg(feature = "embedded")]
+pub mod package;
 #[cfg(feature = "embedded")]
 pub mod policy;
 #[cfg(feature = "embedded")]

@@ -229,6 +229,11 @@ pub fn first_unmet_relative_lock(
     })
 }
 
+/// The minimum relay fee of `vsize` virtual bytes.
+pub fn min_relay_fee(vsize: u64) -> Amount {
+    Amount::from_sat(vsize.saturating_mul(MIN_RELAY_FEE_SAT_PER_VB))
+}
+
 /// Runs every mempool check on `tx`. `lookup` resolves an outpoint in the confirmed UTXO set
 /// or among unconfirmed mempool outputs; `conflict` names the mempool transaction already
 /// spending an outpoint.
@@ -237,6 +242,28 @@ pub fn check_transaction(
     next: NextBlock,
     lookup: impl Fn(&OutPoint) -> Option<SpentCoin>,
     conflict: impl Fn(&OutPoint) -> Option<Txid>,
+) -> Result<Accepted, TxReject> {
+    check_transaction_with(tx, next, lookup, conflict, FeeCheck::Individual)
+}
+
+/// Whose fee must meet the minimum relay fee rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeeCheck {
+    /// The transaction's own fee (`sendrawtransaction`).
+    Individual,
+    /// The fee of the package it is part of, checked by the caller (`submitpackage`): the
+    /// transaction alone may pay less, even nothing.
+    Package,
+}
+
+/// [`check_transaction`], with the minimum relay fee left to the caller when `fee_check` is
+/// [`FeeCheck::Package`]; every other check runs.
+pub fn check_transaction_with(
+    tx: &Transaction,
+    next: NextBlock,
+    lookup: impl Fn(&OutPoint) -> Option<SpentCoin>,
+    conflict: impl Fn(&OutPoint) -> Option<Txid>,
+    fee_check: FeeCheck,
 ) -> Result<Accepted, TxReject> {
     check_stateless(tx)?;
     if !is_final(tx, next) {
@@ -280,8 +307,8 @@ pub fn check_transaction(
         });
     }
     let vsize = tx.vsize() as u64;
-    let min = Amount::from_sat(vsize * MIN_RELAY_FEE_SAT_PER_VB);
-    if fee < min {
+    let min = min_relay_fee(vsize);
+    if fee_check == FeeCheck::Individual && fee < min {
         return Err(TxReject::MinRelayFee { fee, min });
     }
     let spent: Vec<TxOut> = coins.into_iter().map(|c| c.output).collect();

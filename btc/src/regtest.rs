@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use bitcoin::{Block, BlockHash, FeeRate, MerkleBlock, OutPoint, ScriptBuf, Transaction, Txid};
+use bitcoin::{
+    Amount, Block, BlockHash, FeeRate, MerkleBlock, OutPoint, ScriptBuf, Transaction, Txid,
+};
 use tokio::sync::RwLock;
 
 use super::backend::{
@@ -21,7 +23,12 @@ use super::mining::{
     assemble_block, next_block_time, AssembleError, BlockTemplate, COINBASE_WEIGHT_RESERVE,
     MAX_BLOCK_WEIGHT,
 };
-use super::policy::{check_transaction, is_final, Accepted, NextBlock, SpentCoin, TxReject};
+use super::package::{
+    check_package_rules, check_topology, dust_outputs, Member, TopologyError, UnconfirmedParent,
+};
+use super::policy::{
+    check_transaction_with, is_final, Accepted, FeeCheck, NextBlock, SpentCoin, TxReject,
+};
 
 /// The embedded chain failed in storage, assembly or indexing.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,18 @@ pub enum ChainError {
 impl From<ChainError> for BackendError {
     fn from(e: ChainError) -> Self {
         BackendError::Chain(e.to_string())
+    }
+}
+
+/// A transaction that did not come back to the mempool after a reorg.
+struct ReadmitError {
+    txid: Txid,
+    reject: TxReject,
+}
+
+impl ReadmitError {
+    fn short_reason(&self) -> String {
+        self.reject.short_reason()
     }
 }
 
@@ -276,10 +295,29 @@ impl RegtestChain {
         for tx in returning.chain(waiting) {
             // What no longer fits the new chain (confirmed there, conflicting, immature)
             // leaves the mempool, as in Bitcoin Core.
-            if let Err(e) = self.submit_transaction(&tx) {
-                tracing::debug!(txid = %e.txid, reason = %e.reason, "dropped from the mempool by a reorg");
+            if let Err(e) = self.readmit(&tx) {
+                tracing::debug!(txid = %e.txid, reason = %e.short_reason(), "dropped from the mempool by a reorg");
             }
         }
+        Ok(())
+    }
+
+    /// Puts a transaction of a disconnected block (or one the mempool held) back after a
+    /// reorg, as Bitcoin Core does: every check but the minimum relay fee, which Core
+    /// bypasses there, so that a 0-fee package parent comes back with its child.
+    fn readmit(&mut self, tx: &Transaction) -> Result<(), ReadmitError> {
+        let txid = tx.compute_txid();
+        if self.mempool.contains(&txid) {
+            return Ok(());
+        }
+        let accepted = self
+            .check_in(tx, &PackageView::default(), FeeCheck::Package)
+            .map_err(|reject| ReadmitError { txid, reject })?;
+        self.mempool.insert(MempoolEntry {
+            tx: tx.clone(),
+            fee: accepted.fee,
+            vsize: accepted.vsize,
+        });
         Ok(())
     }
 
@@ -327,12 +365,17 @@ impl RegtestChain {
             .map(|output| unconfirmed_coin(output, self.next_block()))
     }
 
-    fn check_in(&self, tx: &Transaction, package: &PackageView) -> Result<Accepted, TxReject> {
+    fn check_in(
+        &self,
+        tx: &Transaction,
+        package: &PackageView,
+        fee_check: FeeCheck,
+    ) -> Result<Accepted, TxReject> {
         if self.mempool.contains(&tx.compute_txid()) {
             return Err(TxReject::AlreadyInMempool);
         }
         let next = self.next_block();
-        check_transaction(
+        check_transaction_with(
             tx,
             next,
             |op| {
@@ -345,12 +388,13 @@ impl RegtestChain {
                     .map(|(txid, _)| txid)
                     .or_else(|| package.spends.get(op).copied())
             },
+            fee_check,
         )
     }
 
     /// Runs every mempool check on `tx` without adding it (`testmempoolaccept`).
     pub fn test_accept(&self, tx: &Transaction) -> Result<Accepted, TxReject> {
-        self.check_in(tx, &PackageView::default())
+        self.check_in(tx, &PackageView::default(), FeeCheck::Individual)
     }
 
     /// [`RegtestChain::test_accept`] for a list in which a transaction may spend outputs of
@@ -359,7 +403,7 @@ impl RegtestChain {
         let mut package = PackageView::default();
         let mut results = Vec::with_capacity(txs.len());
         for tx in txs {
-            let result = self.check_in(tx, &package);
+            let result = self.check_in(tx, &package, FeeCheck::Individual);
             if result.is_ok() {
                 package.add(tx);
             }
@@ -423,6 +467,126 @@ impl RegtestChain {
             vsize: accepted.vsize,
         });
         Ok(txid)
+    }
+
+    /// Adds a package (parents first, the child last) to the mempool with `submitpackage`'s
+    /// rules: the topology and each member's own checks, except that a member below the
+    /// minimum relay fee rate may be carried by the package's fee rate; then TRUC, ephemeral
+    /// dust and `max_fee_rate` (per member). Members already in the mempool or mined are
+    /// skipped. All or nothing: on any error the mempool is unchanged (Bitcoin Core may keep
+    /// the members that pass alone; for a 0-fee parent, which cannot, the two agree).
+    ///
+    /// # Errors
+    /// [`PackageError::Topology`] before any member is looked at; [`PackageError::Rejected`]
+    /// naming the member to blame and Bitcoin Core's reason.
+    pub fn submit_package(
+        &mut self,
+        txs: &[Transaction],
+        max_fee_rate: Option<FeeRate>,
+    ) -> Result<Vec<PackageTx>, PackageError> {
+        check_topology(txs)?;
+        // A package of one is that transaction alone, as in Bitcoin Core.
+        let fee_check = if txs.len() == 1 {
+            FeeCheck::Individual
+        } else {
+            FeeCheck::Package
+        };
+        let mut view = PackageView::default();
+        let mut results = Vec::with_capacity(txs.len());
+        let mut new = Vec::new();
+        for tx in txs {
+            let txid = tx.compute_txid();
+            if let Some(entry) = self.mempool.get(&txid) {
+                results.push(PackageTx::of(tx, entry.fee, entry.vsize, false));
+                continue;
+            }
+            if self.index.location(&txid).is_some() && self.has_unspent_outputs(tx) {
+                results.push(PackageTx::of(tx, Amount::ZERO, tx.vsize() as u64, false));
+                continue;
+            }
+            let accepted = self.check_in(tx, &view, fee_check).map_err(|e| Rejection {
+                txid,
+                kind: e.kind(),
+                reason: e.to_string(),
+            })?;
+            view.add(tx);
+            results.push(PackageTx::of(tx, accepted.fee, accepted.vsize, true));
+            new.push((tx, accepted));
+        }
+        let members: Vec<Member<'_>> = new
+            .iter()
+            .map(|(tx, accepted)| Member {
+                tx,
+                fee: accepted.fee,
+                vsize: accepted.vsize,
+                parents: self.unconfirmed_parents(tx, &view),
+            })
+            .collect();
+        if let Err(e) = check_package_rules(&members) {
+            return Err(Rejection {
+                txid: e
+                    .blame(&members)
+                    .unwrap_or_else(|| txs[txs.len() - 1].compute_txid()),
+                kind: RejectionKind::Rejected,
+                reason: e.to_string(),
+            }
+            .into());
+        }
+        if let Some(max) = max_fee_rate {
+            if let Some((tx, _)) = new.iter().find(|(_, a)| fee_rate(a) > max) {
+                return Err(Rejection {
+                    txid: tx.compute_txid(),
+                    kind: RejectionKind::FeeAboveMaximum,
+                    reason: "max feerate exceeded".into(),
+                }
+                .into());
+            }
+        }
+        for (tx, accepted) in new {
+            self.mempool.insert(MempoolEntry {
+                tx: tx.clone(),
+                fee: accepted.fee,
+                vsize: accepted.vsize,
+            });
+        }
+        Ok(results)
+    }
+
+    /// The unconfirmed transactions `tx` spends from, in the mempool or earlier in the
+    /// package, as the TRUC and ephemeral dust rules see them.
+    fn unconfirmed_parents(&self, tx: &Transaction, view: &PackageView) -> Vec<UnconfirmedParent> {
+        let unconfirmed = |txid: &Txid| -> Option<Transaction> {
+            self.mempool
+                .get(txid)
+                .map(|e| e.tx.clone())
+                .or_else(|| view.txs.get(txid).cloned())
+        };
+        let parent_txids: BTreeSet<Txid> =
+            tx.input.iter().map(|i| i.previous_output.txid).collect();
+        parent_txids
+            .iter()
+            .filter_map(|txid| unconfirmed(txid).map(|p| (*txid, p)))
+            .map(|(txid, parent)| {
+                let grandparents: BTreeSet<Txid> = parent
+                    .input
+                    .iter()
+                    .map(|i| i.previous_output.txid)
+                    .filter(|t| unconfirmed(t).is_some())
+                    .collect();
+                let children: BTreeSet<Txid> = (0..parent.output.len())
+                    .filter_map(|vout| u32::try_from(vout).ok())
+                    .filter_map(|vout| self.mempool.spender(&OutPoint::new(txid, vout)))
+                    .map(|(child, _)| child)
+                    .collect();
+                UnconfirmedParent {
+                    txid,
+                    truc: parent.version.0 == 3,
+                    unconfirmed_parents: grandparents.len(),
+                    other_children: children.len(),
+                    dust: dust_outputs(&parent),
+                }
+            })
+            .collect()
     }
 
     /// Submits a block. It becomes the tip only if Bitcoin Core connects it; the mempool
@@ -667,11 +831,51 @@ fn unconfirmed_coin(output: &bitcoin::TxOut, next: NextBlock) -> SpentCoin {
 struct PackageView {
     outputs: std::collections::BTreeMap<OutPoint, bitcoin::TxOut>,
     spends: std::collections::BTreeMap<OutPoint, Txid>,
+    txs: std::collections::BTreeMap<Txid, Transaction>,
+}
+
+/// A package member as `submitpackage` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageTx {
+    /// Its txid.
+    pub txid: Txid,
+    /// Its wtxid.
+    pub wtxid: bitcoin::Wtxid,
+    /// Its fee (0 when it was mined before).
+    pub fee: Amount,
+    /// Its virtual size.
+    pub vsize: u64,
+    /// Whether this call added it (false: it was in the mempool or mined already).
+    pub added: bool,
+}
+
+impl PackageTx {
+    fn of(tx: &Transaction, fee: Amount, vsize: u64, added: bool) -> Self {
+        PackageTx {
+            txid: tx.compute_txid(),
+            wtxid: tx.compute_wtxid(),
+            fee,
+            vsize,
+            added,
+        }
+    }
+}
+
+/// Why a package was refused; the mempool is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageError {
+    /// Not a child with its parents (Bitcoin Core: a JSON-RPC error).
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A member, or the package as a whole (blamed on the child), was refused.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
 }
 
 impl PackageView {
     fn add(&mut self, tx: &Transaction) {
         let txid = tx.compute_txid();
+        self.txs.insert(txid, tx.clone());
         for input in &tx.input {
             self.spends.insert(input.previous_output, txid);
         }
@@ -814,6 +1018,22 @@ impl Backend for EmbeddedBackend {
 
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError> {
         Ok(self.chain.write().await.submit_transaction(tx)?)
+    }
+
+    async fn broadcast_package(&self, txs: &[Transaction]) -> Result<Vec<Txid>, BroadcastError> {
+        match self.chain.write().await.submit_package(txs, None) {
+            Ok(members) => Ok(members.into_iter().map(|m| m.txid).collect()),
+            Err(PackageError::Rejected(r)) => Err(r.into()),
+            Err(PackageError::Topology(e)) => Err(Rejection {
+                txid: txs.last().map_or_else(
+                    || Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()),
+                    Transaction::compute_txid,
+                ),
+                kind: RejectionKind::Rejected,
+                reason: e.to_string(),
+            }
+            .into()),
+        }
     }
 }
 
@@ -1020,6 +1240,51 @@ mod tests {
             "{err}"
         );
         assert_eq!(chain.tip(), tip);
+    }
+
+    #[test]
+    fn a_package_comes_back_to_the_mempool_when_its_block_is_invalidated() {
+        let mut chain = RegtestChain::in_memory().expect("chain");
+        chain.mine(102, &anyone(), NOW).expect("mine");
+        let p2a = bitcoin::TxOut {
+            value: Amount::ZERO,
+            script_pubkey: ScriptBuf::from_bytes(vec![0x51, 0x02, 0x4e, 0x73]),
+        };
+        let mut parent = spend(
+            coinbase_out(&chain, 1),
+            Amount::from_sat(50 * 100_000_000),
+            Sequence::MAX,
+        );
+        parent.version = bitcoin::transaction::Version(3);
+        parent.output.push(p2a);
+        let mut child = spend(
+            coinbase_out(&chain, 2),
+            Amount::from_sat(49_9999_0000),
+            Sequence::MAX,
+        );
+        child.version = bitcoin::transaction::Version(3);
+        child.input.push(bitcoin::TxIn {
+            previous_output: OutPoint::new(parent.compute_txid(), 1),
+            ..child.input[0].clone()
+        });
+        chain
+            .submit_package(&[parent.clone(), child.clone()], None)
+            .expect("package");
+        let mined = chain.mine(1, &anyone(), NOW).expect("mine");
+        assert!(chain.mempool().is_empty());
+        chain
+            .invalidate_block(&mined.hashes[0])
+            .expect("invalidate");
+        let back: Vec<Txid> = chain
+            .mempool()
+            .ordered()
+            .map(|e| e.tx.compute_txid())
+            .collect();
+        assert_eq!(back, vec![parent.compute_txid(), child.compute_txid()]);
+        // Alone, the 0-fee parent still is not admitted.
+        let mut fresh = RegtestChain::in_memory().expect("chain");
+        fresh.mine(102, &anyone(), NOW).expect("mine");
+        assert!(fresh.submit_transaction(&parent).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bitcoin::block::Header;
 use bitcoin::consensus::deserialize;
+use bitcoin::consensus::encode::serialize_hex;
 use bitcoin::{Block, BlockHash, CompactTarget, MerkleBlock, OutPoint, Transaction, Txid};
 use bitcoincore_rpc::{jsonrpc, Auth, Client, RpcApi};
 use serde_json::{json, Value};
@@ -215,6 +216,57 @@ fn outpoint_status(client: &Client, outpoint: &OutPoint) -> Result<OutPointStatu
     Ok(scan_for_spend(client, outpoint, entry.height)?.unwrap_or(OutPointStatus::Unknown))
 }
 
+/// Reads a `submitpackage` answer: `Ok` when `package_msg` is `success`, else the first
+/// member with an `error` in `tx-results` (by package order), or the package message blamed on
+/// `blamed` (the child) when no member carries one.
+fn package_outcome(
+    answer: &Value,
+    txs: &[Transaction],
+    blamed: Txid,
+) -> Result<(), BroadcastError> {
+    let msg = answer
+        .get("package_msg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            BackendError::Malformed("submitpackage answer without package_msg".into())
+        })?;
+    if msg == "success" {
+        return Ok(());
+    }
+    let results = answer.get("tx-results");
+    let errors: Vec<(Txid, String)> = txs
+        .iter()
+        .filter_map(|tx| {
+            let wtxid = tx.compute_wtxid().to_string();
+            results
+                .and_then(|r| r.get(&wtxid))
+                .and_then(|r| r.get("error"))
+                .and_then(Value::as_str)
+                .map(|error| (tx.compute_txid(), error.to_owned()))
+        })
+        .collect();
+    // Members Core did not get to say nothing about why; the refused one does.
+    let failed = errors
+        .iter()
+        .find(|(_, e)| e != "package-not-validated")
+        .or(errors.first())
+        .cloned();
+    let (txid, error) = failed.unwrap_or((blamed, String::new()));
+    let kind = if error.starts_with("missing-inputs")
+        || error.starts_with("bad-txns-inputs-missingorspent")
+    {
+        RejectionKind::MissingOrSpentInputs
+    } else {
+        RejectionKind::Rejected
+    };
+    let reason = if error.is_empty() {
+        msg.to_owned()
+    } else {
+        format!("{msg}: {error}")
+    };
+    Err(Rejection { txid, kind, reason }.into())
+}
+
 #[async_trait::async_trait]
 impl Backend for RpcBackend {
     async fn tip(&self) -> Result<ChainTip, BackendError> {
@@ -294,6 +346,44 @@ impl Backend for RpcBackend {
         let outpoint = *outpoint;
         self.with_client(move |c| outpoint_status(c, &outpoint))
             .await
+    }
+
+    async fn broadcast_package(&self, txs: &[Transaction]) -> Result<Vec<Txid>, BroadcastError> {
+        let hex: Vec<String> = txs.iter().map(serialize_hex).collect();
+        let txids: Vec<Txid> = txs.iter().map(Transaction::compute_txid).collect();
+        let blamed = txids.last().copied().unwrap_or_else(|| {
+            // An empty package names no transaction; the node refuses it anyway.
+            <Txid as bitcoin::hashes::Hash>::all_zeros()
+        });
+        let client = self.client.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            client.call::<Value>("submitpackage", &[json!(hex)])
+        })
+        .await
+        .map_err(|e| BackendError::Transport(format!("rpc task failed: {e}")))?;
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(bitcoincore_rpc::Error::JsonRpc(jsonrpc::Error::Rpc(rpc))) => {
+                return Err(
+                    match RejectionKind::from_rpc_error(i64::from(rpc.code), &rpc.message) {
+                        Some(kind) => Rejection {
+                            txid: blamed,
+                            kind,
+                            reason: rpc.message,
+                        }
+                        .into(),
+                        None => BackendError::Node {
+                            code: i64::from(rpc.code),
+                            message: rpc.message,
+                        }
+                        .into(),
+                    },
+                );
+            }
+            Err(e) => return Err(backend_error(e).into()),
+        };
+        package_outcome(&answer, txs, blamed)?;
+        Ok(txids)
     }
 
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, BroadcastError> {

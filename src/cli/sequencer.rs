@@ -1,20 +1,22 @@
 //! `fiamma sequencer`: a rollup's sequencer. `submit` sends proofs and prints their ids,
 //! `anchor` anchors one final round on Bitcoin, `run` is the daemon anchoring each due final
-//! round until k deep, `status` reads its local store, `wallet` makes and reads its wallet.
+//! round until k deep (and each READY checkpoint as a package), `status` reads its local
+//! store, `wallet` makes and reads its wallet, `checkpoint` funds the checkpoint genesis and
+//! shows the checkpoint chain.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::{Amount, Denomination};
-use fiamma_proto::client::GrpcNode;
+use fiamma_proto::client::{CheckpointNode, CheckpointOutputView, GrpcNode};
 use fiamma_role::daemon::Shutdown;
 use fiamma_role::keystore::DEFAULT_WORK_FACTOR;
 use fiamma_role::passphrase::PassphraseSource;
 use fiamma_sequencer::config::{SequencerConfig, PASSPHRASE_ENV, WALLET_NAME};
 use fiamma_sequencer::daemon::{open_sequencer, open_wallet, rpc_client};
 use fiamma_sequencer::proofs::{proof_dirs, read_proof};
-use fiamma_sequencer::sequencer::{submit, txid_of, AnchorOutcome};
+use fiamma_sequencer::sequencer::{submit, txid_of, AnchorOutcome, GenesisOutcome};
 use fiamma_sequencer::store::SequencerStore;
 use fiamma_wallet::wallet::Sealing;
 use fiamma_wallet::{Wallet, WalletKeys};
@@ -65,6 +67,32 @@ pub enum SequencerCommand {
     /// The wallet that pays for anchors.
     #[command(subcommand)]
     Wallet(SequencerWalletCommand),
+    /// Bitcoin-checked checkpoints: fund the genesis, show the chain.
+    #[command(subcommand)]
+    Checkpoint(SequencerCheckpointCommand),
+}
+
+/// `fiamma sequencer checkpoint …`
+#[derive(Debug, clap::Subcommand)]
+pub enum SequencerCheckpointCommand {
+    /// Once round h₀ is closed, pay V to the genesis script from the wallet, wait until it is
+    /// k deep, and register it with the node; prints the genesis outpoint. Running it again
+    /// never pays twice: the funding is recorded before it is sent.
+    Genesis {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+        /// How long to wait for the funding to be k deep, in seconds.
+        #[arg(long, default_value_t = 7_200)]
+        wait_secs: u64,
+    },
+    /// The checkpoint chain as the node follows it (genesis, base, newest round) and the
+    /// packages this sequencer sent.
+    Status {
+        /// The sequencer's config file.
+        #[arg(long, env = "FIAMMA_SEQUENCER_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// `fiamma sequencer wallet …`
@@ -126,6 +154,90 @@ pub async fn run(cmd: SequencerCommand) -> Result<(), CliError> {
         }
         SequencerCommand::Status { config } => status(&config).await,
         SequencerCommand::Wallet(w) => wallet(w).await,
+        SequencerCommand::Checkpoint(c) => checkpoint(c).await,
+    }
+}
+
+async fn checkpoint(cmd: SequencerCheckpointCommand) -> Result<(), CliError> {
+    match cmd {
+        SequencerCheckpointCommand::Genesis { config, wait_secs } => {
+            let config = SequencerConfig::load(&config)?;
+            let sequencer = open_sequencer(&config).await?;
+            let genesis = match sequencer
+                .checkpoint_genesis(Duration::from_secs(wait_secs))
+                .await?
+            {
+                GenesisOutcome::AlreadyRegistered(g) => {
+                    eprintln!("the node has its genesis already");
+                    g
+                }
+                GenesisOutcome::Registered(g) => g,
+            };
+            println!("{}", genesis.outpoint);
+            Ok(())
+        }
+        SequencerCheckpointCommand::Status { config } => {
+            let config = SequencerConfig::load(&config)?;
+            let node = GrpcNode::connect_lazy(&config.node, config.call_timeout())?;
+            let Some(view) = node.checkpoints().await? else {
+                return Err("the node runs without checkpoints".into());
+            };
+            let output = |o: &CheckpointOutputView| {
+                format!(
+                    "{} (round {}, height {}, kind {})",
+                    o.outpoint, o.round, o.height, o.kind
+                )
+            };
+            let p = &view.params;
+            println!(
+                "params: genesis round {}, value {}, every {} rounds, k = {}, recovery {} blocks",
+                p.genesis_round,
+                p.value.to_sat(),
+                p.interval_rounds,
+                p.confirmation_depth,
+                p.recovery_blocks
+            );
+            match (&view.genesis, &view.genesis_script) {
+                (Some(g), _) => println!("genesis: {}", output(g)),
+                (None, Some((h0, script))) => println!(
+                    "genesis: not registered; round {h0}'s set: pay {} sat to {script}",
+                    p.value.to_sat()
+                ),
+                (None, None) => println!("genesis: round {} not closed yet", p.genesis_round),
+            }
+            if let Some(b) = &view.base {
+                println!("base: {}", output(b));
+            }
+            if let Some(r) = &view.latest {
+                println!(
+                    "latest: round {} {:?} {:?}, candidate {}, base weight signed {}/{}",
+                    r.round,
+                    r.kind,
+                    r.status,
+                    r.candidate.compute_txid(),
+                    r.base_weight_signed,
+                    r.threshold
+                );
+            }
+            if let Some(why) = &view.ended {
+                println!("ended: {why}");
+            }
+            let store = SequencerStore::open(&config.store_url()).await?;
+            for k in store.packages(false).await? {
+                let said = said(&k.last_result);
+                println!(
+                    "round {} package {} + child {}: {} confirmations{}{}, broadcast {} times, last: {said}",
+                    k.round,
+                    k.parent.compute_txid(),
+                    k.child.compute_txid(),
+                    k.confirmations,
+                    if k.done { ", done" } else { "" },
+                    if k.superseded { ", superseded" } else { "" },
+                    k.broadcasts
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -199,11 +311,7 @@ async fn status(config: &Path) -> Result<(), CliError> {
         None => println!("the daemon has not completed a pass yet"),
     }
     for a in store.anchors().await? {
-        let said = if a.last_result.is_empty() {
-            "accepted"
-        } else {
-            a.last_result.as_str()
-        };
+        let said = said(&a.last_result);
         println!(
             "round {} anchored by {}: {} confirmations{}, broadcast {} times, last: {said}",
             a.round,
@@ -217,6 +325,15 @@ async fn status(config: &Path) -> Result<(), CliError> {
         println!("proof {} in round {}", hex::encode(p.proof_id), p.round);
     }
     Ok(())
+}
+
+/// What the Bitcoin node said to the last broadcast, as the status lines show it.
+fn said(last_result: &str) -> &str {
+    if last_result.is_empty() {
+        "accepted"
+    } else {
+        last_result
+    }
 }
 
 async fn wallet(cmd: SequencerWalletCommand) -> Result<(), CliError> {

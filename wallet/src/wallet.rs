@@ -433,6 +433,63 @@ impl Wallet {
         Ok(psbt)
     }
 
+    /// An unsigned PSBT for a child paying for its unconfirmed parent (CPFP through a keyless
+    /// anchor, `CHECKPOINTS.md` §13.7): it spends `parent`'s output `anchor_vout`, a
+    /// pay-to-anchor output whose witness is empty (set final here, so the signers and the
+    /// finalizer leave it alone), plus the wallet's confirmed coins, pays `fee` in all and
+    /// returns the rest to a new change address; its version is `version`. Only confirmed
+    /// coins are spent, as a child of an unconfirmed TRUC parent may have no other
+    /// unconfirmed ancestor; `unspendable` coins are left out.
+    ///
+    /// # Errors
+    /// [`WalletError::Build`] when `parent` has no such output or the confirmed coins do not
+    /// cover `fee`; [`WalletError::Store`].
+    pub async fn build_anchor_child(
+        &mut self,
+        parent: &Transaction,
+        anchor_vout: u32,
+        fee: Amount,
+        version: i32,
+        unspendable: &[OutPoint],
+    ) -> Result<Psbt, WalletError> {
+        let anchor = OutPoint::new(parent.compute_txid(), anchor_vout);
+        let name = self.name();
+        let build = |reason: String| WalletError::Build {
+            wallet: name.clone(),
+            reason,
+        };
+        let txout = usize::try_from(anchor_vout)
+            .ok()
+            .and_then(|v| parent.output.get(v))
+            .cloned()
+            .ok_or_else(|| build(format!("the parent has no output {anchor}")))?;
+        let input = bdk_wallet::bitcoin::psbt::Input {
+            witness_utxo: Some(txout),
+            non_witness_utxo: Some(parent.clone()),
+            final_script_witness: Some(bitcoin::Witness::new()),
+            ..Default::default()
+        };
+        let change = self
+            .inner
+            .next_unused_address(KeychainKind::Internal)
+            .script_pubkey();
+        let mut builder = self.inner.build_tx();
+        // An empty witness adds only what every input has: its (empty) witness stack count,
+        // which the builder counts already.
+        builder
+            .add_foreign_utxo(anchor, input, bitcoin::Weight::ZERO)
+            .map_err(|e| build(e.to_string()))?;
+        builder
+            .drain_to(change)
+            .fee_absolute(fee)
+            .version(version)
+            .exclude_unconfirmed()
+            .unspendable(unspendable.to_vec());
+        let psbt = builder.finish().map_err(|e| build(e.to_string()))?;
+        self.persist().await?;
+        Ok(psbt)
+    }
+
     /// Signs every input of `psbt` the wallet's keys can sign: its own coins (key path) and
     /// script-path spends naming one of its keys in `tap_key_origins`. Does not finalize.
     ///

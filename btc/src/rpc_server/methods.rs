@@ -8,8 +8,9 @@ use bitcoin::{Address, BlockHash, FeeRate, MerkleBlock, Network, OutPoint, Trans
 use serde_json::{json, Value};
 
 use super::super::backend::RejectionKind;
+use super::super::package::{TopologyError, MAX_PACKAGE_COUNT};
 use super::super::policy::{Accepted, TxReject, MIN_RELAY_FEE_SAT_PER_VB};
-use super::super::regtest::{mine_shared, RegtestChain, SharedChain};
+use super::super::regtest::{mine_shared, PackageError, PackageTx, RegtestChain, SharedChain};
 use super::error::{code, RpcError};
 use super::params::{parse_hash, type_name, Params};
 use super::views::{self, ChainPosition};
@@ -108,31 +109,20 @@ pub async fn call(
         }
         "testmempoolaccept" => {
             let p = p(&["rawtxs", "maxfeerate"], 1)?;
-            let raw = p.array(0)?;
-            if raw.is_empty() || raw.len() > 25 {
-                return Err(RpcError::invalid_parameter(
-                    "Array must contain between 1 and 25 transactions.",
-                ));
-            }
-            let txs = raw
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => decode_tx(s),
-                    other => Err(RpcError::new(
-                        code::TYPE_ERROR,
-                        format!(
-                            "JSON value of type {} is not of expected type string",
-                            type_name(other)
-                        ),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let txs = decode_txs(p.array(0)?)?;
             let results = chain.read().await.test_accept_package(&txs);
             Ok(json!(txs
                 .iter()
                 .zip(results)
                 .map(|(tx, result)| test_accept(tx, result))
                 .collect::<Vec<_>>()))
+        }
+        "submitpackage" => {
+            let p = p(&["package", "maxfeerate", "maxburnamount"], 1)?;
+            let txs = decode_txs(p.array(0)?)?;
+            let max = max_fee_rate(&p, 1)?;
+            let submitted = chain.write().await.submit_package(&txs, max);
+            submit_package_answer(&txs, submitted)
         }
         "gettxout" => {
             let p = p(&["txid", "n", "include_mempool"], 2)?;
@@ -277,6 +267,87 @@ fn max_fee_rate(p: &Params, i: usize) -> Result<Option<FeeRate>, RpcError> {
 
 fn per_kvb(sats: u64) -> FeeRate {
     FeeRate::from_sat_per_kwu(sats / 4)
+}
+
+/// A `testmempoolaccept` / `submitpackage` array: 1 to 25 hex transactions.
+fn decode_txs(raw: &[Value]) -> Result<Vec<Transaction>, RpcError> {
+    if raw.is_empty() || raw.len() > MAX_PACKAGE_COUNT {
+        return Err(RpcError::invalid_parameter(
+            "Array must contain between 1 and 25 transactions.",
+        ));
+    }
+    raw.iter()
+        .map(|v| match v {
+            Value::String(s) => decode_tx(s),
+            other => Err(RpcError::new(
+                code::TYPE_ERROR,
+                format!(
+                    "JSON value of type {} is not of expected type string",
+                    type_name(other)
+                ),
+            )),
+        })
+        .collect()
+}
+
+/// Bitcoin Core's `submitpackage` answer: a topology error is a JSON-RPC error (-25); anything
+/// else is a result whose `package_msg` says `success` or `transaction failed`, with the
+/// refused member's `error` in `tx-results`.
+fn submit_package_answer(
+    txs: &[Transaction],
+    submitted: Result<Vec<PackageTx>, PackageError>,
+) -> Result<Value, RpcError> {
+    let mut results = serde_json::Map::new();
+    let msg = match submitted {
+        Err(PackageError::Topology(TopologyError::Count(_))) => {
+            return Err(RpcError::invalid_parameter(
+                "Array must contain between 1 and 25 transactions.",
+            ))
+        }
+        Err(PackageError::Topology(e)) => {
+            return Err(RpcError::new(
+                RejectionKind::MissingOrSpentInputs.rpc_code(),
+                e.to_string(),
+            ))
+        }
+        Err(PackageError::Rejected(rejection)) => {
+            for tx in txs {
+                let txid = tx.compute_txid();
+                let mut r = json!({"txid": txid.to_string()});
+                r["error"] = if txid == rejection.txid {
+                    json!(rejection.reason)
+                } else {
+                    json!("package-not-validated")
+                };
+                results.insert(tx.compute_wtxid().to_string(), r);
+            }
+            "transaction failed"
+        }
+        Ok(members) => {
+            let added: Vec<&PackageTx> = members.iter().filter(|m| m.added).collect();
+            let fee: u64 = added.iter().map(|m| m.fee.to_sat()).sum();
+            let vsize: u64 = added.iter().map(|m| m.vsize).sum::<u64>().max(1);
+            let rate = bitcoin::Amount::from_sat(fee * 1000 / vsize);
+            let includes: Vec<String> = added.iter().map(|m| m.wtxid.to_string()).collect();
+            for m in &members {
+                let mut r = json!({"txid": m.txid.to_string(), "vsize": m.vsize});
+                if m.added {
+                    r["fees"] = json!({
+                        "base": views::btc(m.fee),
+                        "effective-feerate": views::btc(rate),
+                        "effective-includes": includes,
+                    });
+                }
+                results.insert(m.wtxid.to_string(), r);
+            }
+            "success"
+        }
+    };
+    Ok(json!({
+        "package_msg": msg,
+        "tx-results": results,
+        "replaced-transactions": [],
+    }))
 }
 
 fn decode_tx(hex_str: &str) -> Result<Transaction, RpcError> {

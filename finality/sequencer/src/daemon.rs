@@ -123,12 +123,13 @@ pub async fn open_sequencer(config: &SequencerConfig) -> Result<Sequencer, Daemo
     let wallet = open_wallet(config, &store, true).await?;
     Ok(Sequencer::new(
         settings(config),
-        Arc::new(node),
+        Arc::new(node.clone()),
         Arc::new(bitcoin),
         Arc::new(rpc),
         wallet,
         store,
-    ))
+    )
+    .with_checkpoints(Arc::new(node)))
 }
 
 /// Runs the daemon of the config at `path` until `shutdown`.

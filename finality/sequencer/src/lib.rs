@@ -4,12 +4,15 @@
 //!
 //! - [`plan`]: the pure decisions (which rounds are due, the certificate check, what a
 //!   recorded anchor's place on Bitcoin asks for);
+//! - [`checkpoint`]: checkpoint broadcast's pure checks and the child that pays for a
+//!   candidate (`CHECKPOINTS.md` §13.7);
 //! - [`proofs`]: proofs on disk in Fiamma's arkworks format;
 //! - [`sequencer`]: the component (`submit`, `anchor_round`, `step`, `run`);
 //! - [`store`]: its local store (SQLite or PostgreSQL): submitted proofs, anchors recorded
 //!   before they are broadcast, progress, and the wallet;
 //! - [`config`] and [`daemon`]: `fiamma sequencer run`.
 
+pub mod checkpoint;
 pub mod config;
 pub mod daemon;
 pub mod plan;

@@ -1,5 +1,6 @@
 //! The sequencer component: `new`, `submit`, `anchor_round`, `step` (settle recorded anchors,
-//! then anchor each due final round) and the daemon loop through [`fiamma_role::component`],
+//! then anchor each due final round, then broadcast the node's READY checkpoint as a package),
+//! `checkpoint_genesis`, and the daemon loop through [`fiamma_role::component`],
 //! woken by the node's `RoundFinal` events.
 //!
 //! A round's anchor is signed once, recorded, and only then broadcast; later passes send the
@@ -14,9 +15,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bdk_bitcoind_rpc::bitcoincore_rpc::Client;
 use bitcoin::{Amount, FeeRate, OutPoint, Txid};
-use fiamma_btc::{Backend, BackendError};
+use fiamma_btc::{Backend, BackendError, TxStatus};
 use fiamma_finality::zk::ZkProof;
-use fiamma_proto::client::{FinalityEventStream, NodeError, RoundStatus, SequencerNode};
+use fiamma_proto::client::{
+    CheckpointKind, CheckpointNode, CheckpointOutputView, CheckpointStatus, FinalityEventStream,
+    NodeError, RoundStatus, SequencerNode,
+};
 use fiamma_proto::finality::v1 as fpb;
 use fiamma_role::component::Component;
 use fiamma_role::daemon::{Health, Metrics, Shutdown};
@@ -25,8 +29,9 @@ use fiamma_staking::context::SigningContexts;
 use fiamma_wallet::{Wallet, WalletError};
 use tokio::sync::Mutex;
 
+use crate::checkpoint::Track as CheckpointTrack;
 use crate::plan::{self, CheckError, CheckedRound, Schedule, Track};
-use crate::store::{AnchorRow, Progress, SequencerStore, StoreError};
+use crate::store::{AnchorRow, PackageRow, Progress, SequencerStore, StoreError};
 
 /// Rounds asked of the node per page.
 const PAGE: u32 = 100;
@@ -82,6 +87,78 @@ pub enum SequencerError {
     /// The round is closed but did not become final within the wait.
     #[error("round {0} is closed but not final yet")]
     NotFinalYet(u64),
+    /// A READY checkpoint round's signed transaction does not check.
+    #[error(transparent)]
+    Ready(#[from] crate::checkpoint::ReadyError),
+    /// The child paying for a checkpoint cannot be built.
+    #[error("checkpoint child: {0}")]
+    Child(#[from] crate::checkpoint::ChildError),
+    /// The node runs without checkpoints (or this sequencer was not given its checkpoint API).
+    #[error("the node runs without checkpoints")]
+    NoCheckpoints,
+    /// Round h₀ is not closed yet, so the genesis script is not known.
+    #[error("no checkpoint genesis script yet: no round from {0} on with an active set is closed")]
+    GenesisNotOpen(u64),
+    /// The genesis funding did not get k deep within the wait.
+    #[error("the genesis funding {txid} has {confirmations} of {needed} confirmations; run again to keep waiting")]
+    GenesisNotDeep {
+        /// The funding transaction.
+        txid: Txid,
+        /// Its confirmations.
+        confirmations: u32,
+        /// k.
+        needed: u32,
+    },
+}
+
+/// What became of one checkpoint package in a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    /// Recorded before, broadcast now; `result` is what Bitcoin said (`""`: accepted).
+    Broadcast {
+        /// The checkpoint round.
+        round: u64,
+        /// The candidate.
+        txid: Txid,
+        /// The child.
+        child: Txid,
+        /// What the Bitcoin node said.
+        result: String,
+    },
+    /// In the mempool or mined fewer than k deep.
+    Pending {
+        /// The checkpoint round.
+        round: u64,
+        /// The candidate.
+        txid: Txid,
+        /// Its confirmations.
+        confirmations: u32,
+    },
+    /// The candidate is k deep.
+    Done {
+        /// The checkpoint round.
+        round: u64,
+        /// The candidate.
+        txid: Txid,
+        /// Its confirmations.
+        confirmations: u32,
+    },
+    /// The node says the base moved on without it: no longer sent.
+    Superseded {
+        /// The checkpoint round.
+        round: u64,
+        /// The candidate.
+        txid: Txid,
+    },
+}
+
+/// What `fiamma sequencer checkpoint genesis` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GenesisOutcome {
+    /// The node had a genesis already; nothing paid by this call.
+    AlreadyRegistered(CheckpointOutputView),
+    /// The recorded funding is k deep and the node registered it now.
+    Registered(CheckpointOutputView),
 }
 
 /// What became of one anchor in a step.
@@ -131,6 +208,10 @@ pub struct StepReport {
     pub expired: Vec<u64>,
     /// A due final round whose certificate did not check (looked at again next step).
     pub refused: Option<String>,
+    /// The checkpoint packages looked at or sent.
+    pub checkpoints: Vec<CheckpointOutcome>,
+    /// A READY checkpoint round that was not sent, and why (looked at again next step).
+    pub checkpoint_refused: Option<String>,
 }
 
 /// Submits `proof` to `node` and records its id in `store`; the id and the round the node put
@@ -167,6 +248,7 @@ pub struct Sequencer {
     metrics: Metrics,
     health: Health,
     seen_event: AtomicU64,
+    checkpoints: Option<Arc<dyn CheckpointNode>>,
 }
 
 impl Sequencer {
@@ -190,7 +272,16 @@ impl Sequencer {
             metrics: Metrics::default(),
             health: Health::default(),
             seen_event: AtomicU64::new(0),
+            checkpoints: None,
         }
+    }
+
+    /// This sequencer, also broadcasting the node's READY checkpoints (`CHECKPOINTS.md`
+    /// §13.7) and able to fund the genesis, asking `node` about them.
+    #[must_use]
+    pub fn with_checkpoints(mut self, node: Arc<dyn CheckpointNode>) -> Self {
+        self.checkpoints = Some(node);
+        self
     }
 
     /// Its metrics.
@@ -257,11 +348,7 @@ impl Sequencer {
             return self.settle(&row).await;
         }
         let checked = self.checked_round(round).await?;
-        let pending = self.store.pending().await?;
-        let spent: Vec<OutPoint> = pending
-            .iter()
-            .flat_map(|a| a.tx.input.iter().map(|i| i.previous_output))
-            .collect();
+        let spent = self.promised_coins().await?;
         let tx = {
             let mut wallet = self.wallet.lock().await;
             let mut psbt = wallet
@@ -283,6 +370,30 @@ impl Sequencer {
             "certificate checked; anchor recorded"
         );
         self.broadcast(&row).await
+    }
+
+    /// The coins spent by recorded transactions not settled yet (anchors, checkpoint
+    /// children, the genesis funding): a new payment must not spend them, so that those stay
+    /// valid even when the wallet did not learn of them before a crash.
+    async fn promised_coins(&self) -> Result<Vec<OutPoint>, SequencerError> {
+        let anchors = self.store.pending().await?.into_iter().map(|a| a.tx);
+        let children = self
+            .store
+            .packages(true)
+            .await?
+            .into_iter()
+            .map(|p| p.child);
+        let genesis = self
+            .store
+            .genesis()
+            .await?
+            .filter(|g| !g.registered)
+            .map(|g| g.tx);
+        Ok(anchors
+            .chain(children)
+            .chain(genesis)
+            .flat_map(|tx| tx.input.into_iter().map(|i| i.previous_output))
+            .collect())
     }
 
     /// Sends `row`'s transaction and notes what Bitcoin said; the wallet learns of it so its
@@ -402,7 +513,9 @@ impl Sequencer {
                 if r.round < next {
                     continue;
                 }
-                if !schedule.is_due(r.round) {
+                // A checkpoint round has no §10 vote to anchor: its certificate entries sign
+                // M, and its checkpoint is the anchor.
+                if !schedule.is_due(r.round) || r.checkpoint != CheckpointKind::None {
                     next = r.round + 1;
                     continue;
                 }
@@ -439,6 +552,8 @@ impl Sequencer {
             }
         }
         report.next_round = next;
+        // The anchors' progress is kept before the checkpoints are looked at, so that a node
+        // or chain failure there does not undo it.
         self.store
             .record_progress(&Progress {
                 next_round: next,
@@ -447,13 +562,27 @@ impl Sequencer {
                 latest_round: latest,
             })
             .await?;
+        match self.checkpoint_pass().await {
+            Ok(outcomes) => report.checkpoints = outcomes,
+            Err(e @ (SequencerError::Ready(_) | SequencerError::Child(_))) => {
+                tracing::error!(reason = %e, "checkpoint not broadcast");
+                self.metrics
+                    .inc("fiamma_sequencer_checkpoints_refused_total", &[]);
+                report.checkpoint_refused = Some(e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
         self.metrics
             .set("fiamma_sequencer_bitcoin_tip", &[], f64::from(tip));
         self.metrics
             .set("fiamma_sequencer_next_round", &[], next as f64);
         self.metrics
             .set("fiamma_sequencer_unmined_anchors", &[], unmined as f64);
-        match &report.refused {
+        match report
+            .refused
+            .as_ref()
+            .or(report.checkpoint_refused.as_ref())
+        {
             Some(why) => self.health.failing(why.clone()),
             None => self.health.ok(),
         }
@@ -496,6 +625,259 @@ impl Sequencer {
         }
     }
 
+    /// One checkpoint pass: each recorded package not settled is looked up (sent again while
+    /// neither mined nor superseded, done once its candidate is k deep), then the newest
+    /// checkpoint round, when READY and not recorded, is checked, its child built, the package
+    /// recorded and broadcast. Nothing when the node runs without checkpoints.
+    ///
+    /// # Errors
+    /// [`SequencerError::Ready`] or [`SequencerError::Child`] when the READY round cannot be
+    /// sent (nothing recorded); [`SequencerError`] when a service cannot be asked.
+    pub async fn checkpoint_pass(&self) -> Result<Vec<CheckpointOutcome>, SequencerError> {
+        let Some(node) = &self.checkpoints else {
+            return Ok(Vec::new());
+        };
+        let Some(view) = node.checkpoints().await? else {
+            return Ok(Vec::new());
+        };
+        let k = view.params.confirmation_depth;
+        let mut outcomes = Vec::new();
+        for row in self.store.packages(true).await? {
+            outcomes.push(self.settle_package(node.as_ref(), &row, k).await?);
+        }
+        let Some(latest) = view.latest else {
+            return Ok(outcomes);
+        };
+        if latest.status != CheckpointStatus::Ready
+            || self.store.package(latest.round).await?.is_some()
+        {
+            return Ok(outcomes);
+        }
+        let parent = crate::checkpoint::signed_candidate(&latest, view.params.value)?;
+        let promised = self.promised_coins().await?;
+        let child = {
+            let mut wallet = self.wallet.lock().await;
+            crate::checkpoint::build_child(&mut wallet, &parent, self.settings.fee_rate, &promised)
+                .await?
+        };
+        let row = self
+            .store
+            .record_package(latest.round, &parent, &child)
+            .await?;
+        tracing::info!(
+            round = latest.round,
+            txid = %parent.compute_txid(),
+            child = %row.child.compute_txid(),
+            "checkpoint ready; package recorded"
+        );
+        outcomes.push(self.send_package(&row).await?);
+        Ok(outcomes)
+    }
+
+    /// Broadcasts `row`'s package and notes what Bitcoin said; the wallet learns of the child
+    /// once it is accepted.
+    async fn send_package(&self, row: &PackageRow) -> Result<CheckpointOutcome, SequencerError> {
+        let result = match self
+            .bitcoin
+            .broadcast_package(&[row.parent.clone(), row.child.clone()])
+            .await
+        {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        self.store
+            .note_package_broadcast(row.round, &result)
+            .await?;
+        // A refused child spends nothing yet; its coins stay out of new payments as long as
+        // the package is pending (`promised_coins`), and the wallet sees it once accepted.
+        if result.is_empty() {
+            self.wallet
+                .lock()
+                .await
+                .record_unconfirmed(row.child.clone(), u64::try_from(unix_now()).unwrap_or(0))
+                .await?;
+        }
+        let label = if result.is_empty() {
+            "accepted"
+        } else {
+            tracing::warn!(round = row.round, %result, "checkpoint package refused");
+            "refused"
+        };
+        self.metrics.inc(
+            "fiamma_sequencer_checkpoint_broadcasts_total",
+            &[("result", label)],
+        );
+        Ok(CheckpointOutcome::Broadcast {
+            round: row.round,
+            txid: row.parent.compute_txid(),
+            child: row.child.compute_txid(),
+            result,
+        })
+    }
+
+    /// Looks up a recorded package: done once its candidate is k deep or the round is
+    /// superseded, sent again while neither mined nor in the mempool.
+    async fn settle_package(
+        &self,
+        node: &dyn CheckpointNode,
+        row: &PackageRow,
+        k: u32,
+    ) -> Result<CheckpointOutcome, SequencerError> {
+        let txid = row.parent.compute_txid();
+        let round = row.round;
+        let status = self.bitcoin.tx_status(&txid).await?;
+        let mined = matches!(status, TxStatus::Confirmed { .. });
+        // The node's word is needed only for a candidate Bitcoin has not mined.
+        let on_node = if mined {
+            None
+        } else {
+            node.checkpoint_round(round).await?.map(|r| r.status)
+        };
+        match crate::checkpoint::track(&status, k, on_node) {
+            CheckpointTrack::Like(Track::Rebroadcast) => self.send_package(row).await,
+            CheckpointTrack::Like(Track::InMempool) => {
+                self.store
+                    .note_package_depth(round, 0, false, false)
+                    .await?;
+                Ok(CheckpointOutcome::Pending {
+                    round,
+                    txid,
+                    confirmations: 0,
+                })
+            }
+            CheckpointTrack::Like(Track::Confirming(confirmations)) => {
+                self.store
+                    .note_package_depth(round, confirmations, false, false)
+                    .await?;
+                Ok(CheckpointOutcome::Pending {
+                    round,
+                    txid,
+                    confirmations,
+                })
+            }
+            CheckpointTrack::Like(Track::Done(confirmations)) => {
+                self.store
+                    .note_package_depth(round, confirmations, true, false)
+                    .await?;
+                self.metrics
+                    .inc("fiamma_sequencer_checkpoints_done_total", &[]);
+                Ok(CheckpointOutcome::Done {
+                    round,
+                    txid,
+                    confirmations,
+                })
+            }
+            CheckpointTrack::Superseded => {
+                self.store.note_package_depth(round, 0, true, true).await?;
+                Ok(CheckpointOutcome::Superseded { round, txid })
+            }
+        }
+    }
+
+    /// Funds and registers the checkpoint genesis (`fiamma sequencer checkpoint genesis`):
+    /// once the node serves the genesis script (round h₀ closed), pays V to it from the wallet
+    /// (recorded before its first broadcast, so a re-run after a crash sends the same
+    /// transaction and never pays twice), waits up to `wait` until it is k deep (sending it
+    /// again while it is neither mined nor in the mempool), then names it to the node.
+    ///
+    /// # Errors
+    /// [`SequencerError::NoCheckpoints`], [`SequencerError::GenesisNotOpen`],
+    /// [`SequencerError::GenesisNotDeep`] (run again to keep waiting), the node's refusal,
+    /// [`SequencerError`].
+    pub async fn checkpoint_genesis(
+        &self,
+        wait: Duration,
+    ) -> Result<GenesisOutcome, SequencerError> {
+        let node = self
+            .checkpoints
+            .as_ref()
+            .ok_or(SequencerError::NoCheckpoints)?;
+        let view = node
+            .checkpoints()
+            .await?
+            .ok_or(SequencerError::NoCheckpoints)?;
+        if let Some(genesis) = view.genesis {
+            if self
+                .store
+                .genesis()
+                .await?
+                .is_some_and(|g| OutPoint::new(g.tx.compute_txid(), g.vout) == genesis.outpoint)
+            {
+                self.store.note_genesis_registered().await?;
+            }
+            return Ok(GenesisOutcome::AlreadyRegistered(genesis));
+        }
+        let k = view.params.confirmation_depth;
+        let row = match self.store.genesis().await? {
+            Some(row) => row,
+            None => {
+                let (h0, script) = view
+                    .genesis_script
+                    .clone()
+                    .ok_or(SequencerError::GenesisNotOpen(view.params.genesis_round))?;
+                self.sync_wallet().await?;
+                let promised = self.promised_coins().await?;
+                let tx = {
+                    let mut wallet = self.wallet.lock().await;
+                    let mut psbt = wallet
+                        .build_payment_excluding(
+                            &[(script.clone(), view.params.value)],
+                            self.settings.fee_rate,
+                            &promised,
+                        )
+                        .await?;
+                    wallet.sign_payment(&mut psbt)?
+                };
+                let vout = tx
+                    .output
+                    .iter()
+                    .position(|o| o.script_pubkey == script && o.value == view.params.value)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or(StoreError::Corrupt("genesis funding without its output"))?;
+                let row = self.store.record_genesis(h0, &tx, vout).await?;
+                tracing::info!(txid = %row.tx.compute_txid(), vout = row.vout, "genesis funding recorded");
+                row
+            }
+        };
+        let txid = row.tx.compute_txid();
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let confirmations = match self.bitcoin.tx_status(&txid).await? {
+                TxStatus::Confirmed { confirmations, .. } => confirmations,
+                TxStatus::InMempool => 0,
+                TxStatus::Unknown => {
+                    if let Err(e) = self.bitcoin.broadcast(&row.tx).await {
+                        tracing::warn!(%txid, reason = %e, "genesis funding refused");
+                    }
+                    self.wallet
+                        .lock()
+                        .await
+                        .record_unconfirmed(row.tx.clone(), u64::try_from(unix_now()).unwrap_or(0))
+                        .await?;
+                    0
+                }
+            };
+            if confirmations >= k {
+                break;
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(SequencerError::GenesisNotDeep {
+                    txid,
+                    confirmations,
+                    needed: k,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let genesis = node
+            .register_checkpoint_genesis(OutPoint::new(txid, row.vout))
+            .await?;
+        self.store.note_genesis_registered().await?;
+        self.metrics
+            .inc("fiamma_sequencer_checkpoint_genesis_total", &[]);
+        Ok(GenesisOutcome::Registered(genesis))
+    }
+
     /// Runs the daemon loop until `shutdown`.
     pub async fn run(&self, shutdown: Shutdown) {
         fiamma_role::component::run(self, shutdown).await;
@@ -521,10 +903,19 @@ impl Component for Sequencer {
         self.node.finality_events(from).await.ok()
     }
 
-    /// Records the event's sequence; true when a round became final.
+    /// Records the event's sequence; true when a round became final or a checkpoint ready
+    /// or confirmed.
     fn note_event(&self, event: &fpb::Event) -> bool {
         let before = self.seen_event.fetch_max(event.sequence, Ordering::Relaxed);
-        event.sequence > before && matches!(event.kind, Some(fpb::event::Kind::RoundFinal(_)))
+        event.sequence > before
+            && matches!(
+                event.kind,
+                Some(
+                    fpb::event::Kind::RoundFinal(_)
+                        | fpb::event::Kind::CheckpointReady(_)
+                        | fpb::event::Kind::CheckpointConfirmed(_)
+                )
+            )
     }
 
     fn poll_interval(&self) -> Duration {

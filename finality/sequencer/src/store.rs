@@ -55,6 +55,40 @@ pub struct AnchorRow {
     pub done: bool,
 }
 
+/// A recorded checkpoint package and its broadcasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRow {
+    /// The checkpoint round.
+    pub round: u64,
+    /// The signed candidate.
+    pub parent: Transaction,
+    /// The child paying for both.
+    pub child: Transaction,
+    /// How often it was broadcast.
+    pub broadcasts: u64,
+    /// What the Bitcoin node said last; empty when it accepted it.
+    pub last_result: String,
+    /// The candidate's confirmations at the last look.
+    pub confirmations: u32,
+    /// Whether nothing is left to do (k deep, or superseded).
+    pub done: bool,
+    /// Whether the node said the round was superseded.
+    pub superseded: bool,
+}
+
+/// The recorded genesis funding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesisRow {
+    /// h₀.
+    pub genesis_round: u64,
+    /// The funding transaction.
+    pub tx: Transaction,
+    /// Its output paying V to the genesis script.
+    pub vout: u32,
+    /// Whether the node registered it.
+    pub registered: bool,
+}
+
 /// A submitted proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofRow {
@@ -103,6 +137,23 @@ fn anchor_row(row: &sqlx::any::AnyRow) -> Result<AnchorRow, StoreError> {
         confirmations: u32::try_from(row.try_get::<i64, _>("confirmations")?)
             .map_err(|_| StoreError::Corrupt("anchor.confirmations"))?,
         done: row.try_get::<i64, _>("done")? == 1,
+    })
+}
+
+fn package_row(row: &sqlx::any::AnyRow) -> Result<PackageRow, StoreError> {
+    let parent: Vec<u8> = row.try_get("parent")?;
+    let child: Vec<u8> = row.try_get("child")?;
+    Ok(PackageRow {
+        round: to_u64(row.try_get("round")?),
+        parent: deserialize(&parent)
+            .map_err(|_| StoreError::Corrupt("checkpoint_package.parent"))?,
+        child: deserialize(&child).map_err(|_| StoreError::Corrupt("checkpoint_package.child"))?,
+        broadcasts: to_u64(row.try_get("broadcasts")?),
+        last_result: row.try_get("last_result")?,
+        confirmations: u32::try_from(row.try_get::<i64, _>("confirmations")?)
+            .map_err(|_| StoreError::Corrupt("checkpoint_package.confirmations"))?,
+        done: row.try_get::<i64, _>("done")? == 1,
+        superseded: row.try_get::<i64, _>("superseded")? == 1,
     })
 }
 
@@ -284,6 +335,172 @@ impl SequencerStore {
         .collect()
     }
 
+    /// The checkpoint package recorded for `round`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn package(&self, round: u64) -> Result<Option<PackageRow>, StoreError> {
+        sqlx::query(
+            "SELECT round, parent, child, broadcasts, last_result, confirmations, done, \
+             superseded FROM checkpoint_package WHERE round = $1",
+        )
+        .bind(int(round))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(package_row)
+        .transpose()
+    }
+
+    /// Records round `round`'s package (the signed candidate and its child) before it is
+    /// broadcast, unless one is recorded for that round already; returns the recorded one
+    /// (which is the one to send).
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing may be broadcast.
+    pub async fn record_package(
+        &self,
+        round: u64,
+        parent: &Transaction,
+        child: &Transaction,
+    ) -> Result<PackageRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoint_package (round, candidate_txid, parent, child, recorded_at, \
+             broadcasts, last_broadcast_at, last_result, confirmations, done, superseded) \
+             VALUES ($1, $2, $3, $4, $5, 0, 0, '', 0, 0, 0) ON CONFLICT (round) DO NOTHING",
+        )
+        .bind(int(round))
+        .bind(parent.compute_txid().to_string())
+        .bind(serialize(parent))
+        .bind(serialize(child))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        self.package(round)
+            .await?
+            .ok_or(StoreError::Corrupt("checkpoint_package row"))
+    }
+
+    /// Counts a broadcast of round `round`'s package and what the node said (`""`: accepted).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn note_package_broadcast(&self, round: u64, result: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE checkpoint_package SET broadcasts = broadcasts + 1, last_broadcast_at = $1, \
+             last_result = $2 WHERE round = $3",
+        )
+        .bind(now())
+        .bind(bounded(result))
+        .bind(int(round))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how deep round `round`'s candidate is, whether that is the end, and whether
+    /// the round was superseded.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn note_package_depth(
+        &self,
+        round: u64,
+        confirmations: u32,
+        done: bool,
+        superseded: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE checkpoint_package SET confirmations = $1, done = $2, superseded = $3 \
+             WHERE round = $4",
+        )
+        .bind(i64::from(confirmations))
+        .bind(i64::from(u8::from(done)))
+        .bind(i64::from(u8::from(superseded)))
+        .bind(int(round))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The packages by round: those with something left to do when `pending_only`, else all.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn packages(&self, pending_only: bool) -> Result<Vec<PackageRow>, StoreError> {
+        sqlx::query(
+            "SELECT round, parent, child, broadcasts, last_result, confirmations, done, \
+             superseded FROM checkpoint_package WHERE done = 0 OR $1 = 0 ORDER BY round",
+        )
+        .bind(i64::from(u8::from(pending_only)))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(package_row)
+        .collect()
+    }
+
+    /// The recorded genesis funding.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn genesis(&self) -> Result<Option<GenesisRow>, StoreError> {
+        sqlx::query(
+            "SELECT genesis_round, vout, tx, registered FROM checkpoint_genesis WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| {
+            let tx: Vec<u8> = row.try_get("tx")?;
+            Ok(GenesisRow {
+                genesis_round: to_u64(row.try_get("genesis_round")?),
+                tx: deserialize(&tx).map_err(|_| StoreError::Corrupt("checkpoint_genesis.tx"))?,
+                vout: u32::try_from(row.try_get::<i64, _>("vout")?)
+                    .map_err(|_| StoreError::Corrupt("checkpoint_genesis.vout"))?,
+                registered: row.try_get::<i64, _>("registered")? == 1,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the genesis funding `tx` (output `vout` pays the genesis script) before it is
+    /// broadcast, unless one is recorded already; returns the recorded one (the one to send).
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing may be broadcast.
+    pub async fn record_genesis(
+        &self,
+        genesis_round: u64,
+        tx: &Transaction,
+        vout: u32,
+    ) -> Result<GenesisRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoint_genesis (id, genesis_round, txid, vout, tx, recorded_at, \
+             registered) VALUES (1, $1, $2, $3, $4, $5, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(int(genesis_round))
+        .bind(tx.compute_txid().to_string())
+        .bind(i64::from(vout))
+        .bind(serialize(tx))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        self.genesis()
+            .await?
+            .ok_or(StoreError::Corrupt("checkpoint_genesis row"))
+    }
+
+    /// Notes that the node registered the recorded genesis output.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn note_genesis_registered(&self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checkpoint_genesis SET registered = 1 WHERE id = 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The progress row, if a step ever completed.
     ///
     /// # Errors
@@ -342,6 +559,60 @@ mod tests {
             }],
             output: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn the_first_recorded_package_and_genesis_are_the_ones_kept() {
+        let store = SequencerStore::open("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        let first = store
+            .record_package(8, &tx(1), &tx(2))
+            .await
+            .expect("recorded");
+        assert_eq!((first.parent.clone(), first.child.clone()), (tx(1), tx(2)));
+        let again = store.record_package(8, &tx(3), &tx(4)).await.expect("kept");
+        assert_eq!(again, first);
+        store
+            .note_package_broadcast(8, "refused")
+            .await
+            .expect("noted");
+        store
+            .record_package(12, &tx(5), &tx(6))
+            .await
+            .expect("recorded");
+        store
+            .note_package_depth(12, 0, true, true)
+            .await
+            .expect("superseded");
+        let pending = store.packages(true).await.expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (
+                pending[0].round,
+                pending[0].broadcasts,
+                pending[0].last_result.as_str()
+            ),
+            (8, 1, "refused")
+        );
+        let all = store.packages(false).await.expect("all");
+        assert_eq!(all.len(), 2);
+        assert!(all[1].done && all[1].superseded);
+
+        assert_eq!(store.genesis().await.expect("none"), None);
+        let g = store.record_genesis(2, &tx(7), 1).await.expect("recorded");
+        assert_eq!((g.genesis_round, g.vout, g.registered), (2, 1, false));
+        let kept = store.record_genesis(3, &tx(8), 0).await.expect("kept");
+        assert_eq!(kept, g);
+        store.note_genesis_registered().await.expect("registered");
+        assert!(
+            store
+                .genesis()
+                .await
+                .expect("some")
+                .expect("row")
+                .registered
+        );
     }
 
     #[tokio::test]
