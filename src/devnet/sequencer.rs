@@ -9,9 +9,10 @@ use std::time::Duration;
 use bitcoin::{Address, FeeRate, Txid};
 use bitcoincore_rpc::Client;
 use fiamma_finality::zk::{ProofSystem, ZkProof};
-use fiamma_proto::client::GrpcNode;
+use fiamma_proto::client::{CheckpointOutputView, GrpcNode};
 use fiamma_sequencer::config::WALLET_NAME;
 use fiamma_sequencer::sequencer::{
+    CheckpointOutcome, GenesisOutcome, SequencerError,
     txid_of, AnchorOutcome, Sequencer as Component, SequencerSettings,
 };
 use fiamma_sequencer::store::SequencerStore;
@@ -125,7 +126,8 @@ impl Sequencer {
             max_pending: 24,
             poll_interval: Duration::from_secs(1),
         };
-        let component = Component::new(settings, node, Arc::new(bitcoin), rpc, wallet, store);
+        let component = Component::new(settings, node.clone(), Arc::new(bitcoin), rpc, wallet, store)
+            .with_checkpoints(node);
         Ok(Sequencer { component, address })
     }
 
@@ -169,6 +171,32 @@ impl Sequencer {
             power: (power(checked.voted_power), power(checked.total_power)),
             digest: checked.anchor.certificate_hash,
         })
+    }
+
+    /// One step of `fiamma sequencer checkpoint genesis`: pays V to the genesis script the
+    /// node serves (once), and registers the funding once it is k deep. `None` while it is
+    /// not deep yet (mine, and step again).
+    ///
+    /// # Errors
+    /// [`DevnetError::Refused`] when the node has no genesis script, or refuses the output.
+    pub async fn checkpoint_genesis(&self) -> Result<Option<CheckpointOutputView>, DevnetError> {
+        match self.component.checkpoint_genesis(Duration::ZERO).await {
+            Ok(GenesisOutcome::Registered(g) | GenesisOutcome::AlreadyRegistered(g)) => Ok(Some(g)),
+            Err(SequencerError::GenesisNotDeep { .. }) => Ok(None),
+            Err(e) => Err(refused(format!("checkpoint genesis: {e}"))),
+        }
+    }
+
+    /// One checkpoint pass of `fiamma sequencer run`: a READY checkpoint is broadcast with
+    /// its fee-paying child as a package; recorded ones are followed until k deep.
+    ///
+    /// # Errors
+    /// [`DevnetError::Refused`] when a READY round cannot be sent or a service fails.
+    pub async fn checkpoint_pass(&self) -> Result<Vec<CheckpointOutcome>, DevnetError> {
+        self.component
+            .checkpoint_pass()
+            .await
+            .map_err(|e| refused(format!("checkpoint pass: {e}")))
     }
 
     /// Anchors final round `round` (the §10 `OP_RETURN`, paid from the wallet, recorded, then

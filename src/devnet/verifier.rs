@@ -182,7 +182,10 @@ impl Verifier {
                     for d in step.rounds {
                         let mut protection = None;
                         let outcome = match d.outcome {
-                            RoundOutcome::Voted(o) | RoundOutcome::Resent(o) => Ok(vec![o]),
+                            RoundOutcome::Voted(o)
+                            | RoundOutcome::Resent(o)
+                            | RoundOutcome::CheckpointSigned(o)
+                            | RoundOutcome::CheckpointResent(o) => Ok(vec![o]),
                             RoundOutcome::NotActive | RoundOutcome::AlreadyCounted => continue,
                             other => Err(format!("{other:?}")),
                         };
