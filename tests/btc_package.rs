@@ -156,11 +156,12 @@ async fn package_story(backend: &dyn Backend, miner: &dyn Miner) {
 
     // The right child, in the wrong order.
     let good = child(&wallet, &parent, coin, both, 3);
-    let err = backend
-        .broadcast_package(&[good.clone(), parent.clone()])
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("package topology"), "{err}");
+    let (_, reason) = refused(
+        backend
+            .broadcast_package(&[good.clone(), parent.clone()])
+            .await,
+    );
+    assert!(reason.contains("package topology"), "{reason}");
     unknown(backend, &[&parent, &good]).await;
 
     // Parent first, then the child paying for both: both enter, and are mined together.

@@ -131,6 +131,41 @@ fn node_log(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
+/// A node that serves every scheduled checkpoint round as a rotation round.
+struct KindLiar(GrpcNode);
+
+pass_finality_node!(KindLiar, 0);
+pass_staking_node!(KindLiar, 0);
+
+#[async_trait]
+impl CheckpointNode for KindLiar {
+    async fn checkpoints(&self) -> Result<Option<CheckpointsView>, NodeError> {
+        self.0.checkpoints().await
+    }
+    async fn checkpoint_round(&self, h: u64) -> Result<Option<CheckpointRoundView>, NodeError> {
+        Ok(self.0.checkpoint_round(h).await?.map(|mut c| {
+            if c.kind == CheckpointKind::Scheduled {
+                c.kind = CheckpointKind::Rotation;
+            }
+            c
+        }))
+    }
+    async fn add_checkpoint_sig(
+        &self,
+        h: u64,
+        vote: &CheckpointVote,
+        proof: &Proof,
+    ) -> Result<VoteOutcome, NodeError> {
+        self.0.add_checkpoint_sig(h, vote, proof).await
+    }
+    async fn register_checkpoint_genesis(
+        &self,
+        outpoint: OutPoint,
+    ) -> Result<CheckpointOutputView, NodeError> {
+        self.0.register_checkpoint_genesis(outpoint).await
+    }
+}
+
 fn spawn_node_logged(config: &Path, log: &Path) -> Killed {
     Killed(node_process::spawn_logged(config, log))
 }
@@ -143,12 +178,16 @@ fn network() -> Network {
     }
 }
 
-/// The in-process verifier on the store at `url`, asking `node`.
-async fn component(url: &str, node: Arc<dyn fiamma_verifier::verifier::VerifierNode>) -> Verifier {
+/// An in-process verifier with key `seed` on the store at `url`, asking `node`.
+async fn component(
+    seed: u8,
+    url: &str,
+    node: Arc<dyn fiamma_verifier::verifier::VerifierNode>,
+) -> Verifier {
     let store = VerifierStore::open(url).await.expect("store");
     Verifier::new(
         test_settings(contexts()),
-        Arc::new(KeystoreSigner::new(keypair(COMPONENT))),
+        Arc::new(KeystoreSigner::new(keypair(seed))),
         node,
         store,
         true,
@@ -157,11 +196,12 @@ async fn component(url: &str, node: Arc<dyn fiamma_verifier::verifier::VerifierN
     .expect("verifier")
 }
 
-/// Steps `verifier` until a round's outcome matches `wanted` (at most `secs` s); that round.
+/// Steps `verifier` until a round and its outcome match `wanted` (at most `secs` s); that
+/// round.
 async fn step_until(
     verifier: &Verifier,
     secs: u64,
-    wanted: impl Fn(&RoundOutcome) -> bool,
+    wanted: impl Fn(u64, &RoundOutcome) -> bool,
     seen: &mut Vec<StepReport>,
 ) -> Option<u64> {
     for _ in 0..secs * 10 {
@@ -169,7 +209,7 @@ async fn step_until(
             let hit = report
                 .rounds
                 .iter()
-                .find(|d| wanted(&d.outcome))
+                .find(|d| wanted(d.round, &d.outcome))
                 .map(|d| d.round);
             seen.push(report);
             if hit.is_some() {
@@ -228,7 +268,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         node: grpc.clone(),
         lost: AtomicBool::new(false),
     });
-    let first = component(&component_url, losing.clone()).await;
+    let first = component(COMPONENT, &component_url, losing.clone()).await;
     let mut reports = Vec::new();
     // Steps until the four are in one round's active set.
     let mut full = 0;
@@ -330,7 +370,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     let lost_round = step_until(
         &first,
         120,
-        |o| matches!(o, RoundOutcome::Undelivered(why) if why.contains("lost on the way")),
+        |_, o| matches!(o, RoundOutcome::Undelivered(why) if why.contains("lost on the way")),
         &mut reports,
     )
     .await
@@ -350,11 +390,11 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         .expect("recorded before it was sent");
     drop(first);
     // Restarted on its store (the node now takes votes): it sends the recorded vote again.
-    let second = component(&component_url, Arc::new(grpc.clone())).await;
+    let second = component(COMPONENT, &component_url, Arc::new(grpc.clone())).await;
     let resent = step_until(
         &second,
         30,
-        |o| matches!(o, RoundOutcome::CheckpointResent(VoteOutcome::Counted)),
+        |_, o| matches!(o, RoundOutcome::CheckpointResent(VoteOutcome::Counted)),
         &mut reports,
     )
     .await;
@@ -539,6 +579,53 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         duty.round
     );
 
+    // Daemon 2 stops; its key and store (copied) run in this process behind a node that calls
+    // a scheduled checkpoint round a rotation round: it recomputes the kind, records the
+    // disagreement and signs nothing for that round.
+    drop(daemons[1].take());
+    let store_2 = dir.path().join("v2").join("verifier.db");
+    let liar_store = dir.path().join("v2").join("liar.db");
+    copy_store(&store_2, &liar_store);
+    let liar = component(
+        2,
+        &fiamma_role::store::sqlite_url(&liar_store),
+        Arc::new(KindLiar(grpc.clone())),
+    )
+    .await;
+    let mut liar_reports = Vec::new();
+    // A round daemon 2 never saw: it closes after the liar started.
+    let liar_from = current_round(&mut client).await;
+    let lied = step_until(
+        &liar,
+        60,
+        |h, o| {
+            h > liar_from
+                && matches!(o, RoundOutcome::Disagrees(why) if why.contains("declares a rotation"))
+        },
+        &mut liar_reports,
+    )
+    .await
+    .unwrap_or_else(|| panic!("no disagreement on the kind: {liar_reports:?}"));
+    assert!(liar
+        .store()
+        .signed(&network, lied)
+        .await
+        .expect("store")
+        .is_none());
+    let summary = liar.store().summary(&network, 50).await.expect("summary");
+    assert!(summary
+        .recent_disagreements
+        .iter()
+        .any(|d| d.round == lied && d.kind == "checkpoint"));
+    let key_2 = xonly(&keypair(2));
+    let served = grpc
+        .checkpoint_round(lied)
+        .await
+        .expect("served")
+        .expect("a checkpoint round");
+    assert!(served.votes.iter().all(|(v, _)| v.voter != key_2));
+    drop(liar);
+
     // No verifier sent a §10 vote on any checkpoint round, and nobody equivocated.
     let keys: Vec<XOnlyPublicKey> = (1..=4u8).map(|s| xonly(&keypair(s))).collect();
     let checkpoints = checkpoint_rounds(&grpc, genesis_round + 1).await;
@@ -552,9 +639,10 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     }
     running.store(false, Ordering::SeqCst);
     stepping.await.expect("stepping");
-    let reports = reports.lock().expect("reports");
+    let reports = std::mem::take(&mut *reports.lock().expect("reports"));
     let decided: Vec<_> = reports
         .iter()
+        .chain(&liar_reports)
         .flat_map(|r| &r.rounds)
         .filter(|d| checkpoints.contains(&d.round))
         .collect();

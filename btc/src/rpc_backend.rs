@@ -364,21 +364,29 @@ impl Backend for RpcBackend {
         let answer = match sent {
             Ok(answer) => answer,
             Err(bitcoincore_rpc::Error::JsonRpc(jsonrpc::Error::Rpc(rpc))) => {
-                return Err(
-                    match RejectionKind::from_rpc_error(i64::from(rpc.code), &rpc.message) {
-                        Some(kind) => Rejection {
-                            txid: blamed,
-                            kind,
-                            reason: rpc.message,
+                // Core answers a package of the wrong shape with -25, the code it also uses
+                // for missing inputs: the message tells them apart.
+                let kind =
+                    RejectionKind::from_rpc_error(i64::from(rpc.code), &rpc.message).map(|kind| {
+                        if rpc.message.starts_with("package") {
+                            RejectionKind::Rejected
+                        } else {
+                            kind
                         }
-                        .into(),
-                        None => BackendError::Node {
-                            code: i64::from(rpc.code),
-                            message: rpc.message,
-                        }
-                        .into(),
-                    },
-                );
+                    });
+                return Err(match kind {
+                    Some(kind) => Rejection {
+                        txid: blamed,
+                        kind,
+                        reason: rpc.message,
+                    }
+                    .into(),
+                    None => BackendError::Node {
+                        code: i64::from(rpc.code),
+                        message: rpc.message,
+                    }
+                    .into(),
+                });
             }
             Err(e) => return Err(backend_error(e).into()),
         };
