@@ -35,7 +35,7 @@ use fiamma_finality::checkpoint::CheckpointVote;
 use fiamma_finality::merkle::Proof;
 use fiamma_proto::client::{
     CheckpointKind, CheckpointNode, CheckpointOutputView, CheckpointRoundView, CheckpointsView,
-    Code, FinalityNode, GrpcNode, NodeError, VoteOutcome,
+    ClosedRoundView, Code, FinalityNode, GrpcNode, NodeError, VoteOutcome,
 };
 use fiamma_verifier::signer::KeystoreSigner;
 use fiamma_verifier::store::{Network, VerifierStore};
@@ -84,24 +84,48 @@ fn write_node(dir: &Path, db: &str, addr: SocketAddr, rpc_url: &str, checkpoint:
     )
 }
 
-/// A node that loses the first checkpoint vote sent through it: the vote was recorded by the
-/// verifier's slashing protection and never reached the node, as when the verifier crashes
-/// between the two.
-struct LosingNode {
+/// The node, with one fault injected into its checkpoint calls.
+struct Faulty {
     node: GrpcNode,
-    lost: AtomicBool,
+    fault: Fault,
 }
 
-pass_finality_node!(LosingNode, node);
-pass_staking_node!(LosingNode, node);
+enum Fault {
+    /// The first checkpoint vote sent is lost: it was recorded by the verifier's slashing
+    /// protection and never reached the node, as when the verifier crashes between the two.
+    /// The flag says it happened.
+    LoseFirstVote(AtomicBool),
+    /// Every scheduled checkpoint round is served as a rotation round.
+    ScheduledAsRotation,
+}
+
+impl Faulty {
+    fn new(node: &GrpcNode, fault: Fault) -> Arc<Self> {
+        Arc::new(Faulty {
+            node: node.clone(),
+            fault,
+        })
+    }
+}
+
+pass_finality_node!(Faulty, node);
+pass_staking_node!(Faulty, node);
 
 #[async_trait]
-impl CheckpointNode for LosingNode {
+impl CheckpointNode for Faulty {
     async fn checkpoints(&self) -> Result<Option<CheckpointsView>, NodeError> {
         self.node.checkpoints().await
     }
     async fn checkpoint_round(&self, h: u64) -> Result<Option<CheckpointRoundView>, NodeError> {
-        self.node.checkpoint_round(h).await
+        let served = self.node.checkpoint_round(h).await?;
+        Ok(served.map(|mut c| {
+            if matches!(self.fault, Fault::ScheduledAsRotation)
+                && c.kind == CheckpointKind::Scheduled
+            {
+                c.kind = CheckpointKind::Rotation;
+            }
+            c
+        }))
     }
     async fn add_checkpoint_sig(
         &self,
@@ -109,12 +133,14 @@ impl CheckpointNode for LosingNode {
         vote: &CheckpointVote,
         proof: &Proof,
     ) -> Result<VoteOutcome, NodeError> {
-        if !self.lost.swap(true, Ordering::SeqCst) {
-            return Err(NodeError::Status {
-                call: "AddCheckpointSig",
-                code: Code::Unavailable,
-                message: "lost on the way".into(),
-            });
+        if let Fault::LoseFirstVote(lost) = &self.fault {
+            if !lost.swap(true, Ordering::SeqCst) {
+                return Err(NodeError::Status {
+                    call: "AddCheckpointSig",
+                    code: Code::Unavailable,
+                    message: "lost on the way".into(),
+                });
+            }
         }
         self.node.add_checkpoint_sig(h, vote, proof).await
     }
@@ -129,41 +155,6 @@ impl CheckpointNode for LosingNode {
 /// The node's log so far.
 fn node_log(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
-}
-
-/// A node that serves every scheduled checkpoint round as a rotation round.
-struct KindLiar(GrpcNode);
-
-pass_finality_node!(KindLiar, 0);
-pass_staking_node!(KindLiar, 0);
-
-#[async_trait]
-impl CheckpointNode for KindLiar {
-    async fn checkpoints(&self) -> Result<Option<CheckpointsView>, NodeError> {
-        self.0.checkpoints().await
-    }
-    async fn checkpoint_round(&self, h: u64) -> Result<Option<CheckpointRoundView>, NodeError> {
-        Ok(self.0.checkpoint_round(h).await?.map(|mut c| {
-            if c.kind == CheckpointKind::Scheduled {
-                c.kind = CheckpointKind::Rotation;
-            }
-            c
-        }))
-    }
-    async fn add_checkpoint_sig(
-        &self,
-        h: u64,
-        vote: &CheckpointVote,
-        proof: &Proof,
-    ) -> Result<VoteOutcome, NodeError> {
-        self.0.add_checkpoint_sig(h, vote, proof).await
-    }
-    async fn register_checkpoint_genesis(
-        &self,
-        outpoint: OutPoint,
-    ) -> Result<CheckpointOutputView, NodeError> {
-        self.0.register_checkpoint_genesis(outpoint).await
-    }
 }
 
 fn spawn_node_logged(config: &Path, log: &Path) -> Killed {
@@ -221,6 +212,42 @@ async fn step_until(
     None
 }
 
+/// Evaluates `$attempt` (an `Option`) every 100 ms until it is `Some`, at most `$tries` times;
+/// its last value.
+macro_rules! poll {
+    ($tries:expr, $attempt:expr) => {{
+        let mut found = None;
+        for _ in 0..$tries {
+            found = $attempt;
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        found
+    }};
+}
+
+/// The first checkpoint round from `from` on, with its closed round, that `wanted` takes.
+async fn checkpoint_round_where(
+    grpc: &GrpcNode,
+    from: u64,
+    wanted: impl Fn(&ClosedRoundView, &CheckpointRoundView) -> bool,
+) -> Option<(ClosedRoundView, CheckpointRoundView)> {
+    for h in checkpoint_rounds(grpc, from).await {
+        let view = grpc.round(h).await.expect("round").expect("closed");
+        let served = grpc
+            .checkpoint_round(h)
+            .await
+            .expect("served")
+            .expect("a checkpoint round");
+        if wanted(&view, &served) {
+            return Some((view, served));
+        }
+    }
+    None
+}
+
 /// The closed rounds from `from` on that the node serves as checkpoint rounds.
 async fn checkpoint_rounds(node: &GrpcNode, from: u64) -> BTreeSet<u64> {
     node.rounds(from, 1000)
@@ -239,12 +266,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     let _chain = Killed(node_process::spawn_regtest(port, RPC_USER, RPC_PASSWORD));
     let rpc_url = format!("http://127.0.0.1:{port}");
     let bitcoin = RpcBackend::new(&rpc_url, RPC_USER, RPC_PASSWORD).expect("backend");
-    for _ in 0..100 {
-        if bitcoin.tip().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll!(100, bitcoin.tip().await.ok()).expect("fiamma regtest serves");
     let rpc = bitcoin.client();
     let wallet = KeyWallet::new(0x5e);
     rpc.generate_to_address(101, &wallet.address).expect("mine");
@@ -264,26 +286,18 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     let component_url = fiamma_role::store::sqlite_url(&dir.path().join("v4").join("component.db"));
     let grpc = GrpcNode::connect_lazy(&format!("http://{addr}"), Duration::from_secs(5))
         .expect("endpoint");
-    let losing = Arc::new(LosingNode {
-        node: grpc.clone(),
-        lost: AtomicBool::new(false),
-    });
-    let first = component(COMPONENT, &component_url, losing.clone()).await;
+    let losing = Faulty::new(&grpc, Fault::LoseFirstVote(AtomicBool::new(false)));
+    let first = component(COMPONENT, &component_url, losing).await;
     let mut reports = Vec::new();
     // Steps until the four are in one round's active set.
-    let mut full = 0;
-    for _ in 0..300 {
+    let full = poll!(300, {
         let _ = first.step().await;
         let Ok(h) = grpc.latest_round().await else {
             panic!("the node is gone: {}", node_log(&log));
         };
-        if h > 0 && round(&mut client, h).await.active_set.len() == 4 {
-            full = h;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(full > 0, "the four verifiers never became active");
+        (h > 0 && round(&mut client, h).await.active_set.len() == 4).then_some(h)
+    });
+    assert!(full.is_some(), "the four verifiers never became active");
 
     // The node restarts with checkpoints; h₀ a few rounds ahead, when all four are active.
     let genesis_round = current_round(&mut client).await + 6;
@@ -303,17 +317,14 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         &log,
     );
     let mut client = finality(addr).await;
-    let mut script = None;
-    for _ in 0..600 {
+    let script = poll!(600, {
         let _ = first.step().await;
-        if let Ok(Some(view)) = grpc.checkpoints().await {
-            if let Some(g) = view.genesis_script {
-                script = Some(g);
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        grpc.checkpoints()
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.genesis_script)
+    });
     let (h0, script) = script.unwrap_or_else(|| {
         panic!(
             "the node never served the genesis script: {}",
@@ -349,18 +360,10 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
         .expect("mine");
     let genesis = OutPoint::new(fund.compute_txid(), 0);
     let genesis_txout = fund.output[0].clone();
-    let mut registered_genesis = None;
-    for _ in 0..300 {
+    let registered_genesis = poll!(300, {
         let _ = first.step().await;
-        match grpc.register_checkpoint_genesis(genesis).await {
-            Ok(g) => {
-                registered_genesis = Some(g);
-                break;
-            }
-            Err(e) => tracing::debug!(error = %e, "genesis not taken yet"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        grpc.register_checkpoint_genesis(genesis).await.ok()
+    });
     let registered_genesis = registered_genesis
         .unwrap_or_else(|| panic!("the node never took the genesis output: {}", node_log(&log)));
     assert_eq!(registered_genesis.outpoint, genesis);
@@ -437,24 +440,14 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
 
     // A checkpoint round becomes READY: Bitcoin Core accepts its signed transaction spending
     // the genesis output.
-    let mut ready = None;
-    for _ in 0..600 {
-        for h in checkpoint_rounds(&grpc, genesis_round + 1).await {
-            let served = grpc
-                .checkpoint_round(h)
-                .await
-                .expect("served")
-                .expect("a checkpoint round");
-            if served.signed_transaction.is_some() {
-                ready = Some(served);
-                break;
-            }
-        }
-        if ready.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = poll!(
+        600,
+        checkpoint_round_where(&grpc, genesis_round + 1, |_, c| c
+            .signed_transaction
+            .is_some())
+        .await
+        .map(|(_, c)| c)
+    );
     let ready =
         ready.unwrap_or_else(|| panic!("no checkpoint round became ready: {}", node_log(&log)));
     let h = ready.round;
@@ -529,39 +522,26 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     // Outgoing duty (§13.6.2): daemon 1 stays down until it is jailed, so it leaves the active
     // set; started again (jailed), it still signs the next checkpoint round, whose base is
     // still the genesis and so holds its key.
-    let mut jailed = false;
-    for _ in 0..300 {
-        if record(&mut client, 1).await.status()
-            == fiamma_proto::finality::v1::VerifierStatus::Jailed
-        {
-            jailed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(jailed, "daemon 1 was never jailed: {}", node_log(&log));
+    let jailed = poll!(
+        300,
+        (record(&mut client, 1).await.status()
+            == fiamma_proto::finality::v1::VerifierStatus::Jailed)
+            .then_some(())
+    );
+    assert!(
+        jailed.is_some(),
+        "daemon 1 was never jailed: {}",
+        node_log(&log)
+    );
     let jailed_at = current_round(&mut client).await;
     daemons[0] = Some(Killed(spawn_verifier(&configs[0], false)));
-    let mut duty = None;
-    for _ in 0..600 {
-        for c in checkpoint_rounds(&grpc, jailed_at + 1).await {
-            let view = grpc.round(c).await.expect("round").expect("closed");
-            let served = grpc
-                .checkpoint_round(c)
-                .await
-                .expect("served")
-                .expect("a checkpoint round");
-            if !view.active_set.iter().any(|(k, _)| *k == daemon_key)
-                && !votes_of_1(&served).is_empty()
-            {
-                duty = Some((view, served));
-            }
-        }
-        if duty.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let duty = poll!(
+        600,
+        checkpoint_round_where(&grpc, jailed_at + 1, |view, c| {
+            !view.active_set.iter().any(|(k, _)| *k == daemon_key) && !votes_of_1(c).is_empty()
+        })
+        .await
+    );
     let (duty_round, duty) = duty.unwrap_or_else(|| {
         panic!(
             "jailed daemon 1 signed no checkpoint round after {jailed_at}: {}",
@@ -589,7 +569,7 @@ async fn verifiers_sign_checkpoints_bitcoin_accepts_and_never_vote_on_them(pool:
     let liar = component(
         2,
         &fiamma_role::store::sqlite_url(&liar_store),
-        Arc::new(KindLiar(grpc.clone())),
+        Faulty::new(&grpc, Fault::ScheduledAsRotation),
     )
     .await;
     let mut liar_reports = Vec::new();

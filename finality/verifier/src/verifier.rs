@@ -667,25 +667,32 @@ impl Verifier {
     /// The covenant committee and its quorum in the node's latest staking params version
     /// (probed upwards from the newest one seen); `Err` says why there is none.
     async fn committee(&self) -> Result<Result<(Vec<XOnlyPublicKey>, u32), String>, VerifierError> {
-        let mut version = self.state().params_version;
+        // Bounded: a node that never says NOT_FOUND cannot keep the step probing.
+        const MAX_PROBES: u32 = 1_000;
+        let first = self.state().params_version;
         let mut latest = None;
-        loop {
+        for version in first..first.saturating_add(MAX_PROBES) {
             match self.node.params(version).await {
-                Ok(p) => latest = Some(p),
+                Ok(p) => latest = Some((version, p)),
                 Err(NodeError::Status {
                     code: Code::NotFound,
                     ..
                 }) => break,
                 Err(e) => return Err(e.into()),
             }
-            version = version.saturating_add(1);
         }
-        let Some(params) = latest else {
+        let Some((version, params)) = latest else {
             return Ok(Err(format!(
-                "the node serves no staking params version {version}"
+                "the node serves no staking params version {first}"
             )));
         };
-        self.state().params_version = params.version;
+        if version == first.saturating_add(MAX_PROBES - 1) {
+            return Ok(Err(format!(
+                "the node serves params versions {first}..={version} and more: no latest one"
+            )));
+        }
+        // The version asked for, not the one the node wrote in the answer.
+        self.state().params_version = version;
         let keys: Result<Vec<XOnlyPublicKey>, _> = params
             .covenant_pks
             .iter()
@@ -693,7 +700,7 @@ impl Verifier {
             .collect();
         Ok(keys
             .map(|keys| (keys, params.covenant_quorum))
-            .map_err(|e| format!("params version {}: {e}", params.version)))
+            .map_err(|e| format!("params version {version}: {e}")))
     }
 
     /// Decides checkpoint round `view` (§13.5–13.6): signers are round h's active set and the
