@@ -95,9 +95,26 @@ async fn the_devnet_plays_the_whole_story_and_cleans_up() {
         "accepted by Bitcoin Core's consensus engine: 0.1 BTC to the slashing address",
         "spent by the slashing tx: UNBONDED",
         "verifier C has no power",
+        "sequencer: funded the checkpoint genesis",
+        "registered with the node once k = 2 deep",
+        "is a checkpoint round (every 5 rounds): candidate",
+        "verifiers B, A, D signed its sighash M",
+        ": READY",
+        "as a package: the candidate pays 0, the child spends its P2A output",
+        "Bitcoin Core's consensus checked that signatures worth at least T",
+        "is the base of the next candidate; the sequencer's pass sees it done",
         "staker 4: asked to unbond; its step broadcast unbonding tx",
         "UNBONDED (spent by",
+        "node: voting power at height",
+        // D's stake is gone: the next checkpoint hands the output to A and B, and D, still in
+        // the base set, signs it (outgoing duty).
+        "into round",
+        "'s set (B 45.5%, A 54.5%); verifiers B, A, D signed",
+        "is the base of the next candidate",
+        "reader: from the genesis outpoint alone over JSON-RPC",
+        "2 checkpoints; latest: round",
         "summary:",
+        "checkpoint chain checked by Bitcoin up to round",
         "postgres: dropped database fiamma_devnet_",
     ];
     let mut rest = stdout.as_str();

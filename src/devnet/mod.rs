@@ -12,12 +12,14 @@
 //!   votes with EOTS (one of them is made to equivocate);
 //! - [`sequencer`]: submits ZK proofs and anchors final rounds on Bitcoin;
 //! - [`slasher`]: turns a published key into mined slashing transactions.
+//! - [`checkpoint`]: the checkpoint chain: genesis, signed rounds, packages, the reader.
 //!
 //! [`story`] runs them in order, and with `--keep-running` [`localnet`] leaves the network
 //! up for a person to join; [`setup`] fixes the devnet's keys and parameters, [`chain`]
 //! the Bitcoin side, [`database`] the database, [`wire`] the requests they send.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod cluster;
 pub mod covenant;
 pub mod database;

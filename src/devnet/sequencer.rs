@@ -12,8 +12,8 @@ use fiamma_finality::zk::{ProofSystem, ZkProof};
 use fiamma_proto::client::{CheckpointOutputView, GrpcNode};
 use fiamma_sequencer::config::WALLET_NAME;
 use fiamma_sequencer::sequencer::{
-    CheckpointOutcome, GenesisOutcome, SequencerError,
-    txid_of, AnchorOutcome, Sequencer as Component, SequencerSettings,
+    txid_of, AnchorOutcome, CheckpointOutcome, GenesisOutcome, Sequencer as Component,
+    SequencerError, SequencerSettings,
 };
 use fiamma_sequencer::store::SequencerStore;
 use fiamma_staking::context::SigningContexts;
@@ -126,8 +126,15 @@ impl Sequencer {
             max_pending: 24,
             poll_interval: Duration::from_secs(1),
         };
-        let component = Component::new(settings, node.clone(), Arc::new(bitcoin), rpc, wallet, store)
-            .with_checkpoints(node);
+        let component = Component::new(
+            settings,
+            node.clone(),
+            Arc::new(bitcoin),
+            rpc,
+            wallet,
+            store,
+        )
+        .with_checkpoints(node);
         Ok(Sequencer { component, address })
     }
 

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::chain::DevnetChain;
+use super::checkpoint::Checkpoints;
 use super::cluster::ThrowawayCluster;
 use super::covenant;
 use super::database::DevnetDatabase;
@@ -65,7 +66,7 @@ pub(super) struct Roster {
 }
 
 impl Roster {
-    fn name(&self, key: &XOnlyPublicKey) -> &'static str {
+    pub(super) fn name(&self, key: &XOnlyPublicKey) -> &'static str {
         self.keys
             .iter()
             .position(|k| k == key)
@@ -318,8 +319,33 @@ impl<'a> World<'a> {
         let slashed = self
             .equivocation(say, &sequencer, &equivocate, &stakers, &roster)
             .await?;
+        let checkpoints = Checkpoints {
+            node: GrpcNode::from_channel(self.channel.clone()),
+            chain: self.chain,
+            bitcoin: self.chain.client()?,
+            sequencer: &sequencer,
+        };
+        let genesis = checkpoints.genesis(say, &roster).await?;
+        let now = self.latest_round().await?;
+        let (_, c1) = checkpoints
+            .checkpoint(say, &roster, genesis.outpoint, now)
+            .await?;
         let unbonded = self.unbond(say, &stakers, &roster).await?;
-        self.summary(say, anchored, slashed, unbonded).await?;
+        // The unbonded stake is gone from the rounds closed from now on: the next checkpoint
+        // hands the output to a changed set.
+        let now = self.latest_round().await?;
+        let (c2_round, _) = checkpoints
+            .checkpoint(say, &roster, bitcoin::OutPoint::new(c1, 0), now)
+            .await?;
+        let read = checkpoints.read(say, &genesis).await?;
+        if read != c2_round {
+            return Err(DevnetError::unexpected(
+                "reader",
+                format!("latest checkpoint round {c2_round}"),
+                read.to_string(),
+            ));
+        }
+        self.summary(say, anchored, slashed, unbonded, read).await?;
         Ok(roster)
     }
 
@@ -600,6 +626,20 @@ impl<'a> World<'a> {
             btc(Amount::from_sat(table.total_power_sat.unsigned_abs()))
         ));
         Ok(())
+    }
+
+    /// The newest closed round.
+    async fn latest_round(&mut self) -> Result<u64, DevnetError> {
+        Ok(self
+            .finality
+            .rounds(fpb::RoundsRequest {
+                from_round: 1,
+                limit: 1,
+            })
+            .await
+            .map_err(|s| DevnetError::rpc("devnet", "Rounds", &s))?
+            .into_inner()
+            .latest_round)
     }
 
     async fn round(&mut self, h: u64) -> Result<Option<fpb::Round>, DevnetError> {
@@ -1091,6 +1131,7 @@ impl<'a> World<'a> {
         anchored: u64,
         slashed: (&'static str, Amount),
         unbonded: (String, Amount),
+        checkpoint: u64,
     ) -> Result<(), DevnetError> {
         self.drain_reports();
         if let Some(e) = self.daemon_errors.first() {
@@ -1116,7 +1157,7 @@ impl<'a> World<'a> {
         say.say(format!(
             "summary: {} rounds closed, final: {} ({voted} verifier votes counted); round \
              {anchored} anchored on Bitcoin; verifier {} slashed, {} of its stake to the slashing \
-             address; {} unbonded {}",
+             address; {} unbonded {}; checkpoint chain checked by Bitcoin up to round {checkpoint}",
             rounds.len(),
             listed.join(", "),
             slashed.0,
