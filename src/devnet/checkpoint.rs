@@ -82,11 +82,11 @@ impl Checkpoints<'_> {
         };
         let set = self.set_line(h0, roster).await?;
         say.say(format!(
-            "sequencer: funded the checkpoint genesis {}: {} to the checkpoint output of round {h0} \
-             (the first round with stake; weights {set}), registered with the node once k = {} \
+            "sequencer: funded the checkpoint genesis {}: {} sat to the checkpoint output of round \
+             {h0} (the first round with stake; weights {set}), registered with the node once k = {} \
              deep",
             genesis.outpoint,
-            format!("{} sat", setup::CHECKPOINT_VALUE.to_sat()),
+            setup::CHECKPOINT_VALUE.to_sat(),
             setup::CONFIRMATION_DEPTH
         ));
         Ok(genesis)
