@@ -12,7 +12,7 @@ use fiamma_proto::finality::v1 as pb;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use crate::node::finality::store::{digest, to_i64, to_u64, xonly};
+use crate::node::finality::store::{digest, proof_from_row, to_i64, to_u64, xonly};
 use crate::node::store::StoreError;
 
 fn corrupt(column: &'static str, reason: impl Into<String>) -> StoreError {
@@ -367,7 +367,6 @@ const VOTE_COLUMNS: &str =
     "verifier, public_randomness, proof_index, proof_total, leaf_hash, aunts, signature";
 
 fn vote_from_row(row: &PgRow) -> Result<(CheckpointVote, Proof), StoreError> {
-    let aunts: Vec<Vec<u8>> = row.try_get("aunts")?;
     Ok((
         CheckpointVote {
             voter: xonly("verifier", row.try_get("verifier")?)?,
@@ -377,15 +376,7 @@ fn vote_from_row(row: &PgRow) -> Result<(CheckpointVote, Proof), StoreError> {
             )?),
             signature: Signature::from_byte_array(digest("signature", row.try_get("signature")?)?),
         },
-        Proof {
-            index: to_u64("proof_index", row.try_get("proof_index")?)?,
-            total: to_u64("proof_total", row.try_get("proof_total")?)?,
-            leaf_hash: digest("leaf_hash", row.try_get("leaf_hash")?)?,
-            aunts: aunts
-                .iter()
-                .map(|a| digest("aunts", a))
-                .collect::<Result<_, _>>()?,
-        },
+        proof_from_row(row)?,
     ))
 }
 

@@ -3,7 +3,7 @@
 //! message with the round's committed randomness, whichever arrives second.
 
 use bitcoin::secp256k1::{SecretKey, XOnlyPublicKey};
-use fiamma_finality::checkpoint::CheckpointVote;
+use fiamma_finality::checkpoint::{CheckpointRound, CheckpointVote};
 use fiamma_finality::eots::Signature;
 use fiamma_finality::merkle::Proof;
 use fiamma_finality::rounds::{
@@ -81,15 +81,8 @@ impl FinalityModule {
             });
         }
         let record = self.standing(&mut tx, &vote.voter, round).await?;
-        let commitment = record
-            .as_ref()
-            .and_then(|r| r.commitment_covering(round))
-            .ok_or(CheckpointError::NoCommitment {
-                voter: vote.voter,
-                round,
-            })?;
-        let checkpoint = close::checkpoint_round(&mut tx, &checkpoints.settings, &row).await?;
-        checkpoint.check_vote(vote, commitment, proof)?;
+        let checkpoint =
+            checked_vote(&mut tx, checkpoints, &row, record.as_ref(), vote, proof).await?;
         // The round's §10 vote message is a second message for the round.
         if let Some(other) = finality_store::vote_of(&mut tx, round, &vote.voter).await? {
             if lock != Lock::Update {
@@ -150,15 +143,8 @@ impl FinalityModule {
             &self.params.liveness,
         )
         .await?;
-        let commitment = record
-            .as_ref()
-            .and_then(|r| r.commitment_covering(round))
-            .ok_or(CheckpointError::NoCommitment {
-                voter: vote.voter,
-                round,
-            })?;
-        let checkpoint = close::checkpoint_round(&mut tx, &checkpoints.settings, &row).await?;
-        checkpoint.check_vote(&vote, commitment, &proof)?;
+        let checkpoint =
+            checked_vote(&mut tx, checkpoints, &row, record.as_ref(), &vote, &proof).await?;
         if !r.message.is_empty() && r.message != checkpoint.message().as_bytes() {
             return Err(FieldError {
                 field: "checkpoint.message",
@@ -237,4 +223,26 @@ impl FinalityModule {
             other_signature: vote.signature,
         })?))
     }
+}
+
+/// Checkpoint round `row` as the pure core holds it, once `vote` checks against it: `record`
+/// (the voter's) has a commitment covering the round, and the vote is by a signer of the round
+/// with that commitment's randomness, over the round's M.
+async fn checked_vote(
+    conn: &mut PgConnection,
+    checkpoints: &Checkpoints,
+    row: &store::CheckpointRow,
+    record: Option<&VerifierRecord>,
+    vote: &CheckpointVote,
+    proof: &Proof,
+) -> Result<CheckpointRound, CheckpointError> {
+    let commitment = record
+        .and_then(|r| r.commitment_covering(row.round))
+        .ok_or(CheckpointError::NoCommitment {
+            voter: vote.voter,
+            round: row.round,
+        })?;
+    let checkpoint = close::checkpoint_round(conn, &checkpoints.settings, row).await?;
+    checkpoint.check_vote(vote, commitment, proof)?;
+    Ok(checkpoint)
 }

@@ -621,8 +621,21 @@ pub async fn power_table(conn: &mut PgConnection, round: u64) -> Result<PowerTab
 const VOTE_COLUMNS: &str = "verifier, round, round_hash, public_randomness, proof_index, \
      proof_total, leaf_hash, aunts, signature, agrees";
 
-fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
+/// A randomness proof stored as `proof_index, proof_total, leaf_hash, aunts` columns.
+pub fn proof_from_row(row: &PgRow) -> Result<Proof, StoreError> {
     let aunts: Vec<Vec<u8>> = row.try_get("aunts")?;
+    Ok(Proof {
+        index: to_u64("proof_index", row.try_get("proof_index")?)?,
+        total: to_u64("proof_total", row.try_get("proof_total")?)?,
+        leaf_hash: digest("leaf_hash", row.try_get("leaf_hash")?)?,
+        aunts: aunts
+            .iter()
+            .map(|a| digest("aunts", a))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
     let vote = Vote {
         voter: xonly("verifier", row.try_get("verifier")?)?,
         round: to_u64("round", row.try_get("round")?)?,
@@ -631,15 +644,7 @@ fn vote_from_row(row: &PgRow) -> Result<(Vote, bool), StoreError> {
             "public_randomness",
             row.try_get("public_randomness")?,
         )?),
-        proof: Proof {
-            index: to_u64("proof_index", row.try_get("proof_index")?)?,
-            total: to_u64("proof_total", row.try_get("proof_total")?)?,
-            leaf_hash: digest("leaf_hash", row.try_get("leaf_hash")?)?,
-            aunts: aunts
-                .iter()
-                .map(|a| digest("aunts", a))
-                .collect::<Result<_, _>>()?,
-        },
+        proof: proof_from_row(row)?,
         signature: Signature::from_byte_array(digest("signature", row.try_get("signature")?)?),
     };
     Ok((vote, row.try_get("agrees")?))
