@@ -595,26 +595,11 @@ async fn base_height(tx: &Transaction, net: &Net) -> u32 {
 
 #[sqlx::test]
 async fn a_second_message_on_a_checkpoint_round_is_equivocation(pool: PgPool) {
-    let mut net = Net::start(pool, &[1, 2, 3, 4]).await;
-    net.close_through(GENESIS_ROUND).await;
-    let script = net.checkpoints().await.genesis_script_pubkey;
-    let fund = fund_genesis(&mut net, &bitcoin::ScriptBuf::from_bytes(script)).await;
-    net.mine(K - 1).await;
-    let genesis = OutPoint::new(fund, 0);
-    net.register(genesis).await.expect("registered");
-    net.close_through(INTERVAL).await;
+    let (mut net, genesis, c1) = at_the_first_checkpoint(pool).await;
     let set = {
         let v: Vec<&TestVerifier> = net.verifiers.iter().collect();
         set_of(&v)
     };
-    let c1 = expected_candidate(
-        genesis,
-        GENESIS_ROUND,
-        &set,
-        &set,
-        4,
-        digest(&net.round(4).await.round_hash),
-    );
 
     // The checkpoint vote first, then the round's §10 vote.
     net.checkpoint_vote(4, 4, &c1).await.expect("counted");
@@ -727,6 +712,131 @@ async fn a_second_message_on_a_checkpoint_round_is_equivocation(pool: PgPool) {
     assert_eq!(proved.verifier_btc_pk, key.serialize().to_vec());
     let sk = bitcoin::secp256k1::SecretKey::from_slice(&proved.extracted_secret_key).expect("key");
     assert_eq!(sk.x_only_public_key(SECP256K1).0, key);
+}
+
+/// Four equal stakers, the genesis registered on round 2's set, and round 4 (the first
+/// checkpoint round) closed: the net, the genesis and round 4's candidate.
+async fn at_the_first_checkpoint(pool: PgPool) -> (Net, OutPoint, Candidate) {
+    let mut net = Net::start(pool, &[1, 2, 3, 4]).await;
+    net.close_through(GENESIS_ROUND).await;
+    let script = net.checkpoints().await.genesis_script_pubkey;
+    let fund = fund_genesis(&mut net, &bitcoin::ScriptBuf::from_bytes(script)).await;
+    net.mine(K - 1).await;
+    let genesis = OutPoint::new(fund, 0);
+    net.register(genesis).await.expect("registered");
+    net.close_through(INTERVAL).await;
+    let set = {
+        let v: Vec<&TestVerifier> = net.verifiers.iter().collect();
+        set_of(&v)
+    };
+    let c1 = expected_candidate(
+        genesis,
+        GENESIS_ROUND,
+        &set,
+        &set,
+        4,
+        digest(&net.round(4).await.round_hash),
+    );
+    (net, genesis, c1)
+}
+
+#[sqlx::test]
+async fn malformed_checkpoint_requests_are_named_and_change_nothing(pool: PgPool) {
+    let (mut net, genesis, c1) = at_the_first_checkpoint(pool).await;
+    let v = net.verifier(1);
+    let r = v.randomness.for_round(4).expect("committed");
+    let vote = CheckpointVote::sign(&v.keypair, &r.secret, &c1.message);
+    let good = checkpoint_vote_to_pb(4, &vote, &r.proof);
+    let mut short_key = good.clone();
+    short_key.verifier_btc_pk.pop();
+    let mut short_sig = good.clone();
+    short_sig.signature.pop();
+    let mut no_proof = good.clone();
+    no_proof.proof = None;
+    for (vote, field) in [
+        (None, "checkpoint_vote"),
+        (Some(short_key), "checkpoint_vote.verifier_btc_pk"),
+        (Some(short_sig), "checkpoint_vote.signature"),
+        (Some(no_proof), "checkpoint_vote.proof"),
+    ] {
+        let refused = net
+            .node
+            .finality
+            .add_checkpoint_sig(fpb::AddCheckpointSigRequest { vote })
+            .await
+            .expect_err("malformed vote");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().contains(field),
+            "{field}: {}",
+            refused.message()
+        );
+    }
+    let short_txid = net
+        .node
+        .finality
+        .register_checkpoint_genesis(fpb::RegisterCheckpointGenesisRequest {
+            txid: vec![7; 31],
+            vout: 0,
+        })
+        .await
+        .expect_err("31-byte txid");
+    assert_eq!(short_txid.code(), Code::InvalidArgument);
+    assert!(
+        short_txid.message().contains("txid"),
+        "{}",
+        short_txid.message()
+    );
+    let far = net
+        .checkpoint_round(u64::MAX)
+        .await
+        .expect_err("beyond the stored range");
+    assert_eq!(far, Code::InvalidArgument);
+    let bad_evidence = net
+        .node
+        .finality
+        .equivocation_evidence(fpb::EquivocationEvidenceRequest {
+            first: None,
+            second: None,
+            checkpoint: Some(fpb::CheckpointEquivocation {
+                vote: Some(good),
+                message: Vec::new(),
+                other_message: vec![1, 2, 3],
+                other_signature: vec![7; 31],
+            }),
+        })
+        .await
+        .expect_err("31-byte second signature");
+    assert_eq!(bad_evidence.code(), Code::InvalidArgument);
+    assert!(
+        bad_evidence
+            .message()
+            .contains("checkpoint.other_signature"),
+        "{}",
+        bad_evidence.message()
+    );
+
+    // Nothing changed: no vote, no slashing, the same genesis.
+    assert!(net
+        .checkpoint_round(4)
+        .await
+        .expect("round")
+        .votes
+        .is_empty());
+    let record = net
+        .node
+        .finality
+        .verifier(fpb::VerifierRequest {
+            verifier_btc_pk: net.verifier(1).key().serialize().to_vec(),
+        })
+        .await
+        .expect("verifier")
+        .into_inner()
+        .verifier
+        .expect("record");
+    assert_eq!(record.status(), fpb::VerifierStatus::Active);
+    let served = net.checkpoints().await.genesis.expect("genesis");
+    assert_eq!(served.txid, genesis.txid.to_byte_array().to_vec());
 }
 
 #[sqlx::test]
