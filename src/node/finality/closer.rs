@@ -310,10 +310,7 @@ async fn tally_open_rounds(
     let mut finalized = Vec::new();
     for round in store::open_rounds(&mut *conn).await? {
         // A checkpoint round is tallied by its checkpoint votes.
-        if checkpoint_store::checkpoint_round(&mut *conn, round.round)
-            .await?
-            .is_some()
-        {
+        if round.checkpoint != pb::CheckpointKind::None {
             continue;
         }
         let table = store::power_table(&mut *conn, round.round).await?;
